@@ -1,0 +1,58 @@
+"""Every task a person runs: ``nox -s demo``, ``nox -s tests``, ``lint``, ``typecheck``, ``docs``, ``bench``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+ROOT = Path(__file__).parent
+BACKENDS = sorted(path for path in (ROOT / "backends").iterdir() if (path / "pyproject.toml").exists())
+TEST_DEPS = [
+    "pytest>=8",
+    "pytest-asyncio>=0.24",
+    "pytest-timeout>=2.3",
+    "python-jose[cryptography]>=3.3",
+    "hypothesis>=6.100",
+    "requests>=2.28",
+]
+LINT_DEPS = ["ruff>=0.8"]
+TYPECHECK_DEPS = ["mypy>=1.13", "types-requests", "pytest>=8", "python-jose>=3.3", "hypothesis>=6.100"]
+
+
+def install_project(session: nox.Session, *extra: str) -> None:
+    """Install the core and every backend, editable, each with its test extra."""
+    session.install("-e", f"{ROOT}[requests]", *[f"-e{path}[test]" for path in BACKENDS], *extra)
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """Run the seed story end to end on the embedded emulator, offline."""
+    session.install("-e", f"{ROOT}[requests]")
+    session.run("python", str(ROOT / "examples" / "nav_delegation_demo.py"))
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the whole test suite: the core and every backend against its real test server."""
+    install_project(session, *TEST_DEPS)
+    paths = ["tests", *[str(path.relative_to(ROOT) / "tests") for path in BACKENDS]]
+    session.run("pytest", *paths, *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Ruff, over the core, the backends, the tests and the examples."""
+    session.install(*LINT_DEPS)
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over the core and the backends."""
+    install_project(session, *TYPECHECK_DEPS)
+    session.run("mypy", "src", *[str(path / "src") for path in BACKENDS])

@@ -1,0 +1,124 @@
+"""Maskinporten environments: where to send grants and what to put in ``aud``."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from .errors import ConfigurationError
+
+__all__ = ["PROD", "TEST", "Environment", "resolve_environment"]
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def validate_url(value: object, field: str) -> str:
+    """Return ``value`` if it is an absolute https URL (http only on loopback), else raise ConfigurationError."""
+    if not isinstance(value, str) or not value:
+        raise ConfigurationError(field, "must be a non-empty URL string")
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ConfigurationError(field, f"must be an absolute http(s) URL, got {value!r}")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise ConfigurationError(field, f"must use https (plain http is allowed only on loopback), got {value!r}")
+    if parts.username or parts.password:
+        raise ConfigurationError(field, "must not contain credentials")
+    return value
+
+
+@dataclass(frozen=True)
+class Environment:
+    """A Maskinporten environment.
+
+    ``issuer`` is used verbatim as the grant's ``aud`` (mind the trailing slash); ``token_endpoint`` receives the
+    grant. Both must be https, except on loopback (the local emulator).
+    """
+
+    issuer: str
+    token_endpoint: str
+    jwks_uri: str | None = None
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        validate_url(self.issuer, "environment.issuer")
+        validate_url(self.token_endpoint, "environment.token_endpoint")
+        if self.jwks_uri is not None:
+            validate_url(self.jwks_uri, "environment.jwks_uri")
+
+    @property
+    def metadata_url(self) -> str:
+        """The issuer's OAuth authorization-server metadata URL."""
+        return self.issuer.rstrip("/") + "/.well-known/oauth-authorization-server"
+
+    @classmethod
+    def discover(cls, issuer: str, *, client: httpx.Client | None = None, timeout: float = 10.0) -> Environment:
+        """Read ``issuer``'s well-known metadata and return the environment it describes.
+
+        The metadata's ``issuer`` must equal ``issuer`` exactly, as RFC 8414 requires.
+        """
+        validate_url(issuer, "issuer")
+        url = issuer.rstrip("/") + "/.well-known/oauth-authorization-server"
+        try:
+            if client is None:
+                with httpx.Client(timeout=timeout) as own:
+                    response = own.get(url)
+            else:
+                response = client.get(url)
+            response.raise_for_status()
+            metadata: Any = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise ConfigurationError("issuer", f"could not read metadata from {url}: {exc}") from exc
+        if not isinstance(metadata, dict):
+            raise ConfigurationError("issuer", f"metadata at {url} is not a JSON object")
+        if metadata.get("issuer") != issuer:
+            raise ConfigurationError(
+                "issuer", f"metadata at {url} names issuer {metadata.get('issuer')!r}, expected {issuer!r}"
+            )
+        token_endpoint = metadata.get("token_endpoint")
+        if not isinstance(token_endpoint, str):
+            raise ConfigurationError("issuer", f"metadata at {url} has no token_endpoint")
+        jwks_uri = metadata.get("jwks_uri")
+        return cls(issuer=issuer, token_endpoint=token_endpoint, jwks_uri=jwks_uri if isinstance(jwks_uri, str) else None)
+
+
+PROD = Environment(
+    issuer="https://maskinporten.no/",
+    token_endpoint="https://maskinporten.no/token",
+    jwks_uri="https://maskinporten.no/jwk",
+    name="prod",
+)
+TEST = Environment(
+    issuer="https://test.maskinporten.no/",
+    token_endpoint="https://test.maskinporten.no/token",
+    jwks_uri="https://test.maskinporten.no/jwk",
+    name="test",
+)
+_PRESETS = {"prod": PROD, "test": TEST}
+
+
+def resolve_environment(value: object, field: str = "environment") -> Environment:
+    """Turn ``"test"``, ``"prod"`` or an :class:`Environment` into an Environment.
+
+    An issuer URL is discovered through its metadata.
+    """
+    if isinstance(value, Environment):
+        return value
+    if isinstance(value, str):
+        preset = _PRESETS.get(value.strip().lower())
+        if preset is not None:
+            return preset
+        if value.startswith(("https://", "http://")):
+            return Environment.discover(value)
+        raise ConfigurationError(field, f"must be 'test', 'prod', an issuer URL or an Environment, got {value!r}")
+    raise ConfigurationError(field, f"must be 'test', 'prod' or an Environment, got {type(value).__name__}")

@@ -1,0 +1,211 @@
+"""The exceptions raised by maskinporten-auth.
+
+Everything the library raises derives from :class:`MaskinportenError`. Messages never contain a private key, a
+grant or an access token.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = [
+    "AccessDeniedError",
+    "ClockSkewError",
+    "ConfigurationError",
+    "DelegationError",
+    "InvalidGrantError",
+    "InvalidResponseError",
+    "InvalidScopeError",
+    "MaskinportenError",
+    "NetworkError",
+    "RateLimitedError",
+    "ServerError",
+    "SigningError",
+    "TokenRequestError",
+    "hint_for",
+]
+
+
+class MaskinportenError(Exception):
+    """Base class of every exception raised by maskinporten-auth."""
+
+
+class ConfigurationError(MaskinportenError, ValueError):
+    """A setting is invalid. Raised at construction; ``field`` names the setting."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{field}: {problem}")
+
+
+class SigningError(MaskinportenError):
+    """The key backend could not sign the grant (or describe its key).
+
+    ``backend`` names the backend ("local", "aws-kms", "vault-transit", "azure-key-vault"), ``key`` the key it was
+    asked to use, and ``hint`` says what to do.
+    """
+
+    def __init__(self, message: str, *, backend: str, key: str | None = None, hint: str | None = None) -> None:
+        self.backend = backend
+        self.key = key
+        self.hint = hint
+        self.message = message
+        text = f"{backend}: {message}" if key is None else f"{backend} key {key!r}: {message}"
+        super().__init__(f"{text} (hint: {hint})" if hint else text)
+
+
+class TokenRequestError(MaskinportenError):
+    """Maskinporten's token endpoint refused or failed a token request.
+
+    Attributes:
+        status: the HTTP status, or None when no response arrived.
+        error: the OAuth ``error`` field (``invalid_grant``, ``invalid_scope``, ``forbidden``, ...).
+        code: the MP code from ``error_uri`` (``"MP-251"``), when Maskinporten gave one.
+        description: Maskinporten's ``error_description``, verbatim.
+        trace_id: the trace id Maskinporten put in the description, for its support desk.
+        hint: what to do about it, in plain words.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        error: str | None = None,
+        code: str | None = None,
+        description: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.status = status
+        self.error = error
+        self.code = code
+        self.description = description
+        self.trace_id = _trace_id(description)
+        self.hint = hint
+        parts = [message]
+        details = ", ".join(
+            f"{name}={value}" for name, value in (("status", status), ("error", error), ("code", code)) if value
+        )
+        if details:
+            parts.append(f"[{details}]")
+        if description:
+            parts.append(f"Maskinporten says: {description}")
+        if hint:
+            parts.append(f"Hint: {hint}")
+        super().__init__(" ".join(parts))
+
+    @property
+    def retryable(self) -> bool:
+        """Whether a new attempt, with a new grant, may succeed."""
+        return False
+
+
+class InvalidGrantError(TokenRequestError):
+    """Maskinporten rejected the JWT grant (``invalid_grant``): key, signature, claims or client."""
+
+
+class ClockSkewError(InvalidGrantError):
+    """The grant's ``iat``/``exp`` disagree with Maskinporten's clock (MP-130)."""
+
+
+class InvalidScopeError(TokenRequestError):
+    """A requested scope is not registered on the client nor delegated to it (``invalid_scope``, MP-200)."""
+
+
+class AccessDeniedError(TokenRequestError):
+    """Maskinporten forbade the request (HTTP 403, ``forbidden``; MP-250)."""
+
+
+class DelegationError(AccessDeniedError):
+    """The customer (``consumer_org``) has not delegated the scope to the supplier in Altinn (MP-251)."""
+
+
+class ServerError(TokenRequestError):
+    """Maskinporten answered with a 5xx status. Retryable."""
+
+    @property
+    def retryable(self) -> bool:
+        """Server errors are worth another attempt."""
+        return True
+
+
+class RateLimitedError(ServerError):
+    """Maskinporten answered 429; ``retry_after`` holds its ``Retry-After`` in seconds when it sent one."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: object) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+
+
+class NetworkError(TokenRequestError):
+    """No usable answer reached us: connection refused or reset, DNS, TLS, or a timeout. Retryable."""
+
+    @property
+    def retryable(self) -> bool:
+        """Network failures are worth another attempt."""
+        return True
+
+
+class InvalidResponseError(TokenRequestError):
+    """The token endpoint answered with something that is not a valid token response. Retryable."""
+
+    @property
+    def retryable(self) -> bool:
+        """A garbled answer (a proxy's HTML page, a truncated body) may be transient."""
+        return True
+
+
+_HINTS: dict[str, str] = {
+    "MP-012": "a grant was sent twice; every request must carry a fresh grant with a new jti",
+    "MP-100": "check client_id: the integration must exist in this environment (test and prod are separate)",
+    "MP-110": "the grant's aud must be the environment's issuer exactly, with the trailing slash",
+    "MP-120": "the enterprise certificate (virksomhetssertifikat) is not trusted here; test certificates work "
+    "only in test and production certificates only in prod",
+    "MP-121": "the key or certificate has expired; register a new one on the integration",
+    "MP-123": "x5c must be a JSON array of base64 DER certificates, leaf first",
+    "MP-124": "the signature does not match the registered key; check that kid names the key that signs",
+    "MP-130": "the grant's iat/exp disagree with Maskinporten's clock; synchronise the system clock (NTP)",
+    "MP-200": "the scope is not registered on the integration; add it in Samarbeidsportalen, or have the "
+    "customer delegate it in Altinn and send consumer_org",
+    "MP-250": "your organisation has not been granted access to this scope by the API owner",
+    "MP-251": "the customer has not delegated this scope to you in Altinn; their daglig leder (or someone "
+    "with the right role) must delegate it to your organisation number",
+}
+
+_DESCRIPTION_HINTS: tuple[tuple[str, str], ...] = (
+    ("unknown key identifier", "the kid is not registered on this integration; upload the key's public JWK in "
+     "Samarbeidsportalen or fix kid"),
+    ("client not found", _HINTS["MP-100"]),
+)
+
+_MP_CODE = re.compile(r"MP-\d{3}")
+_TRACE_ID = re.compile(r"trace_id:\s*([\w-]+)")
+
+
+def mp_code(error_uri: str | None) -> str | None:
+    """Return the MP code (``"MP-251"``) in an ``error_uri``, or None."""
+    if not error_uri:
+        return None
+    found = _MP_CODE.search(error_uri)
+    return found.group(0) if found else None
+
+
+def hint_for(code: str | None, description: str | None = None, error: str | None = None) -> str | None:
+    """Return a plain-words hint for an MP code, a description or an OAuth error, or None."""
+    if code and code in _HINTS:
+        return _HINTS[code]
+    lowered = (description or "").lower()
+    for needle, hint in _DESCRIPTION_HINTS:
+        if needle in lowered:
+            return hint
+    if error == "invalid_scope":
+        return _HINTS["MP-200"]
+    return None
+
+
+def _trace_id(description: str | None) -> str | None:
+    if not description:
+        return None
+    found = _TRACE_ID.search(description)
+    return found.group(1) if found else None

@@ -1,0 +1,156 @@
+"""The signer abstraction: whatever holds the private key signs the grant, and never gives the key out.
+
+:class:`Signer` is what the grant builder needs. :class:`DigestSigner` is the base of the remote backends (AWS KMS,
+Vault Transit, Azure Key Vault): the digest is computed here and only the digest goes to the key service, so a long
+``x5c`` header never hits a service's message-size limit.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import hashlib
+import threading
+from typing import Any, Final, Literal
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from .certificates import CertificateChain
+from .errors import ConfigurationError
+from .jwk import jwk_thumbprint, rsa_public_jwk
+
+__all__ = ["ALGORITHMS", "MIN_RSA_BITS", "Algorithm", "DigestSigner", "Signer", "digest", "validate_algorithm"]
+
+Algorithm = Literal["RS256", "RS384", "RS512"]
+ALGORITHMS: Final = ("RS256", "RS384", "RS512")
+MIN_RSA_BITS: Final = 2048
+
+_HASHES: Final = {"RS256": hashlib.sha256, "RS384": hashlib.sha384, "RS512": hashlib.sha512}
+
+
+def validate_algorithm(value: object, field: str = "algorithm") -> Algorithm:
+    """Return ``value`` if Maskinporten accepts it as the grant's ``alg``, else raise ConfigurationError."""
+    if value not in ALGORITHMS:
+        raise ConfigurationError(field, f"must be one of {', '.join(ALGORITHMS)} (Maskinporten's only), got {value!r}")
+    return value  # type: ignore[return-value]
+
+
+def validate_kid(value: object, field: str = "kid") -> str | None:
+    """Return ``value`` if it is None or a usable key id, else raise ConfigurationError."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigurationError(field, "must be a non-empty string")
+    if value != value.strip() or any(ord(ch) < 32 for ch in value):
+        raise ConfigurationError(field, "must not contain surrounding whitespace or control characters")
+    return value
+
+
+def digest(algorithm: Algorithm, signing_input: bytes) -> bytes:
+    """Return the hash of ``signing_input`` that ``algorithm`` signs (SHA-256, -384 or -512)."""
+    return _HASHES[algorithm](signing_input).digest()
+
+
+class Signer(abc.ABC):
+    """Signs JWT grants with an RSA key it keeps to itself.
+
+    A signer has ``algorithm`` (RS256, RS384 or RS512), ``kid`` (the key id registered on the integration) or
+    ``x5c`` (the enterprise certificate chain), :meth:`sign` and :meth:`asign`, and gives its public key as a JWK.
+    There is deliberately no way to get private key material out of a signer.
+    """
+
+    algorithm: Algorithm
+    kid: str | None
+    x5c: list[str] | None
+
+    @abc.abstractmethod
+    def sign(self, signing_input: bytes) -> bytes:
+        """Return the RSASSA-PKCS1-v1_5 signature of ``signing_input`` with :attr:`algorithm`'s hash."""
+
+    async def asign(self, signing_input: bytes) -> bytes:
+        """Sign without blocking the event loop (by default, :meth:`sign` in a worker thread)."""
+        return await asyncio.to_thread(self.sign, signing_input)
+
+    @abc.abstractmethod
+    def public_key(self) -> rsa.RSAPublicKey:
+        """Return the RSA public key that verifies this signer's signatures."""
+
+    def public_jwk(self) -> dict[str, Any]:
+        """Return the public key as a JWK, ready to register on the Maskinporten integration."""
+        return rsa_public_jwk(self.public_key(), kid=self.kid, alg=self.algorithm, x5c=self.x5c)
+
+    @property
+    def key_identity(self) -> str:
+        """A stable identity of the key, used in cache keys: by default its JWK thumbprint."""
+        return jwk_thumbprint(self.public_key())
+
+    def __repr__(self) -> str:
+        shown = f"kid={self.kid!r}" if self.kid is not None else f"x5c=<{len(self.x5c or [])} certificates>"
+        return f"{type(self).__name__}({shown}, algorithm={self.algorithm!r})"
+
+
+class DigestSigner(Signer):
+    """Base of signers whose key lives in a remote service and signs a digest computed here.
+
+    Subclasses implement :meth:`_fetch_public_key`, :meth:`_check_key` and :meth:`_sign_digest`. The public key is
+    fetched once; on first use the key is checked (type, usage, algorithm) and, with ``certificate_chain``, matched
+    against the leaf certificate. Errors from the service become :class:`~maskinporten_auth.errors.SigningError`.
+    """
+
+    backend: str = "remote"
+
+    def __init__(
+        self,
+        *,
+        kid: str | None = None,
+        algorithm: str = "RS256",
+        certificate_chain: bytes | str | CertificateChain | None = None,
+    ) -> None:
+        self.algorithm = validate_algorithm(algorithm)
+        self.kid = validate_kid(kid)
+        if certificate_chain is not None and not isinstance(certificate_chain, CertificateChain):
+            certificate_chain = CertificateChain.from_pem(certificate_chain)
+        self.certificate_chain = certificate_chain
+        self.x5c = certificate_chain.x5c if certificate_chain is not None else None
+        if self.kid is not None and self.x5c is not None:
+            raise ConfigurationError("kid", "give either kid or certificate_chain (x5c), not both")
+        self._public_key: rsa.RSAPublicKey | None = None
+        self._verified = False
+        self._lock = threading.Lock()
+
+    @abc.abstractmethod
+    def _fetch_public_key(self) -> rsa.RSAPublicKey:
+        """Fetch the key's public half from the service (called once)."""
+
+    def _check_key(self) -> None:  # noqa: B027 - an optional hook
+        """Check that the remote key can sign with :attr:`algorithm`; raise SigningError if not (called once)."""
+
+    @abc.abstractmethod
+    def _sign_digest(self, digest: bytes) -> bytes:
+        """Have the service sign ``digest`` (PKCS#1 v1.5 with :attr:`algorithm`'s hash) and return the signature."""
+
+    def public_key(self) -> rsa.RSAPublicKey:
+        """Return the key's public half, fetched from the service once."""
+        if self._public_key is None:
+            with self._lock:
+                if self._public_key is None:
+                    key = self._fetch_public_key()
+                    if key.key_size < MIN_RSA_BITS:
+                        raise ConfigurationError("key_id", f"the key has {key.key_size} bits; at least 2048 needed")
+                    self._public_key = key
+        return self._public_key
+
+    def verify_key(self) -> None:
+        """Check the remote key once: usable for :attr:`algorithm`, and matching the certificate chain if any."""
+        if self._verified:
+            return
+        self._check_key()
+        public_key = self.public_key()
+        if self.certificate_chain is not None:
+            self.certificate_chain.check_key(public_key)
+        self._verified = True
+
+    def sign(self, signing_input: bytes) -> bytes:
+        """Hash ``signing_input`` locally and have the service sign the digest."""
+        self.verify_key()
+        return self._sign_digest(digest(self.algorithm, signing_input))
