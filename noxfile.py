@@ -56,3 +56,10 @@ def typecheck(session: nox.Session) -> None:
     """mypy --strict over the core and the backends."""
     install_project(session, *TYPECHECK_DEPS)
     session.run("mypy", "src", *[str(path / "src") for path in BACKENDS])
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site in strict mode: a broken link or reference fails."""
+    install_project(session, "mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26")
+    session.run("mkdocs", "build", "--strict", "--site-dir", str(ROOT / "site"))
