@@ -1,0 +1,272 @@
+"""Configuration from environment variables: ``MASKINPORTEN_ENV``, ``MASKINPORTEN_CLIENT_ID`` and the rest.
+
+:func:`auth_from_env` builds a :class:`~maskinporten_auth.auth.MaskinportenAuth` from them; :class:`EnvConfig`
+reads one setting at a time, which is how ``maskinporten doctor`` checks a configuration step by step. Every
+:class:`~maskinporten_auth.errors.ConfigurationError` raised here names the variable at fault in ``field``.
+
+Variables (with the default prefix): ``MASKINPORTEN_ENV`` (``test``, the default, ``prod`` or an issuer
+URL), ``MASKINPORTEN_CLIENT_ID``, ``MASKINPORTEN_SCOPES`` (spaces or commas between scopes),
+``MASKINPORTEN_KEY`` (a key URI), ``MASKINPORTEN_KID``, ``MASKINPORTEN_KEY_PASSWORD`` or
+``MASKINPORTEN_KEY_PASSWORD_FILE``, ``MASKINPORTEN_CONSUMER_ORG`` and ``MASKINPORTEN_RESOURCE``. An empty
+optional variable counts as unset.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from .environment import Environment, resolve_environment
+from .errors import ConfigurationError, SigningError
+from .orgnr import validate_orgno
+from .signer import Signer
+from .uri import signer_from_uri
+
+if TYPE_CHECKING:
+    from .auth import MaskinportenAuth
+
+__all__ = ["DEFAULT_PREFIX", "EnvConfig", "auth_from_env"]
+
+DEFAULT_PREFIX = "MASKINPORTEN_"
+
+ENV = "ENV"
+CLIENT_ID = "CLIENT_ID"
+SCOPES = "SCOPES"
+KEY = "KEY"
+KID = "KID"
+KEY_PASSWORD = "KEY_PASSWORD"
+KEY_PASSWORD_FILE = "KEY_PASSWORD_FILE"
+CONSUMER_ORG = "CONSUMER_ORG"
+RESOURCE = "RESOURCE"
+
+#: Every variable suffix :class:`EnvConfig` reads, in the order a person sets them.
+VARIABLES = (ENV, CLIENT_ID, SCOPES, KEY, KID, KEY_PASSWORD, KEY_PASSWORD_FILE, CONSUMER_ORG, RESOURCE)
+
+# RFC 6749 section 3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+_SCOPE_SEPARATORS = re.compile(r"[\s,]+")
+_PASSWORD_SCHEMES = ("file", "pkcs12")
+
+# The MaskinportenAuth keyword each variable feeds, and the error fields that map back to the variable.
+_KEYWORD_OF = {
+    ENV: "environment",
+    CLIENT_ID: "client_id",
+    SCOPES: "scopes",
+    KEY: "signer",
+    KID: "signer",
+    KEY_PASSWORD: "signer",
+    CONSUMER_ORG: "consumer_org",
+    RESOURCE: "resource",
+}
+_FIELD_TO_SUFFIX = {
+    "environment": ENV,
+    "issuer": ENV,
+    "client_id": CLIENT_ID,
+    "scopes": SCOPES,
+    "scope": SCOPES,
+    "signer": KEY,
+    "key": KEY,
+    "jwk": KEY,
+    "pkcs12": KEY,
+    "certificate_chain": KEY,
+    "kid": KID,
+    "password": KEY_PASSWORD,
+    "consumer_org": CONSUMER_ORG,
+    "resource": RESOURCE,
+}
+
+
+class EnvConfig:
+    """Reads Maskinporten settings from environment variables named ``<prefix><SUFFIX>``.
+
+    Args:
+        prefix: the variables' common prefix; give each integration in a process its own
+            (``"PAYROLL_MASKINPORTEN_"``).
+        environ: where to read them; ``os.environ`` by default.
+
+    Each reader method validates its setting and raises :class:`ConfigurationError` whose ``field`` is the
+    full name of the variable at fault.
+
+    """
+
+    def __init__(self, prefix: str = DEFAULT_PREFIX, environ: Mapping[str, str] | None = None) -> None:
+        if not isinstance(prefix, str):
+            raise ConfigurationError("prefix", f"must be a string, got {type(prefix).__name__}")
+        self.prefix = prefix
+        self.environ: Mapping[str, str] = os.environ if environ is None else environ
+
+    def name(self, suffix: str) -> str:
+        """Return the full name of a variable: ``name("KEY")`` is ``"MASKINPORTEN_KEY"``."""
+        return self.prefix + suffix
+
+    def get(self, suffix: str) -> str | None:
+        """Return a variable's value without surrounding whitespace, or None if it is unset or empty."""
+        value = self.environ.get(self.name(suffix))
+        if value is None or not value.strip():
+            return None
+        return value.strip()
+
+    def require(self, suffix: str) -> str:
+        """Return a variable's value, or raise :class:`ConfigurationError` if it is unset or empty."""
+        value = self.get(suffix)
+        if value is None:
+            state = "is empty" if self.name(suffix) in self.environ else "is not set"
+            raise ConfigurationError(self.name(suffix), f"{state}; {_PURPOSE[suffix]}")
+        return value
+
+    def environment(self) -> Environment:
+        """Return the environment ``ENV`` names: ``test`` (default), ``prod``, or a discovered issuer URL."""
+        value = self.get(ENV) or "test"
+        try:
+            return resolve_environment(value, self.name(ENV))
+        except ConfigurationError as exc:
+            if exc.field == self.name(ENV):
+                raise
+            raise ConfigurationError(self.name(ENV), exc.problem) from exc
+
+    def client_id(self) -> str:
+        """Return ``CLIENT_ID``, the integration's client id."""
+        value = self.require(CLIENT_ID)
+        if any(character.isspace() or ord(character) < 32 for character in value):
+            raise ConfigurationError(
+                self.name(CLIENT_ID), "must not contain whitespace or control characters"
+            )
+        return value
+
+    def scopes(self) -> list[str]:
+        """Return ``SCOPES`` split on spaces and commas, without duplicates, in the order given."""
+        value = self.require(SCOPES)
+        scopes = list(dict.fromkeys(part for part in _SCOPE_SEPARATORS.split(value) if part))
+        for scope in scopes:
+            if not _SCOPE_TOKEN.fullmatch(scope):
+                raise ConfigurationError(self.name(SCOPES), f"{scope!r} is not a valid OAuth scope")
+        return scopes
+
+    def password(self) -> bytes | None:
+        """Return the key password from ``KEY_PASSWORD`` or the file ``KEY_PASSWORD_FILE`` names, or None."""
+        direct = self.environ.get(self.name(KEY_PASSWORD)) or None
+        path = self.get(KEY_PASSWORD_FILE)
+        if direct is not None and path is not None:
+            raise ConfigurationError(
+                self.name(KEY_PASSWORD_FILE), f"set either it or {self.name(KEY_PASSWORD)}, not both"
+            )
+        if direct is not None:
+            return direct.encode("utf-8")
+        if path is None:
+            return None
+        try:
+            secret = Path(path).read_bytes()
+        except OSError as exc:
+            raise ConfigurationError(
+                self.name(KEY_PASSWORD_FILE), f"cannot read {path!r}: {exc.strerror}"
+            ) from None
+        secret = secret.removesuffix(b"\n").removesuffix(b"\r")
+        if not secret:
+            raise ConfigurationError(self.name(KEY_PASSWORD_FILE), f"the file {path!r} is empty")
+        return secret
+
+    def _password_suffix(self) -> str:
+        return KEY_PASSWORD_FILE if self.get(KEY_PASSWORD_FILE) is not None else KEY_PASSWORD
+
+    def signer(self) -> Signer:
+        """Return the signer for ``KEY`` (a key URI), with ``KID`` and the key password."""
+        uri = self.require(KEY)
+        scheme = urlsplit(uri).scheme.lower()
+        if len(scheme) < 2:  # no scheme, or a Windows drive letter
+            example = (
+                Path(uri).absolute().as_uri()
+                if Path(uri).is_absolute()
+                else "file:///etc/maskinporten/key.pem"
+            )
+            raise ConfigurationError(self.name(KEY), f"must be a key URI such as {example}, got {uri!r}")
+        kid = self.get(KID)
+        password = self.password()
+        if password is not None and scheme not in _PASSWORD_SCHEMES:
+            raise ConfigurationError(
+                self.name(self._password_suffix()), f"applies only to file: and pkcs12: keys, not {scheme}:"
+            )
+        try:
+            return signer_from_uri(uri, kid=kid, password=password)
+        except ConfigurationError as exc:
+            suffix = _FIELD_TO_SUFFIX.get(exc.field, KEY)
+            if suffix == KEY_PASSWORD:
+                suffix = self._password_suffix()
+            raise ConfigurationError(self.name(suffix), exc.problem) from exc
+        except SigningError as exc:
+            raise ConfigurationError(self.name(KEY), str(exc)) from exc
+
+    def consumer_org(self) -> str | None:
+        """Return ``CONSUMER_ORG``, a valid organisation number, or None."""
+        value = self.get(CONSUMER_ORG)
+        return None if value is None else validate_orgno(value, self.name(CONSUMER_ORG))
+
+    def resource(self) -> str | None:
+        """Return ``RESOURCE``, an absolute URI, or None."""
+        value = self.get(RESOURCE)
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if not parts.scheme or any(character.isspace() for character in value):
+            raise ConfigurationError(self.name(RESOURCE), f"must be an absolute URI, got {value!r}")
+        return value
+
+    def auth(self, **overrides: Any) -> MaskinportenAuth:
+        """Build a :class:`~maskinporten_auth.auth.MaskinportenAuth` from the variables.
+
+        ``overrides`` are keyword arguments of ``MaskinportenAuth``. One that replaces a variable
+        (``environment``, ``client_id``, ``scopes``, ``signer``, ``consumer_org``, ``resource``) means the
+        variable is not read at all; any other (``grant_lifetime``, ``pid``, ...) is passed on.
+        """
+        from .auth import MaskinportenAuth
+
+        readers = {
+            "environment": self.environment,
+            "client_id": self.client_id,
+            "scopes": self.scopes,
+            "signer": self.signer,
+            "consumer_org": self.consumer_org,
+            "resource": self.resource,
+        }
+        read = {keyword: reader() for keyword, reader in readers.items() if keyword not in overrides}
+        try:
+            return MaskinportenAuth(**read, **overrides)
+        except ConfigurationError as exc:
+            suffix = _FIELD_TO_SUFFIX.get(exc.field)
+            if suffix is None or _KEYWORD_OF[suffix] not in read:
+                raise
+            raise ConfigurationError(self.name(suffix), exc.problem) from exc
+
+
+_PURPOSE = {
+    CLIENT_ID: "set it to the integration's client id from Samarbeidsportalen",
+    SCOPES: "set it to the scopes to request, separated by spaces or commas",
+    KEY: "set it to a key URI such as file:///etc/maskinporten/key.pem",
+}
+
+
+def auth_from_env(
+    prefix: str = DEFAULT_PREFIX, environ: Mapping[str, str] | None = None, **overrides: Any
+) -> MaskinportenAuth:
+    """Build a :class:`~maskinporten_auth.auth.MaskinportenAuth` from ``<prefix>*`` environment variables.
+
+    Args:
+        prefix: the variables' prefix, ``MASKINPORTEN_`` by default; give each integration its own when one
+            process talks to several.
+        environ: the variables; ``os.environ`` by default.
+        **overrides: keyword arguments of ``MaskinportenAuth`` that take precedence over the variables.
+
+    Raises:
+        ConfigurationError: a variable is missing or invalid; ``field`` is the variable's name.
+
+    Example:
+        ```python
+        auth = auth_from_env()                       # MASKINPORTEN_*
+        payroll = auth_from_env("PAYROLL_MASKINPORTEN_", consumer_org="310539759")
+        ```
+
+    """
+    return EnvConfig(prefix, environ).auth(**overrides)
