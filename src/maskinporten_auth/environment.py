@@ -89,7 +89,9 @@ class Environment:
         if not isinstance(token_endpoint, str):
             raise ConfigurationError("issuer", f"metadata at {url} has no token_endpoint")
         jwks_uri = metadata.get("jwks_uri")
-        return cls(issuer=issuer, token_endpoint=token_endpoint, jwks_uri=jwks_uri if isinstance(jwks_uri, str) else None)
+        if not isinstance(jwks_uri, str):
+            jwks_uri = None
+        return cls(issuer=issuer, token_endpoint=token_endpoint, jwks_uri=jwks_uri)
 
 
 PROD = Environment(

@@ -13,7 +13,7 @@ def is_valid_orgno(value: str) -> bool:
     """Return whether ``value`` is a nine-digit organisation number with a correct check digit."""
     if len(value) != 9 or not value.isascii() or not value.isdigit():
         return False
-    remainder = sum(int(digit) * weight for digit, weight in zip(value, _WEIGHTS)) % 11
+    remainder = sum(int(digit) * weight for digit, weight in zip(value[:8], _WEIGHTS, strict=True)) % 11
     if remainder == 1:
         return False
     check = 0 if remainder == 0 else 11 - remainder

@@ -32,7 +32,7 @@ def validate_algorithm(value: object, field: str = "algorithm") -> Algorithm:
     """Return ``value`` if Maskinporten accepts it as the grant's ``alg``, else raise ConfigurationError."""
     if value not in ALGORITHMS:
         raise ConfigurationError(field, f"must be one of {', '.join(ALGORITHMS)} (Maskinporten's only), got {value!r}")
-    return value  # type: ignore[return-value]
+    return value
 
 
 def validate_kid(value: object, field: str = "kid") -> str | None:
@@ -122,7 +122,7 @@ class DigestSigner(Signer):
     def _fetch_public_key(self) -> rsa.RSAPublicKey:
         """Fetch the key's public half from the service (called once)."""
 
-    def _check_key(self) -> None:  # noqa: B027 - an optional hook
+    def _check_key(self) -> None:
         """Check that the remote key can sign with :attr:`algorithm`; raise SigningError if not (called once)."""
 
     @abc.abstractmethod

@@ -1,0 +1,170 @@
+"""The JWT grant (RFC 7523) that Maskinporten exchanges for an access token.
+
+A grant is built immediately before it is posted and never reused: each call of :meth:`GrantBuilder.build` makes a
+new ``jti``, ``iat`` and ``exp``.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from .errors import ConfigurationError
+from .jwk import b64url
+from .orgnr import validate_orgno
+from .signer import Signer
+
+__all__ = ["MAX_GRANT_LIFETIME", "GrantBuilder", "GrantClaims", "systemuser_authorization"]
+
+MAX_GRANT_LIFETIME: Final = 120
+DEFAULT_GRANT_LIFETIME: Final = 60
+
+
+def _json(value: object) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _check_token_string(value: object, field: str, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigurationError(field, f"{what} must be a non-empty string, got {value!r}")
+    if any(ch.isspace() for ch in value) or not value.isprintable():
+        raise ConfigurationError(field, f"{what} must not contain whitespace or control characters: {value!r}")
+    return value
+
+
+def validate_scopes(value: object, field: str = "scopes") -> tuple[str, ...]:
+    """Return the scopes as a tuple, in order and without duplicates; a str is one scope."""
+    items: Sequence[object]
+    if isinstance(value, str):
+        items = [value]
+    elif isinstance(value, (list, tuple)):
+        items = value
+    else:
+        raise ConfigurationError(field, f"must be a scope string or a list of scopes, got {type(value).__name__}")
+    if not items:
+        raise ConfigurationError(field, "at least one scope is required")
+    scopes = tuple(dict.fromkeys(_check_token_string(item, field, "a scope") for item in items))
+    return scopes
+
+
+def validate_resource(value: object, field: str = "resource") -> tuple[str, ...] | None:
+    """Return the audience(s) of an audience-restricted token as a tuple, or None."""
+    if value is None:
+        return None
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not items:
+        raise ConfigurationError(field, "must be a resource string or a non-empty list of them")
+    return tuple(_check_token_string(item, field, "a resource") for item in items)
+
+
+def validate_pid(value: object, field: str = "pid") -> str | None:
+    """Return a national identity number (11 digits), or None."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) != 11 or not value.isascii() or not value.isdigit():
+        raise ConfigurationError(field, "must be an 11-digit national identity number")
+    return value
+
+
+def systemuser_authorization(orgno: str, external_ref: str | None = None) -> dict[str, Any]:
+    """Return the ``authorization_details`` entry that asks for a token as an Altinn system user (systembruker)."""
+    detail: dict[str, Any] = {
+        "type": "urn:altinn:systemuser",
+        "systemuser_org": {"authority": "iso6523-actorid-upis", "ID": f"0192:{validate_orgno(orgno, 'orgno')}"},
+    }
+    if external_ref is not None:
+        detail["externalRef"] = external_ref
+    return detail
+
+
+def validate_authorization_details(value: object, field: str = "authorization_details") -> tuple[Any, ...] | None:
+    """Return RFC 9396 authorization details as a tuple of JSON objects, or None."""
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ConfigurationError(field, "must be a non-empty list of JSON objects")
+    for item in value:
+        if not isinstance(item, Mapping) or not isinstance(item.get("type"), str):
+            raise ConfigurationError(field, "each entry must be an object with a string 'type'")
+        try:
+            json.dumps(item)
+        except (TypeError, ValueError):
+            raise ConfigurationError(field, "entries must be JSON serialisable") from None
+    return tuple(json.loads(json.dumps(list(value))))
+
+
+@dataclass(frozen=True)
+class GrantClaims:
+    """What a grant asks for. Validated at construction; every field maps to one documented claim."""
+
+    audience: str
+    client_id: str
+    scopes: tuple[str, ...]
+    consumer_org: str | None = None
+    resource: tuple[str, ...] | None = None
+    authorization_details: tuple[Any, ...] | None = None
+    pid: str | None = None
+    lifetime: int = DEFAULT_GRANT_LIFETIME
+    _static: dict[str, Any] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _check_token_string(self.client_id, "client_id", "client_id")
+        if isinstance(self.lifetime, bool) or not isinstance(self.lifetime, int):
+            raise ConfigurationError("grant_lifetime", "must be a whole number of seconds")
+        if not 1 <= self.lifetime <= MAX_GRANT_LIFETIME:
+            raise ConfigurationError(
+                "grant_lifetime", f"must be between 1 and {MAX_GRANT_LIFETIME} seconds, got {self.lifetime}"
+            )
+        if self.consumer_org is not None:
+            validate_orgno(self.consumer_org, "consumer_org")
+        static: dict[str, Any] = {"aud": self.audience, "iss": self.client_id, "scope": " ".join(self.scopes)}
+        if self.consumer_org is not None:
+            static["consumer_org"] = self.consumer_org
+        if self.resource is not None:
+            static["resource"] = list(self.resource)
+        if self.authorization_details is not None:
+            static["authorization_details"] = list(self.authorization_details)
+        if self.pid is not None:
+            static["pid"] = self.pid
+        object.__setattr__(self, "_static", static)
+
+    def at(self, now: float) -> dict[str, Any]:
+        """Return the claims of a new grant issued at ``now`` (seconds since the epoch), with a fresh ``jti``."""
+        issued_at = int(now)
+        return {**self._static, "iat": issued_at, "exp": issued_at + self.lifetime, "jti": str(uuid.uuid4())}
+
+
+class GrantBuilder:
+    """Builds and signs grants for one client and one set of claims."""
+
+    def __init__(self, signer: Signer, claims: GrantClaims) -> None:
+        if (signer.kid is None) == (not signer.x5c):
+            raise ConfigurationError(
+                "signer",
+                "must have exactly one of kid (a key registered on the integration) or x5c (an enterprise "
+                "certificate chain)",
+            )
+        header: dict[str, Any] = {"alg": signer.algorithm}
+        if signer.kid is not None:
+            header["kid"] = signer.kid
+        else:
+            header["x5c"] = list(signer.x5c or ())
+        self.signer = signer
+        self.claims = claims
+        self._encoded_header = b64url(_json(header))
+
+    def _signing_input(self, now: float) -> bytes:
+        return f"{self._encoded_header}.{b64url(_json(self.claims.at(now)))}".encode("ascii")
+
+    def build(self, now: float) -> str:
+        """Return a newly signed grant issued at ``now``."""
+        signing_input = self._signing_input(now)
+        return f"{signing_input.decode('ascii')}.{b64url(self.signer.sign(signing_input))}"
+
+    async def abuild(self, now: float) -> str:
+        """Return a newly signed grant issued at ``now``, signing without blocking the event loop."""
+        signing_input = self._signing_input(now)
+        return f"{signing_input.decode('ascii')}.{b64url(await self.signer.asign(signing_input))}"

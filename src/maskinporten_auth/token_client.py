@@ -1,0 +1,252 @@
+"""The token endpoint: post a grant, read the token response, map every failure to a typed exception."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from .clock import GrantClock
+from .environment import Environment
+from .errors import (
+    AccessDeniedError,
+    ClockSkewError,
+    DelegationError,
+    InvalidGrantError,
+    InvalidResponseError,
+    InvalidScopeError,
+    NetworkError,
+    RateLimitedError,
+    ServerError,
+    TokenRequestError,
+    hint_for,
+    mp_code,
+)
+from .retry import RetryPolicy, RetrySchedule
+
+__all__ = ["GRANT_TYPE", "TokenClient", "TokenResponse", "error_from_response", "parse_token_response"]
+
+GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+_MAX_EXPIRES_IN = 24 * 3600
+
+logger = logging.getLogger("maskinporten_auth")
+
+
+@dataclass(frozen=True)
+class TokenResponse:
+    """A successful token response. ``access_token`` is left out of the repr."""
+
+    access_token: str = field(repr=False)
+    expires_in: float
+    scope: str | None
+    token_type: str = "Bearer"
+
+
+def parse_token_response(response: httpx.Response) -> TokenResponse:
+    """Return the token in a 200 response, or raise :class:`InvalidResponseError` if it is not a valid one."""
+    body = _json_object(response)
+    if body is None:
+        raise InvalidResponseError(
+            f"the token endpoint answered 200 with a body that is not a JSON object ({_content_kind(response)})",
+            status=response.status_code,
+        )
+    token = body.get("access_token")
+    if not isinstance(token, str) or not token:
+        raise InvalidResponseError("the token response has no access_token", status=response.status_code)
+    token_type = body.get("token_type", "Bearer")
+    if not isinstance(token_type, str) or token_type.lower() != "bearer":
+        raise InvalidResponseError(f"the token type is {token_type!r}, not Bearer", status=response.status_code)
+    expires_in = body.get("expires_in")
+    if (
+        isinstance(expires_in, bool)
+        or not isinstance(expires_in, (int, float))
+        or not math.isfinite(expires_in)
+        or not 0 < expires_in <= _MAX_EXPIRES_IN
+    ):
+        raise InvalidResponseError(f"the token response has an invalid expires_in: {expires_in!r}", status=200)
+    scope = body.get("scope")
+    return TokenResponse(
+        access_token=token, expires_in=float(expires_in), scope=scope if isinstance(scope, str) else None
+    )
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any] | None:
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _content_kind(response: httpx.Response) -> str:
+    kind = response.headers.get("content-type", "no content type").split(";")[0]
+    return f"{kind}, {len(response.content)} bytes"
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def _is_clock_skew(code: str | None, description: str) -> bool:
+    lowered = description.lower()
+    return code == "MP-130" or "issue time" in lowered or "is expired" in lowered
+
+
+def error_from_response(response: httpx.Response) -> TokenRequestError:
+    """Return the typed exception for a non-200 answer from the token endpoint."""
+    status = response.status_code
+    body = _json_object(response) or {}
+    error = body.get("error") if isinstance(body.get("error"), str) else None
+    description = body.get("error_description") if isinstance(body.get("error_description"), str) else None
+    error_uri = body.get("error_uri") if isinstance(body.get("error_uri"), str) else None
+    code = mp_code(error_uri)
+    details: dict[str, Any] = {
+        "status": status,
+        "error": error,
+        "code": code,
+        "description": description,
+        "hint": hint_for(code, description, error),
+    }
+    if status == 429:
+        return RateLimitedError("Maskinporten is rate limiting", retry_after=_retry_after(response), **details)
+    if status >= 500:
+        if status == 503 and response.headers.get("retry-after") is not None:
+            return RateLimitedError("Maskinporten is unavailable", retry_after=_retry_after(response), **details)
+        return ServerError(f"Maskinporten failed with HTTP {status}", **details)
+    if error is None:
+        return TokenRequestError(
+            f"the token endpoint answered HTTP {status} without an OAuth error ({_content_kind(response)}); "
+            "check the environment's token_endpoint",
+            **details,
+        )
+    if error == "invalid_grant":
+        if _is_clock_skew(code, description or ""):
+            return ClockSkewError("Maskinporten rejected the grant's timing", **details)
+        return InvalidGrantError("Maskinporten rejected the grant", **details)
+    if error == "invalid_scope":
+        return InvalidScopeError("Maskinporten refused the scope", **details)
+    if status == 403 or error in ("forbidden", "access_denied"):
+        if code == "MP-251" or "delegated" in (description or "").lower():
+            return DelegationError("the customer has not delegated the scope", **details)
+        return AccessDeniedError("Maskinporten denied access to the scope", **details)
+    return TokenRequestError("Maskinporten refused the token request", **details)
+
+
+class TokenClient:
+    """Posts grants to one environment's token endpoint, retrying what is worth retrying.
+
+    ``http_client`` and ``async_http_client`` let the application bring its own transport (proxies, custom CA);
+    by default a sync client is created once and an async one per fetch, so one TokenClient serves any number of
+    threads and event loops.
+    """
+
+    def __init__(
+        self,
+        environment: Environment,
+        *,
+        retry: RetryPolicy | None = None,
+        http_client: httpx.Client | None = None,
+        async_http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.environment = environment
+        self.retry = retry or RetryPolicy()
+        self.clock = GrantClock()
+        self._http_client = http_client
+        self._owns_http_client = http_client is None
+        self._async_http_client = async_http_client
+
+    def _client(self) -> httpx.Client:
+        if self._http_client is None:
+            self._http_client = httpx.Client(timeout=self.retry.timeout, follow_redirects=False)
+        return self._http_client
+
+    def close(self) -> None:
+        """Close the sync HTTP client if this TokenClient created it."""
+        if self._owns_http_client and self._http_client is not None:
+            self._http_client.close()
+            self._http_client = None
+
+    def forget_connections(self) -> None:
+        """Drop (without closing) the connections this client owns: after ``os.fork()`` they belong to the parent."""
+        if self._owns_http_client:
+            self._http_client = None
+
+    def _outcome(self, response: httpx.Response, sent_at: float) -> TokenResponse:
+        self.clock.observe(response.headers.get("date"), sent_at, time.time())
+        if response.status_code == 200:
+            return parse_token_response(response)
+        raise error_from_response(response)
+
+    def _next_delay(self, schedule: RetrySchedule, error: TokenRequestError) -> float:
+        if isinstance(error, ClockSkewError) and schedule.allow_clock_correction() and self.clock.correct():
+            return 0.0
+        delay = schedule.delay_after(error)
+        logger.debug("token request failed (%s); attempt %d in %.2f s", _brief(error), schedule.attempt + 1, delay)
+        return delay
+
+    def fetch(self, make_grant: Callable[[float], str]) -> TokenResponse:
+        """Post a new grant from ``make_grant(now)`` for every attempt until a token arrives or retries run out."""
+        schedule = self.retry.start()
+        while True:
+            grant = make_grant(self.clock.now())
+            sent_at = time.time()
+            try:
+                response = self._client().post(
+                    self.environment.token_endpoint,
+                    data={"grant_type": GRANT_TYPE, "assertion": grant},
+                    timeout=schedule.attempt_timeout(),
+                )
+                return self._outcome(response, sent_at)
+            except (TokenRequestError, httpx.HTTPError) as exc:
+                error = _typed(exc)
+            time.sleep(self._next_delay(schedule, error))
+
+    async def afetch(self, make_grant: Callable[[float], Awaitable[str]]) -> TokenResponse:
+        """Like :meth:`fetch`, for asyncio: ``make_grant`` is awaited and waits do not block the event loop."""
+        schedule = self.retry.start()
+        while True:
+            grant = await make_grant(self.clock.now())
+            sent_at = time.time()
+            try:
+                response = await self._apost(grant, schedule.attempt_timeout())
+                return self._outcome(response, sent_at)
+            except (TokenRequestError, httpx.HTTPError) as exc:
+                error = _typed(exc)
+            await asyncio.sleep(self._next_delay(schedule, error))
+
+    async def _apost(self, grant: str, timeout: float) -> httpx.Response:
+        form = {"grant_type": GRANT_TYPE, "assertion": grant}
+        if self._async_http_client is not None:
+            return await self._async_http_client.post(self.environment.token_endpoint, data=form, timeout=timeout)
+        async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
+            return await client.post(self.environment.token_endpoint, data=form)
+
+
+def _typed(exc: TokenRequestError | httpx.HTTPError) -> TokenRequestError:
+    if isinstance(exc, TokenRequestError):
+        return exc
+    kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
+    # httpx messages name the URL and the OS error, never the request body (which holds the grant).
+    return NetworkError(f"the request to Maskinporten's token endpoint {kind}: {type(exc).__name__}: {exc}")
+
+
+def _brief(error: TokenRequestError) -> str:
+    return " ".join(str(part) for part in (type(error).__name__, error.status, error.code) if part)
