@@ -1,5 +1,7 @@
 """Maskinporten access tokens for httpx and requests."""
 
+from .auth import MaskinportenAuth
+from .cache import RefreshPolicy, TokenCache
 from .environment import PROD, TEST, Environment
 from .errors import (
     AccessDeniedError,
@@ -16,7 +18,10 @@ from .errors import (
     SigningError,
     TokenRequestError,
 )
+from .grant import systemuser_authorization
 from .local_key import LocalKeySigner
+from .provider import TokenEvent
+from .retry import RetryPolicy
 from .signer import DigestSigner, Signer
 from .uri import signer_from_uri
 
@@ -33,12 +38,18 @@ __all__ = [
     "InvalidResponseError",
     "InvalidScopeError",
     "LocalKeySigner",
+    "MaskinportenAuth",
     "MaskinportenError",
     "NetworkError",
     "RateLimitedError",
+    "RefreshPolicy",
+    "RetryPolicy",
     "ServerError",
     "Signer",
     "SigningError",
+    "TokenCache",
+    "TokenEvent",
     "TokenRequestError",
     "signer_from_uri",
+    "systemuser_authorization",
 ]

@@ -1,0 +1,99 @@
+"""The JWT grant: exactly the documented header and claims, verified with python-jose."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from jose import jwt
+
+from maskinporten_auth import ConfigurationError, LocalKeySigner, systemuser_authorization
+from maskinporten_auth.grant import GrantBuilder, GrantClaims
+
+AUD = "https://test.maskinporten.no/"
+CLIENT = "1ab20f23-c69c-44d3-b078-a0d92083ada5"
+SCOPE = "nav:oppfolgingsplan/lps.write"
+
+
+def decode(grant: str, signer: LocalKeySigner) -> dict:
+    return jwt.decode(
+        grant, signer.public_jwk(), algorithms=[signer.algorithm], audience=AUD, options={"verify_iat": True}
+    )
+
+
+def test_minimal_grant_has_exactly_the_required_claims(signer):
+    builder = GrantBuilder(signer, GrantClaims(audience=AUD, client_id=CLIENT, scopes=(SCOPE,)))
+    now = time.time()
+    grant = builder.build(now)
+    assert jwt.get_unverified_header(grant) == {"alg": "RS256", "kid": "test-key-1"}
+    claims = decode(grant, signer)
+    assert set(claims) == {"aud", "iss", "scope", "iat", "exp", "jti"}
+    assert claims["aud"] == AUD and claims["iss"] == CLIENT and claims["scope"] == SCOPE
+    assert claims["iat"] == int(now) and claims["exp"] == int(now) + 60
+
+
+def test_every_build_is_a_new_grant(signer):
+    builder = GrantBuilder(signer, GrantClaims(audience=AUD, client_id=CLIENT, scopes=(SCOPE,)))
+    now = time.time()
+    jtis = {jwt.get_unverified_claims(builder.build(now))["jti"] for _ in range(50)}
+    assert len(jtis) == 50
+
+
+def test_optional_claims_are_sent_when_set(signer):
+    details = [systemuser_authorization("310539759", external_ref="ref-1")]
+    claims = GrantClaims(
+        audience=AUD,
+        client_id=CLIENT,
+        scopes=("a:one", "a:two"),
+        consumer_org="310539759",
+        resource=("https://api.example.no",),
+        authorization_details=tuple(details),
+        pid="01017012345",
+        lifetime=120,
+    )
+    grant = GrantBuilder(signer, claims).build(time.time())
+    decoded = jwt.decode(grant, signer.public_jwk(), algorithms=["RS256"], audience=AUD, options={"verify_aud": True})
+    assert decoded["scope"] == "a:one a:two"
+    assert decoded["consumer_org"] == "310539759"
+    assert decoded["resource"] == ["https://api.example.no"]
+    assert decoded["authorization_details"] == [
+        {
+            "type": "urn:altinn:systemuser",
+            "systemuser_org": {"authority": "iso6523-actorid-upis", "ID": "0192:310539759"},
+            "externalRef": "ref-1",
+        }
+    ]
+    assert decoded["pid"] == "01017012345"
+    assert decoded["exp"] - decoded["iat"] == 120
+
+
+@pytest.mark.asyncio
+async def test_async_build_signs_the_same_way(signer):
+    builder = GrantBuilder(signer, GrantClaims(audience=AUD, client_id=CLIENT, scopes=(SCOPE,)))
+    assert decode(await builder.abuild(time.time()), signer)["iss"] == CLIENT
+
+
+def test_x5c_header_is_an_array_and_has_no_kid(rsa_key, certificate_chain):
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    chain, _ = certificate_chain
+    pem = b"".join(cert.public_bytes(Encoding.PEM) for cert in chain)
+    signer = LocalKeySigner(rsa_key, certificate_chain=pem, algorithm="RS512")
+    grant = GrantBuilder(signer, GrantClaims(audience=AUD, client_id=CLIENT, scopes=(SCOPE,))).build(time.time())
+    header = jwt.get_unverified_header(grant)
+    assert set(header) == {"alg", "x5c"} and header["alg"] == "RS512"
+    assert isinstance(header["x5c"], list) and len(header["x5c"]) == 3
+    assert jwt.decode(grant, signer.public_jwk(), algorithms=["RS512"], audience=AUD)["iss"] == CLIENT
+
+
+def test_a_signer_without_kid_or_x5c_is_refused(rsa_key):
+    with pytest.raises(ConfigurationError) as raised:
+        GrantBuilder(LocalKeySigner(rsa_key), GrantClaims(audience=AUD, client_id=CLIENT, scopes=(SCOPE,)))
+    assert raised.value.field == "signer"
+
+
+@pytest.mark.parametrize("lifetime", [0, -1, 121, 3600, 1.5, True])
+def test_grant_lifetime_outside_1_to_120_is_refused(lifetime):
+    with pytest.raises(ConfigurationError) as raised:
+        GrantClaims(audience=AUD, client_id=CLIENT, scopes=(SCOPE,), lifetime=lifetime)
+    assert raised.value.field == "grant_lifetime"
