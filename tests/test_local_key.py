@@ -74,7 +74,7 @@ def test_encrypted_pem_with_a_wrong_password_names_the_password(rsa_key):
 
 
 def test_encrypted_pem_without_a_password_asks_for_one(rsa_key):
-    with pytest.raises(ConfigurationError, match="password required|a password is required") as raised:
+    with pytest.raises(ConfigurationError, match="a password is required") as raised:
         LocalKeySigner.from_pem(pem(rsa_key, password=b"hemmelig"), kid="k1")
     assert raised.value.field == "password"
 
