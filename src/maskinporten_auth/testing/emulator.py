@@ -1,0 +1,379 @@
+"""The local Maskinporten emulator: a real HTTP server on loopback that validates grants and issues tokens."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import Any
+
+from cryptography import x509
+
+from ..environment import Environment
+from .faults import Fault, FaultQueue
+from .jws import RSA_ALGORITHMS, CompactJws, MalformedJws
+from .registry import KeyInput, Registry
+from .rejection import Rejection
+from .server import Answer, EmulatorServer
+from .tokens import AccessTokenSigner, access_token_claims
+from .validation import AUTHORIZATION_DETAILS_TYPES, JWT_BEARER, GrantValidator, read_assertion
+
+__all__ = ["GrantRecord", "MaskinportenEmulator"]
+
+logger = logging.getLogger("maskinporten_auth.testing")
+DEFAULT_TOKEN_LIFETIME = 120
+
+
+@dataclasses.dataclass
+class GrantRecord:
+    """One token request as the emulator received it.
+
+    ``header`` and ``claims`` are the grant's, decoded without verification (None when the assertion could not be
+    decoded); ``received_at`` is emulator time. ``status``, ``error`` and ``code`` tell how it was answered; they
+    stay None while the request is in progress, and ``status`` stays None when a fault dropped or reset the
+    connection. ``fault`` is the fault applied to it, if any.
+    """
+
+    received_at: float
+    header: dict[str, Any] | None
+    claims: dict[str, Any] | None
+    fault: Fault | None = None
+    status: int | None = None
+    error: str | None = None
+    code: str | None = None
+
+    @property
+    def jti(self) -> str | None:
+        """The grant's ``jti``, when it had a string one."""
+        jti = (self.claims or {}).get("jti")
+        return jti if isinstance(jti, str) else None
+
+
+def _decode_for_record(body: bytes) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """Best-effort decoding of the form's assertion, for the record only: nothing is verified here."""
+    try:
+        assertion = read_assertion("application/x-www-form-urlencoded", body)
+        jws = CompactJws.parse(assertion)
+    except (Rejection, MalformedJws):
+        return None, None
+    return jws.header, jws.claims
+
+
+class MaskinportenEmulator:
+    """A local Maskinporten: serves the metadata, ``/jwk`` and ``POST /token`` on ``host:port``.
+
+    Grants are checked as strictly as Maskinporten does, in its order and with its MP codes (see
+    maskinporten-protocol.md); accepted grants get an RS256 access token signed by the emulator's own key.
+
+    Args:
+        host: the loopback address to listen on.
+        port: the port; 0 picks a free one when the server starts.
+        token_lifetime: access-token lifetime in seconds (``expires_in``), unless a scope says otherwise.
+        scope_lifetimes: per-scope lifetimes, like Maskinporten's ``at_max_age`` (Altinn scopes: 3600). A token
+            for several scopes lives as long as the shortest of them.
+        clock_offset: seconds added to the real clock; shifts the grant checks, ``iat``/``exp`` of issued tokens
+            and the ``Date`` header.
+        delegation_source: the ``delegation_source`` claim of tokens issued through Altinn delegation.
+
+    Use it as a context manager (or call :meth:`start` and :meth:`stop`), or block in :meth:`serve_forever`.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        token_lifetime: int = DEFAULT_TOKEN_LIFETIME,
+        scope_lifetimes: Mapping[str, int] | None = None,
+        clock_offset: float = 0.0,
+        delegation_source: str = "https://tt02.altinn.no",
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.token_lifetime = token_lifetime
+        self.clock_offset = clock_offset
+        self.delegation_source = delegation_source
+        self._scope_lifetimes = dict(scope_lifetimes or {})
+        self._registry = Registry()
+        self._faults = FaultQueue()
+        self._signer = AccessTokenSigner()
+        self._lock = threading.Lock()
+        self._records: list[GrantRecord] = []
+        self._jti_counts: collections.Counter[str] = collections.Counter()
+        self._token_requests = 0
+        self._tokens_issued = 0
+        self._stopping = threading.Event()
+        self._server: EmulatorServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # Lifecycle
+
+    def _bind(self) -> EmulatorServer:
+        if self._server is not None:
+            raise RuntimeError("the emulator is already running")
+        self._server = EmulatorServer((self.host, self.port), self)
+        self.port = self._server.server_address[1]
+        return self._server
+
+    def start(self) -> MaskinportenEmulator:
+        """Start serving in a background thread and return self."""
+        server = self._bind()
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"maskinporten-emulator:{self.port}"
+        )
+        self._thread.start()
+        logger.info("Maskinporten emulator listening on %s", self.url)
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve in the calling thread until :meth:`stop` is called from another thread or Ctrl-C."""
+        server = self._bind()
+        logger.info("Maskinporten emulator listening on %s", self.url)
+        try:
+            server.serve_forever(poll_interval=0.2)
+        finally:
+            self._close()
+
+    def stop(self) -> None:
+        """Stop serving: end delayed answers, close open connections and wait for every server thread."""
+        if self._server is None:
+            return
+        self._server.shutdown()
+        if self._thread is not None:
+            self._thread.join()
+            self._close()
+
+    def _close(self) -> None:
+        server, self._server, self._thread = self._server, None, None
+        if server is not None:
+            self._stopping.set()
+            server.close_open_connections()
+            server.server_close()
+
+    def __enter__(self) -> MaskinportenEmulator:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # Addresses
+
+    @property
+    def url(self) -> str:
+        """The base URL, e.g. ``http://127.0.0.1:50123`` (known once the server is bound)."""
+        if self._server is None and self.port == 0:
+            raise RuntimeError("the emulator has no port yet: start it first")
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def issuer(self) -> str:
+        """The issuer, which grants must name as ``aud``: :attr:`url` with a trailing slash."""
+        return self.url + "/"
+
+    @property
+    def environment(self) -> Environment:
+        """An :class:`~maskinporten_auth.Environment` pointing at this emulator."""
+        return Environment(
+            issuer=self.issuer, token_endpoint=self.url + "/token", jwks_uri=self.url + "/jwk", name="emulator"
+        )
+
+    @property
+    def jwks(self) -> dict[str, Any]:
+        """The public JWKS that verifies the access tokens this emulator issues (as served at ``/jwk``)."""
+        return self._signer.jwks
+
+    def metadata(self) -> dict[str, Any]:
+        """The authorization-server metadata served at ``/.well-known/oauth-authorization-server``."""
+        return {
+            "issuer": self.issuer,
+            "token_endpoint": self.url + "/token",
+            "jwks_uri": self.url + "/jwk",
+            "grant_types_supported": [JWT_BEARER],
+            "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+            "token_endpoint_auth_signing_alg_values_supported": list(RSA_ALGORITHMS),
+            "authorization_details_types_supported": list(AUTHORIZATION_DETAILS_TYPES),
+        }
+
+    # Configuration
+
+    def now(self) -> float:
+        """The emulator's clock: the real time plus :attr:`clock_offset` (POSIX seconds)."""
+        return time.time() + self.clock_offset
+
+    def register_client(
+        self,
+        client_id: str,
+        *,
+        orgno: str,
+        scopes: str | Iterable[str],
+        keys: Mapping[str, KeyInput] | None = None,
+        certificates: Iterable[x509.Certificate | bytes | str] | None = None,
+    ) -> None:
+        """Register (or replace) an integration.
+
+        Args:
+            client_id: the integration's client id, the grant's ``iss``.
+            orgno: the owner's organisation number (the token's ``consumer`` or, with delegation, ``supplier``).
+            scopes: the scopes registered on the integration (a str is space separated).
+            keys: public keys by ``kid``: PEM bytes or str, a ``cryptography`` RSA public key, a JWK dict, or a
+                :class:`~maskinporten_auth.testing.ClientKey` with an expiry (expired keys give MP-121).
+            certificates: CA or leaf certificates (``x509.Certificate`` or PEM) trusted for ``x5c`` grants; a chain
+                must lead to one of them.
+        """
+        with self._lock:
+            self._registry.register_client(client_id, orgno=orgno, scopes=scopes, keys=keys, certificates=certificates)
+
+    def delegate(self, consumer_org: str, supplier_org: str, scope: str) -> None:
+        """Let ``consumer_org`` delegate ``scope`` to ``supplier_org``, as its daglig leder would in Altinn."""
+        with self._lock:
+            self._registry.delegate(consumer_org, supplier_org, scope)
+
+    def set_scope_lifetime(self, scope: str, seconds: int) -> None:
+        """Give tokens for ``scope`` a lifetime of ``seconds`` (Maskinporten's ``at_max_age``)."""
+        if seconds < 1:
+            raise ValueError("a token lifetime is at least 1 second")
+        with self._lock:
+            self._scope_lifetimes[scope] = seconds
+
+    def inject_fault(
+        self,
+        fault: Fault | None = None,
+        *,
+        status: int | None = None,
+        body: bytes | str | dict[str, Any] | list[Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+        delay: float | None = None,
+        drop: bool | None = None,
+        reset: bool | None = None,
+        times: int = 1,
+    ) -> Fault:
+        """Spoil the next ``times`` token requests (after faults already queued) and return the fault queued.
+
+        Pass a :class:`Fault` (``Fault.server_error(503)``, ``Fault.rate_limited(retry_after=2)``,
+        ``Fault.slow(1.5)``, ``Fault.dropped_connection()``, ``Fault.reset_connection()``,
+        ``Fault.malformed_json()``, ``Fault.html_error_page()``, ``Fault.missing_access_token()``,
+        ``Fault.invalid_expires_in()``), or build one from the keywords, which also override a given fault's
+        fields. See :class:`Fault` for their meaning.
+        """
+        overrides: dict[str, Any] = {
+            name: value
+            for name, value in (
+                ("status", status),
+                ("body", body),
+                ("headers", headers),
+                ("content_type", content_type),
+                ("delay", delay),
+                ("drop", drop),
+                ("reset", reset),
+            )
+            if value is not None
+        }
+        queued = dataclasses.replace(fault or Fault(), **overrides)
+        self._faults.add(queued, times)
+        return queued
+
+    def clear_faults(self) -> None:
+        """Forget every queued fault."""
+        self._faults.clear()
+
+    # What happened
+
+    @property
+    def grants(self) -> list[GrantRecord]:
+        """Every token request received, in order (faulted and rejected ones included)."""
+        with self._lock:
+            return list(self._records)
+
+    @property
+    def reused_jtis(self) -> list[str]:
+        """Every ``jti`` that arrived in more than one token request; a correct client keeps this empty."""
+        with self._lock:
+            return sorted(jti for jti, count in self._jti_counts.items() if count > 1)
+
+    @property
+    def token_requests(self) -> int:
+        """How many ``POST /token`` requests arrived."""
+        with self._lock:
+            return self._token_requests
+
+    @property
+    def tokens_issued(self) -> int:
+        """How many access tokens were issued."""
+        with self._lock:
+            return self._tokens_issued
+
+    # Token endpoint
+
+    def answer_token_request(self, content_type: str | None, body: bytes) -> Answer:
+        """Record, spoil if a fault is queued, validate and answer one ``POST /token``."""
+        record, jti_seen_before = self._record(body)
+        fault = self._faults.next()
+        record.fault = fault
+        if fault is not None and fault.delay and self._stopping.wait(fault.delay):
+            return Answer(disconnect="drop")
+        if fault is not None and fault.replaces_answer:
+            answer = self._fault_answer(fault)
+        else:
+            answer = self._validate_and_issue(content_type, body, jti_seen_before, record)
+            if fault is not None:
+                answer = dataclasses.replace(answer, headers={**answer.headers, **fault.headers})
+        with self._lock:
+            record.status = None if answer.disconnect else answer.status
+        return answer
+
+    def _record(self, body: bytes) -> tuple[GrantRecord, bool]:
+        header, claims = _decode_for_record(body)
+        record = GrantRecord(received_at=self.now(), header=header, claims=claims)
+        with self._lock:
+            self._token_requests += 1
+            self._records.append(record)
+            jti_seen_before = record.jti is not None and self._jti_counts[record.jti] > 0
+            if record.jti is not None:
+                self._jti_counts[record.jti] += 1
+        return record, jti_seen_before
+
+    @staticmethod
+    def _fault_answer(fault: Fault) -> Answer:
+        if fault.drop or fault.reset:
+            return Answer(disconnect="drop" if fault.drop else "reset")
+        body, content_type = fault.encoded_body()
+        return Answer(fault.status or 200, body, content_type, dict(fault.headers))
+
+    def _validate_and_issue(
+        self, content_type: str | None, body: bytes, jti_seen_before: bool, record: GrantRecord
+    ) -> Answer:
+        now = self.now()
+        try:
+            assertion = read_assertion(content_type, body)
+            with self._lock:
+                validator = GrantValidator(self._registry, issuer=self.issuer, now=now, jti_seen_before=jti_seen_before)
+                grant = validator.validate(assertion)
+                lifetime = min(self._scope_lifetimes.get(scope, self.token_lifetime) for scope in grant.scopes)
+        except Rejection as rejection:
+            record.error, record.code = rejection.error, rejection.code
+            logger.info("Token request refused: %s", rejection)
+            return Answer.json(rejection.status, rejection.body(self.url))
+        claims = access_token_claims(
+            grant, issuer=self.issuer, now=now, lifetime=lifetime, delegation_source=self.delegation_source
+        )
+        with self._lock:
+            self._tokens_issued += 1
+        logger.info(
+            "Token issued to %s for %s (consumer %s)", grant.client.client_id, claims["scope"], grant.consumer_org
+        )
+        return Answer.json(
+            200,
+            {
+                "access_token": self._signer.sign(claims),
+                "token_type": "Bearer",
+                "expires_in": lifetime,
+                "scope": claims["scope"],
+            },
+        )

@@ -1,0 +1,160 @@
+"""The HTTP plumbing of the emulator: a threading HTTP/1.1 server that can drop, reset and close connections."""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import json
+import logging
+import socket
+import struct
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal, Protocol
+
+__all__ = ["METADATA_PATH", "Answer", "EmulatorServer", "TokenApplication"]
+
+METADATA_PATH = "/.well-known/oauth-authorization-server"
+logger = logging.getLogger("maskinporten_auth.testing")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What to send back: a status, a body and headers, or ``disconnect`` to drop or reset the connection."""
+
+    status: int = 200
+    body: bytes = b""
+    content_type: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    disconnect: Literal["drop", "reset"] | None = None
+
+    @classmethod
+    def json(cls, status: int, value: Any, headers: dict[str, str] | None = None) -> Answer:
+        """A JSON answer."""
+        return cls(status, json.dumps(value).encode("utf-8"), "application/json", headers or {})
+
+
+class TokenApplication(Protocol):
+    """What the server asks of the emulator."""
+
+    def now(self) -> float:
+        """The emulator's clock (POSIX seconds)."""
+
+    def metadata(self) -> dict[str, Any]:
+        """The authorization-server metadata document."""
+
+    @property
+    def jwks(self) -> dict[str, Any]:
+        """The JWKS of the access-token signing key."""
+
+    def answer_token_request(self, content_type: str | None, body: bytes) -> Answer:
+        """Handle ``POST /token``."""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: EmulatorServer
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.track(self.connection)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.untrack(self.connection)
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        app = self.server.app
+        if path == METADATA_PATH:
+            self._send(Answer.json(200, app.metadata()))
+        elif path == "/jwk":
+            self._send(Answer.json(200, app.jwks))
+        elif path == "/token":
+            self._send(Answer.json(405, {"error": "invalid_request", "error_description": "Use POST."}))
+        else:
+            self._send(Answer.json(404, {"error": "not_found", "error_description": f"No resource at {path}."}))
+
+    def do_POST(self) -> None:
+        if self.path.split("?", 1)[0] != "/token":
+            self._send(Answer.json(404, {"error": "not_found", "error_description": f"No resource at {self.path}."}))
+            return
+        length = self.headers.get("Content-Length")
+        if length is None or not length.isdigit():
+            self.close_connection = True
+            self._send(Answer.json(411, {"error": "invalid_request", "error_description": "Content-Length needed."}))
+            return
+        body = self.rfile.read(int(length))
+        answer = self.server.app.answer_token_request(self.headers.get("Content-Type"), body)
+        if answer.disconnect is not None:
+            self.close_connection = True
+            if answer.disconnect == "reset":
+                self.server.reset_on_close(self.connection)
+            return
+        self._send(answer)
+
+    def _send(self, answer: Answer) -> None:
+        headers = {"Date": email.utils.formatdate(self.server.app.now(), usegmt=True), "Cache-Control": "no-store"}
+        if answer.content_type is not None:
+            headers["Content-Type"] = answer.content_type
+        headers.update(answer.headers)
+        headers["Content-Length"] = str(len(answer.body))
+        self.send_response_only(answer.status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(answer.body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("%s - " + format, self.address_string(), *args)
+
+
+class EmulatorServer(ThreadingHTTPServer):
+    """A ThreadingHTTPServer that knows its open connections, so that closing it leaves no thread behind."""
+
+    daemon_threads = False
+    block_on_close = True
+
+    def __init__(self, address: tuple[str, int], app: TokenApplication) -> None:
+        self.app = app
+        self._connections_lock = threading.Lock()
+        self._open_connections: set[socket.socket] = set()
+        self._connections_to_reset: set[socket.socket] = set()
+        super().__init__(address, _Handler)
+
+    def track(self, connection: socket.socket) -> None:
+        """Remember an accepted connection until its handler finishes."""
+        with self._connections_lock:
+            self._open_connections.add(connection)
+
+    def untrack(self, connection: socket.socket) -> None:
+        """Forget a connection whose handler finished."""
+        with self._connections_lock:
+            self._open_connections.discard(connection)
+
+    def reset_on_close(self, connection: socket.socket) -> None:
+        """Close ``connection`` with a TCP reset instead of an orderly shutdown."""
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        with self._connections_lock:
+            self._connections_to_reset.add(connection)
+
+    def shutdown_request(self, request: Any) -> None:
+        """Close a finished connection: abortively when a fault asked for a reset, else in order."""
+        with self._connections_lock:
+            reset = request in self._connections_to_reset
+            self._connections_to_reset.discard(request)
+        if reset:
+            self.close_request(request)
+        else:
+            super().shutdown_request(request)
+
+    def close_open_connections(self) -> None:
+        """Shut down every open connection, waking handlers blocked on idle keep-alive connections."""
+        with self._connections_lock:
+            connections = list(self._open_connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)

@@ -1,0 +1,302 @@
+"""Token-request validation, step by step in the order Maskinporten checks (maskinporten-protocol.md §2, §4)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from ..orgnr import is_valid_orgno
+from .jws import RSA_ALGORITHMS, CompactJws, MalformedJws
+from .registry import RegisteredClient, Registry
+from .rejection import Rejection
+from .x5c import check_validity, decode_x5c, leaf_public_key, trusted_anchors
+
+__all__ = [
+    "ALLOWED_CLAIMS",
+    "AUTHORIZATION_DETAILS_TYPES",
+    "CLOCK_TOLERANCE",
+    "JWT_BEARER",
+    "MAX_GRANT_LIFETIME",
+    "SYSTEMUSER",
+    "AcceptedGrant",
+    "GrantValidator",
+    "orgno_of_party",
+    "read_assertion",
+]
+
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+SYSTEMUSER = "urn:altinn:systemuser"
+AUTHORIZATION_DETAILS_TYPES = (SYSTEMUSER, "urn:altinn:consent")
+ALLOWED_CLAIMS = frozenset(
+    {"aud", "iss", "iat", "exp", "jti", "scope", "resource", "consumer_org", "iss_onbehalfof", "pid"}
+    | {"authorization_details"}
+)
+MAX_GRANT_LIFETIME = 120
+CLOCK_TOLERANCE = 10
+_FORM = "application/x-www-form-urlencoded"
+_ORG_AUTHORITY = "iso6523-actorid-upis"
+_PID = re.compile(r"[0-9]{11}")
+
+
+def read_assertion(content_type: str | None, body: bytes) -> str:
+    """Check the form (content type, no repeated parameter, ``grant_type``) and return its ``assertion``."""
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    if media_type != _FORM:
+        raise Rejection.invalid_request(f"Content-Type must be {_FORM}, got {content_type or 'none'}.")
+    try:
+        form = parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(body))
+    except (UnicodeDecodeError, ValueError):
+        raise Rejection.invalid_request("The request body is not a valid form.") from None
+    repeated = sorted(name for name, values in form.items() if len(values) > 1)
+    if repeated:
+        raise Rejection.invalid_request(f"Parameter(s) repeated: {', '.join(repeated)}.")
+    grant_type = form.get("grant_type", [""])[0]
+    if not grant_type:
+        raise Rejection.invalid_request("Missing parameter grant_type.")
+    if grant_type != JWT_BEARER:
+        raise Rejection(400, "unsupported_grant_type", f"Unsupported grant type {grant_type!r}; use {JWT_BEARER}.")
+    assertion = form.get("assertion", [""])[0]
+    if not assertion:
+        raise Rejection.invalid_request("Missing parameter assertion.")
+    return assertion
+
+
+@dataclass(frozen=True)
+class AcceptedGrant:
+    """A grant that passed every check: what the access token is issued for."""
+
+    client: RegisteredClient
+    claims: dict[str, Any]
+    scopes: tuple[str, ...]
+    client_amr: str
+    consumer_org: str
+    supplier_org: str | None
+
+
+def _numeric_date(claims: dict[str, Any], name: str) -> float:
+    value = claims.get(name)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise Rejection.authentication_failed(f"The JWT claim {name} is missing or not a number.", "MP-130")
+    return value
+
+
+def orgno_of_party(value: Any) -> str | None:
+    """The orgno in ``{"authority": "iso6523-actorid-upis", "ID": "0192:<orgno>"}`` (``ID`` in any case)."""
+    if not isinstance(value, dict) or value.get("authority") != _ORG_AUTHORITY:
+        return None
+    ids = [item for key, item in value.items() if key.lower() == "id"]
+    if len(ids) != 1 or not isinstance(ids[0], str) or not ids[0].startswith("0192:"):
+        return None
+    orgno = ids[0][5:]
+    return orgno if is_valid_orgno(orgno) else None
+
+
+class GrantValidator:
+    """Validates one grant against the registry, the issuer and the emulator's clock ``now``.
+
+    ``jti_seen_before`` tells whether the grant's ``jti`` arrived in an earlier request.
+    """
+
+    def __init__(self, registry: Registry, *, issuer: str, now: float, jti_seen_before: bool) -> None:
+        self.registry = registry
+        self.issuer = issuer
+        self.now = now
+        self.jti_seen_before = jti_seen_before
+
+    def validate(self, assertion: str) -> AcceptedGrant:
+        """Return the accepted grant, or raise the :class:`Rejection` of the first failed check."""
+        jws = self._parse(assertion)
+        algorithm = self._algorithm(jws.header)
+        chain = self._certificate_chain(jws.header)
+        anchors = trusted_anchors(chain, self.registry.trusted_certificates()) if chain else set()
+        if chain:
+            check_validity(chain, self.now)
+        client = self._client(jws.claims)
+        key = self._key(client, jws.header, chain, anchors)
+        if not jws.signature_is_valid(key, algorithm):
+            raise Rejection.authentication_failed("Invalid JWT signature.", "MP-124")
+        claims = jws.claims
+        self._check_audience(claims)
+        self._check_times(claims)
+        self._check_jti(claims)
+        self._check_claim_names(claims)
+        consumer_org = self._consumer_org(claims, client)
+        self._check_optional_claims(claims)
+        scopes = self._scopes(claims, client, consumer_org)
+        supplier_org = None if consumer_org == client.orgno else client.orgno
+        if supplier_org is not None:
+            self._check_delegation(consumer_org, supplier_org, scopes)
+        return AcceptedGrant(
+            client=client,
+            claims=claims,
+            scopes=scopes,
+            client_amr="virksomhetssertifikat" if chain else "private_key_jwt",
+            consumer_org=consumer_org,
+            supplier_org=supplier_org,
+        )
+
+    @staticmethod
+    def _parse(assertion: str) -> CompactJws:
+        try:
+            return CompactJws.parse(assertion)
+        except MalformedJws as exc:
+            raise Rejection.authentication_failed(f"Malformed JWT: {exc}.", "MP-100") from None
+
+    @staticmethod
+    def _algorithm(header: dict[str, Any]) -> str:
+        algorithm = header.get("alg")
+        if algorithm not in RSA_ALGORITHMS:
+            raise Rejection.authentication_failed(
+                f"Unsupported JWT alg {algorithm!r}; use one of {', '.join(RSA_ALGORITHMS)}."
+            )
+        return str(algorithm)
+
+    @staticmethod
+    def _certificate_chain(header: dict[str, Any]) -> list[x509.Certificate]:
+        """The decoded ``x5c`` chain, or [] for a ``kid`` grant; exactly one of the two must be present."""
+        if ("kid" in header) == ("x5c" in header):
+            raise Rejection.authentication_failed("The JWT header must contain exactly one of kid and x5c.")
+        return decode_x5c(header["x5c"]) if "x5c" in header else []
+
+    def _client(self, claims: dict[str, Any]) -> RegisteredClient:
+        issuer = claims.get("iss")
+        client = self.registry.clients.get(issuer) if isinstance(issuer, str) else None
+        if client is None:
+            raise Rejection.authentication_failed(f"Client not found: {issuer!r}.", "MP-100")
+        return client
+
+    def _key(
+        self, client: RegisteredClient, header: dict[str, Any], chain: list[x509.Certificate], anchors: set[bytes]
+    ) -> rsa.RSAPublicKey:
+        if chain:
+            if anchors.isdisjoint(client.certificates):
+                raise Rejection.authentication_failed(
+                    "The JWT is signed with an invalid certificate: not one registered for this client.", "MP-120"
+                )
+            return leaf_public_key(chain)
+        kid = header["kid"]
+        registered = client.keys.get(kid) if isinstance(kid, str) else None
+        if registered is None:
+            raise Rejection.invalid_grant("Unknown key identifier (kid) for client.")
+        if registered.expired(self.now):
+            raise Rejection.authentication_failed(f"Expired key. The key {kid!r} has expired.", "MP-121")
+        return registered.public_key
+
+    def _check_audience(self, claims: dict[str, Any]) -> None:
+        if claims.get("aud") != self.issuer:
+            raise Rejection.authentication_failed(
+                f"Invalid JWT claim aud {claims.get('aud')!r}: it must be the issuer {self.issuer!r}.", "MP-110"
+            )
+
+    def _check_times(self, claims: dict[str, Any]) -> None:
+        issued_at, expires = _numeric_date(claims, "iat"), _numeric_date(claims, "exp")
+        lifetime = expires - issued_at
+        if not 0 < lifetime <= MAX_GRANT_LIFETIME:
+            raise Rejection.authentication_failed(
+                f"Invalid JWT lifetime: exp - iat is {lifetime} s; it must be above 0 and at most "
+                f"{MAX_GRANT_LIFETIME} s.",
+                "MP-130",
+            )
+        if issued_at > self.now + CLOCK_TOLERANCE:
+            raise Rejection.authentication_failed(
+                f"Issue time is after now: iat is {issued_at - self.now:.0f} s ahead of Maskinporten's clock.", "MP-130"
+            )
+        if expires <= self.now:
+            raise Rejection.authentication_failed("JWT is expired.", "MP-130")
+        if issued_at < self.now - CLOCK_TOLERANCE:
+            raise Rejection.authentication_failed(
+                f"JWT is expired: issued {self.now - issued_at:.0f} s ago, more than {CLOCK_TOLERANCE} s.", "MP-130"
+            )
+
+    def _check_jti(self, claims: dict[str, Any]) -> None:
+        if "jti" in claims and not isinstance(claims["jti"], str):
+            raise Rejection.authentication_failed("The JWT claim jti must be a string.")
+        if self.jti_seen_before:
+            raise Rejection.authentication_failed("Grant is used before (reused jti).", "MP-012")
+
+    @staticmethod
+    def _check_claim_names(claims: dict[str, Any]) -> None:
+        unknown = sorted(set(claims) - ALLOWED_CLAIMS)
+        if unknown:
+            raise Rejection.invalid_grant(f"Invalid assertion. Unknown claim(s) in JWT: {', '.join(unknown)}.")
+
+    @staticmethod
+    def _consumer_org(claims: dict[str, Any], client: RegisteredClient) -> str:
+        """The organisation the token is for: ``consumer_org`` when given, else the client's own."""
+        if "consumer_org" not in claims:
+            return client.orgno
+        consumer_org = claims["consumer_org"]
+        if not isinstance(consumer_org, str) or not is_valid_orgno(consumer_org):
+            raise Rejection.invalid_grant(
+                f"Invalid assertion. consumer_org {consumer_org!r} is not a nine-digit organisation number."
+            )
+        if "iss_onbehalfof" in claims:
+            raise Rejection.invalid_grant("Invalid assertion. consumer_org cannot be combined with iss_onbehalfof.")
+        return consumer_org
+
+    @staticmethod
+    def _check_optional_claims(claims: dict[str, Any]) -> None:
+        resource = claims.get("resource", "")
+        if not (
+            isinstance(resource, str)
+            or (isinstance(resource, list) and resource and all(isinstance(item, str) for item in resource))
+        ):
+            raise Rejection.invalid_grant("Invalid assertion. resource must be a string or an array of strings.")
+        if "pid" in claims and not (isinstance(claims["pid"], str) and _PID.fullmatch(claims["pid"])):
+            raise Rejection.invalid_grant("Invalid assertion. pid must be an eleven-digit national identity number.")
+        if "authorization_details" in claims:
+            _check_authorization_details(claims["authorization_details"])
+
+    def _scopes(self, claims: dict[str, Any], client: RegisteredClient, consumer_org: str) -> tuple[str, ...]:
+        scope = claims.get("scope")
+        scopes = tuple(scope.split(" ")) if isinstance(scope, str) and scope else ()
+        if not scopes or "" in scopes:
+            raise Rejection(
+                400, "invalid_scope", "Token request contains invalid scopes for client: no scope requested.", "MP-200"
+            )
+        invalid = [
+            name
+            for name in scopes
+            if name not in client.scopes and not self.registry.has_delegated(consumer_org, client.orgno, name)
+        ]
+        if invalid:
+            raise Rejection(
+                400,
+                "invalid_scope",
+                f"Token request contains invalid scopes for client {client.client_id}: {' '.join(invalid)}",
+                "MP-200",
+            )
+        return scopes
+
+    def _check_delegation(self, consumer_org: str, supplier_org: str, scopes: tuple[str, ...]) -> None:
+        for scope in scopes:
+            if not self.registry.has_delegated(consumer_org, supplier_org, scope):
+                raise Rejection(
+                    403,
+                    "forbidden",
+                    f"Consumer {consumer_org} has not delegated access to the scope {scope} "
+                    f"to supplier {supplier_org}.",
+                    "MP-251",
+                )
+
+
+def _check_authorization_details(details: Any) -> None:
+    """RFC 9396 ``authorization_details``: an array of objects of a supported type; one system user at most."""
+
+    def invalid(problem: str) -> Rejection:
+        return Rejection(400, "invalid_authorization_details", f"Invalid authorization_details: {problem}")
+
+    if not isinstance(details, list) or not details:
+        raise invalid("must be a non-empty JSON array.")
+    for detail in details:
+        if not isinstance(detail, dict) or detail.get("type") not in AUTHORIZATION_DETAILS_TYPES:
+            raise invalid(f"each entry must be an object with type one of {', '.join(AUTHORIZATION_DETAILS_TYPES)}.")
+        if detail["type"] == SYSTEMUSER and orgno_of_party(detail.get("systemuser_org")) is None:
+            raise invalid('systemuser_org must be {"authority": "iso6523-actorid-upis", "ID": "0192:<orgno>"}.')
+    if sum(detail["type"] == SYSTEMUSER for detail in details) > 1:
+        raise invalid("only one system user per request.")
