@@ -1,0 +1,122 @@
+"""An accounting-system supplier sends a follow-up plan to NAV on behalf of a customer, offline.
+
+Regnskap AS (313042995) makes accounting software. Its customer Baker AS (310539759) has, in Altinn, delegated the
+scope ``nav:oppfolgingsplan/lps.write`` to Regnskap AS. Regnskap AS's integration then asks Maskinporten for a
+token with ``consumer_org=310539759`` and sends the plan to NAV's API.
+
+Here Maskinporten is the local emulator and NAV's API a stand-in that accepts only valid tokens with the scope.
+Run it with ``nox -s demo`` (or ``python examples/nav_delegation_demo.py`` with maskinporten-auth installed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import requests
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from maskinporten_auth import DelegationError, LocalKeySigner, MaskinportenAuth, TokenEvent
+from maskinporten_auth.testing import MaskinportenEmulator
+from maskinporten_auth.testing.protected_api import ProtectedApi
+
+SCOPE = "nav:oppfolgingsplan/lps.write"
+SUPPLIER = "313042995"  # Regnskap AS
+CUSTOMER = "310539759"  # Baker AS, who delegated the scope
+OTHER_CUSTOMER = "313990265"  # a customer who has not
+PLAN = {"arbeidstaker": "Kari Nordmann", "tiltak": ["tilrettelagt arbeidstid"], "evalueringsdato": "2026-12-15"}
+
+
+def step(text: str) -> None:
+    print(f"\n== {text}")
+
+
+def party(claim: dict[str, str] | None) -> str:
+    return claim["ID"] if claim else "-"
+
+
+def main() -> None:
+    events: Counter[str] = Counter()
+
+    def count(event: TokenEvent) -> None:
+        events[event.kind] += 1
+
+    with MaskinportenEmulator() as maskinporten, tempfile.TemporaryDirectory() as workdir:
+        nav = ProtectedApi(lambda: maskinporten.jwks, issuer=maskinporten.issuer, scope=SCOPE)
+        with nav:
+            step("Regnskap AS creates its key locally (never on a web page)")
+            key_file = Path(workdir) / "regnskap-as.pem"
+            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            key_file.touch(mode=0o600)
+            key_file.write_bytes(
+                key.private_bytes(
+                    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+                )
+            )
+            kid = f"regnskap-{uuid.uuid4().hex[:8]}"
+            signer = LocalKeySigner.from_pem_file(key_file, kid=kid)
+            public_jwk = signer.public_jwk()
+            print(f"key file {key_file.name} (mode 600); public JWK to register: kid={kid}, n={public_jwk['n'][:16]}...")
+
+            step("Regnskap AS registers its integration in Maskinporten with the public key")
+            client_id = str(uuid.uuid4())
+            maskinporten.register_client(client_id, orgno=SUPPLIER, scopes=[SCOPE], keys={kid: public_jwk})
+            print(f"client_id={client_id}, orgno={SUPPLIER}, scope={SCOPE}")
+
+            step("Baker AS's daglig leder delegates the scope to Regnskap AS in Altinn")
+            maskinporten.delegate(CUSTOMER, SUPPLIER, SCOPE)
+            print(f"{CUSTOMER} -> {SUPPLIER}: {SCOPE}")
+
+            auth = MaskinportenAuth(
+                client_id=client_id,
+                scopes=SCOPE,
+                signer=signer,
+                environment=maskinporten.environment,
+                consumer_org=CUSTOMER,
+                on_event=count,
+            )
+            plan_url = f"{nav.url}/api/v1/oppfolgingsplan"
+
+            step("Regnskap AS sends Baker AS's follow-up plan to NAV with httpx")
+            response = httpx.post(plan_url, json=PLAN, auth=auth)
+            body = response.json()
+            print(f"HTTP {response.status_code}: consumer={party(body['consumer'])} supplier={party(body['supplier'])}")
+
+            step("...and a second time with requests, and once from asyncio")
+            response = requests.post(plan_url, json=PLAN, auth=auth, timeout=10)
+            print(f"requests: HTTP {response.status_code}")
+
+            async def send_async() -> int:
+                async with httpx.AsyncClient(auth=auth) as client:
+                    return (await client.post(plan_url, json=PLAN)).status_code
+
+            print(f"httpx.AsyncClient: HTTP {asyncio.run(send_async())}")
+            print(
+                f"tokens fetched from Maskinporten: {events['fetched']}, "
+                f"requests served from the cache: {events['cache_hit']}"
+            )
+            tokens_seen = {call.claims["jti"] for call in nav.calls if call.claims}
+            print(f"NAV saw {len(nav.calls)} requests carrying {len(tokens_seen)} distinct token(s)")
+
+            step(f"Regnskap AS tries to act for {OTHER_CUSTOMER}, who has delegated nothing")
+            try:
+                auth.with_consumer_org(OTHER_CUSTOMER).get_token()
+            except DelegationError as error:
+                print(f"{type(error).__name__}: status={error.status} code={error.code}")
+                print(f"Maskinporten says: {error.description}")
+                print(f"hint: {error.hint}")
+
+            step("Token claims as NAV verified them (the token itself is never printed)")
+            claims = next(call.claims for call in nav.calls if call.claims)
+            shown = {name: claims[name] for name in ("iss", "client_id", "scope", "consumer", "supplier") if name in claims}
+            print(json.dumps(shown, indent=2))
+
+
+if __name__ == "__main__":
+    main()
