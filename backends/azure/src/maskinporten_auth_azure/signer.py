@@ -1,0 +1,252 @@
+"""AzureKeyVaultSigner: the grant is signed by an RSA key in Azure Key Vault or Managed HSM."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import logging
+import threading
+from typing import Any, Final
+
+from azure.core.credentials import TokenCredential
+from azure.keyvault.certificates import CertificateClient, KeyVaultCertificate
+from azure.keyvault.keys import KeyClient, KeyOperation, KeyType, KeyVaultKey
+from azure.keyvault.keys.aio import KeyClient as AsyncKeyClient
+from azure.keyvault.keys.crypto import CryptographyClient, SignatureAlgorithm
+from azure.keyvault.keys.crypto.aio import CryptographyClient as AsyncCryptographyClient
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from maskinporten_auth.certificates import CertificateChain
+from maskinporten_auth.errors import ConfigurationError, SigningError
+from maskinporten_auth.signer import DigestSigner, digest
+
+from .credentials import ThreadedAsyncCredential, default_credential
+from .errors import BACKEND, azure_errors
+from .ids import VaultObjectId
+
+__all__ = ["HAS_ASYNC_TRANSPORT", "AzureKeyVaultSigner"]
+
+_LOGGER = logging.getLogger(__name__)
+
+#: Whether the SDK's async clients can run here: they need aiohttp as their HTTP transport.
+HAS_ASYNC_TRANSPORT: bool = importlib.util.find_spec("aiohttp") is not None
+
+_SIGNATURE_ALGORITHMS: Final = {
+    "RS256": SignatureAlgorithm.rs256,
+    "RS384": SignatureAlgorithm.rs384,
+    "RS512": SignatureAlgorithm.rs512,
+}
+_RSA_KEY_TYPES: Final = frozenset({KeyType.rsa, KeyType.rsa_hsm})
+
+
+class AzureKeyVaultSigner(DigestSigner):
+    """Signs grants with an RSA key in Azure Key Vault (or Managed HSM); the private key never leaves the vault.
+
+    ``key_id`` is the key's URL, ``https://<vault>.vault.azure.net/keys/<name>[/<version>]``. Without a version,
+    the key's current version is looked up once, on first use, and pinned: a later rotation in Key Vault never
+    silently changes the key that Maskinporten has registered. ``credential`` is any azure-core
+    ``TokenCredential``; by default azure-identity's ``DefaultAzureCredential``, created when first needed.
+    ``client_kwargs`` go to the SDK's clients (``CryptographyClient``, ``KeyClient``), e.g. ``api_version``,
+    ``connection_verify`` or ``verify_challenge_resource``.
+
+    The caller needs the RBAC role "Key Vault Crypto User" on the key, or the access-policy key permissions
+    ``sign`` and ``get``. On first use the key is checked: RSA or RSA-HSM, enabled, ``sign`` among its permitted
+    operations, and matching ``certificate_chain`` when one is given.
+
+    :meth:`asign` uses the SDK's async client when aiohttp is installed (``maskinporten-auth-azure[aio]``), and
+    otherwise runs :meth:`sign` in a worker thread; either way the event loop is never blocked.
+    """
+
+    backend = BACKEND
+
+    def __init__(
+        self,
+        key_id: str,
+        *,
+        credential: TokenCredential | None = None,
+        kid: str | None = None,
+        algorithm: str = "RS256",
+        certificate_chain: bytes | str | CertificateChain | None = None,
+        **client_kwargs: Any,
+    ) -> None:
+        super().__init__(kid=kid, algorithm=algorithm, certificate_chain=certificate_chain)
+        self._key_ref = VaultObjectId.parse(key_id, field="key_id", collection="keys")
+        self._credential = credential
+        self._client_kwargs = client_kwargs
+        self._use_async_client = HAS_ASYNC_TRANSPORT and "transport" not in client_kwargs
+        self._key: KeyVaultKey | None = None
+        self._client: CryptographyClient | None = None
+        self._clients_lock = threading.Lock()
+
+    @classmethod
+    def from_certificate(
+        cls,
+        vault_url: str,
+        name: str,
+        *,
+        version: str | None = None,
+        intermediates: bytes | str | None = None,
+        credential: TokenCredential | None = None,
+        algorithm: str = "RS256",
+        **client_kwargs: Any,
+    ) -> AzureKeyVaultSigner:
+        """Sign with the key of the Key Vault certificate ``name`` and send the certificate as ``x5c``.
+
+        This is for an enterprise certificate (virksomhetssertifikat) whose key was generated in Key Vault and is
+        not exportable. The certificate (its current version, or ``version``) is read now with the
+        certificates API, which returns the public certificate only, never the key; ``intermediates`` (PEM) are
+        the rest of the chain, leaf excluded, since Key Vault does not return them. The signer is pinned to the
+        key version that belongs to this certificate version. Reading the certificate needs
+        ``Microsoft.KeyVault/vaults/certificates/read`` (e.g. the role "Key Vault Reader") or the access-policy
+        certificate permission ``get``.
+        """
+        ref = VaultObjectId.from_parts(vault_url, "certificates", name, version, field="certificate")
+        credential = credential if credential is not None else default_credential()
+        with (
+            azure_errors(ref.url, subject="certificate"),
+            CertificateClient(ref.vault_url, credential, **client_kwargs) as client,
+        ):
+            if ref.version is None:
+                certificate = client.get_certificate(ref.name)
+            else:
+                certificate = client.get_certificate_version(ref.name, ref.version)
+        key_id, chain = _certificate_chain(certificate, intermediates, ref)
+        return cls(key_id, credential=credential, algorithm=algorithm, certificate_chain=chain, **client_kwargs)
+
+    @property
+    def key_id(self) -> str:
+        """The key's URL: with the pinned version once the key has been looked up, else as configured."""
+        return self._key.id if self._key is not None else self._key_ref.url
+
+    def __repr__(self) -> str:
+        shown = f"kid={self.kid!r}" if self.kid is not None else f"x5c=<{len(self.x5c or [])} certificates>"
+        return f"{type(self).__name__}({self.key_id!r}, {shown}, algorithm={self.algorithm!r})"
+
+    def close(self) -> None:
+        """Close the SDK client this signer opened (the credential stays open)."""
+        with self._clients_lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    # --- the key: looked up once, pinned -------------------------------------------------------------------------
+
+    def _get_credential(self) -> TokenCredential:
+        with self._clients_lock:
+            if self._credential is None:
+                self._credential = default_credential()
+            return self._credential
+
+    async def _async_credential(self) -> ThreadedAsyncCredential:
+        """The credential for the async clients: the sync one (created in a thread if need be), used in threads."""
+        credential = self._credential if self._credential is not None else await asyncio.to_thread(self._get_credential)
+        return ThreadedAsyncCredential(credential)
+
+    def _pin(self, key: KeyVaultKey) -> KeyVaultKey:
+        """Keep the first key looked up; concurrent first lookups all end up with the same version."""
+        with self._clients_lock:
+            if self._key is None:
+                self._key = key
+                _LOGGER.debug("using Azure Key Vault key %s", key.id)
+            return self._key
+
+    def _resolve_key(self) -> KeyVaultKey:
+        if self._key is not None:
+            return self._key
+        ref = self._key_ref
+        with (
+            azure_errors(ref.url),
+            KeyClient(ref.vault_url, self._get_credential(), **self._client_kwargs) as client,
+        ):
+            key = client.get_key(ref.name, ref.version)
+        return self._pin(key)
+
+    async def _aresolve_key(self) -> KeyVaultKey:
+        if self._key is not None:
+            return self._key
+        ref = self._key_ref
+        with azure_errors(ref.url):
+            async with AsyncKeyClient(ref.vault_url, await self._async_credential(), **self._client_kwargs) as client:
+                key = await client.get_key(ref.name, ref.version)
+        return self._pin(key)
+
+    def _require_rsa(self, key: KeyVaultKey) -> None:
+        if key.key_type not in _RSA_KEY_TYPES:
+            raise SigningError(
+                f"the key type is {key.key_type}; Maskinporten needs an RSA key (RSA or RSA-HSM)",
+                backend=self.backend,
+                key=key.id,
+                hint="create one with: az keyvault key create --kty RSA-HSM --size 2048 (RSA on the Standard tier)",
+            )
+
+    def _check_key(self) -> None:
+        key = self._resolve_key()
+        self._require_rsa(key)
+        if key.properties.enabled is False:
+            raise SigningError(
+                "the key is disabled",
+                backend=self.backend,
+                key=key.id,
+                hint="enable it (az keyvault key set-attributes --enabled true ...) or use an enabled version",
+            )
+        if KeyOperation.sign not in key.key_operations:
+            permitted = ", ".join(str(op) for op in key.key_operations) or "none"
+            raise SigningError(
+                f"the key does not permit the sign operation (permitted: {permitted})",
+                backend=self.backend,
+                key=key.id,
+                hint="permit it: az keyvault key set-attributes --ops sign verify ... (or create a new key version)",
+            )
+
+    def _fetch_public_key(self) -> rsa.RSAPublicKey:
+        key = self._resolve_key()
+        self._require_rsa(key)
+        # JsonWebKey sets its members (n, e, ...) as instance attributes, which type checkers cannot see.
+        modulus: bytes | None = getattr(key.key, "n", None)
+        exponent: bytes | None = getattr(key.key, "e", None)
+        if not modulus or not exponent:
+            raise SigningError("Key Vault returned the key without its modulus", backend=self.backend, key=key.id)
+        return rsa.RSAPublicNumbers(int.from_bytes(exponent, "big"), int.from_bytes(modulus, "big")).public_key()
+
+    # --- signing -------------------------------------------------------------------------------------------------
+
+    def _sync_client(self) -> CryptographyClient:
+        key = self._resolve_key()
+        credential = self._get_credential()
+        with self._clients_lock:
+            if self._client is None:
+                # Given the key itself, the client signs with exactly this version and never looks it up again.
+                self._client = CryptographyClient(key, credential, **self._client_kwargs)
+            return self._client
+
+    def _sign_digest(self, digest: bytes) -> bytes:
+        client = self._sync_client()
+        with azure_errors(self.key_id):
+            result = client.sign(_SIGNATURE_ALGORITHMS[self.algorithm], digest)
+        return bytes(result.signature)
+
+    async def asign(self, signing_input: bytes) -> bytes:
+        """Sign without blocking the event loop: with the SDK's async client when aiohttp is installed."""
+        if not self._use_async_client:
+            return await asyncio.to_thread(self.sign, signing_input)
+        key = await self._aresolve_key()
+        self.verify_key()  # no I/O now that the key has been looked up
+        credential = await self._async_credential()
+        # One client per call: an aiohttp session belongs to the event loop that made it, and a signer may be
+        # used from several loops. Signing happens once per token, so the extra connection costs little.
+        with azure_errors(key.id):
+            async with AsyncCryptographyClient(key, credential, **self._client_kwargs) as client:
+                result = await client.sign(_SIGNATURE_ALGORITHMS[self.algorithm], digest(self.algorithm, signing_input))
+        return bytes(result.signature)
+
+
+def _certificate_chain(
+    certificate: KeyVaultCertificate, intermediates: bytes | str | None, ref: VaultObjectId
+) -> tuple[str, CertificateChain]:
+    """The key id and the x5c chain (Key Vault's leaf, then ``intermediates``) of a Key Vault certificate."""
+    if not certificate.cer or not certificate.key_id:
+        raise ConfigurationError("certificate", f"Key Vault returned {ref.url} without its certificate or key id")
+    leaf = x509.load_der_x509_certificate(bytes(certificate.cer))
+    rest = CertificateChain.from_pem(intermediates, field="intermediates").certificates if intermediates else []
+    return certificate.key_id, CertificateChain([leaf, *rest], field="certificate")

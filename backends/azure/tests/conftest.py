@@ -1,0 +1,79 @@
+"""Fixtures for the Azure Key Vault backend's tests: a TLS Key Vault of our own (fake_key_vault.py) and helpers.
+
+Fixture names start with ``akv_`` or ``azure_`` because every backend's tests run in one pytest session. The
+suite runs with ``--import-mode=importlib``, so fake_key_vault.py is imported here under the unique name
+``akv_fake_key_vault``, which the test modules then import.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from maskinporten_auth_azure import AzureKeyVaultSigner
+
+
+def _load_fake_key_vault() -> Any:
+    name = "akv_fake_key_vault"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("fake_key_vault.py"))
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+fake_key_vault = _load_fake_key_vault()
+
+#: The bearer token of a caller that may do everything in the fake vault.
+AKV_TOKEN = "akv-test-token-" + uuid.uuid4().hex
+
+
+@pytest.fixture(scope="session")
+def akv_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The running fake Key Vault, for the whole session."""
+    with fake_key_vault.FakeKeyVault(tmp_path_factory.mktemp("akv")) as server:
+        server.add_caller(AKV_TOKEN)
+        yield server
+
+
+@pytest.fixture
+def azure_credential() -> Any:
+    """A static credential whose token may do everything in the fake vault."""
+    return fake_key_vault.StaticTokenCredential(AKV_TOKEN)
+
+
+@pytest.fixture
+def akv_client_kwargs(akv_server: Any) -> dict[str, Any]:
+    """What a client needs for the fake vault: its CA, and no challenge-resource check (not *.vault.azure.net)."""
+    return {"connection_verify": akv_server.ca_file, "verify_challenge_resource": False}
+
+
+@pytest.fixture
+def akv_rsa_key(akv_server: Any) -> Any:
+    """A fresh RSA-HSM key of 2048 bits under a name of its own."""
+    return akv_server.create_rsa_key("mp-" + uuid.uuid4().hex[:12], hsm=True)
+
+
+@pytest.fixture
+def akv_make_signer(
+    azure_credential: Any, akv_client_kwargs: dict[str, Any]
+) -> Iterator[Callable[..., AzureKeyVaultSigner]]:
+    """Build signers for the fake vault (kid "akv-kid" unless told), closed at the end of the test."""
+    made: list[AzureKeyVaultSigner] = []
+
+    def make(key_id: str, **kwargs: Any) -> AzureKeyVaultSigner:
+        options: dict[str, Any] = {"credential": azure_credential, "kid": "akv-kid", **akv_client_kwargs, **kwargs}
+        signer = AzureKeyVaultSigner(key_id, **options)
+        made.append(signer)
+        return signer
+
+    yield make
+    for signer in made:
+        signer.close()
