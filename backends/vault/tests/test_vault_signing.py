@@ -11,9 +11,9 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from jose import jwk as jose_jwk
+from maskinporten_auth_vault import VaultTransitSigner
 
 from maskinporten_auth.jwk import public_key_from_jwk
-from maskinporten_auth_vault import VaultTransitSigner
 
 
 @pytest.mark.parametrize("key_type", ["rsa-2048", "rsa-3072", "rsa-4096"])
@@ -133,7 +133,7 @@ async def test_concurrent_signing_from_asyncio_tasks(vault_root, vault_rsa_keys,
     signatures = await asyncio.gather(*(signer.asign(data) for data in inputs))
 
     public_key = vault_public_key(name)
-    for data, signature in zip(inputs, signatures):
+    for data, signature in zip(inputs, signatures, strict=True):
         public_key.verify(signature, data, padding.PKCS1v15(), hashes.SHA512())
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from maskinporten_auth_vault import VaultTransitSigner
 
 import maskinporten_auth
 from maskinporten_auth.errors import ConfigurationError
-from maskinporten_auth_vault import VaultTransitSigner
 
 
 def test_core_resolves_the_uri_through_the_entry_point(vault_env, vault_rsa_keys, vault_public_key, vault_sign_jwt,
