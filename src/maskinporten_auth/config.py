@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -132,9 +132,7 @@ class EnvConfig:
         """Return ``CLIENT_ID``, the integration's client id."""
         value = self.require(CLIENT_ID)
         if any(character.isspace() or ord(character) < 32 for character in value):
-            raise ConfigurationError(
-                self.name(CLIENT_ID), "must not contain whitespace or control characters"
-            )
+            raise ConfigurationError(self.name(CLIENT_ID), "must not contain whitespace or control characters")
         return value
 
     def scopes(self) -> list[str]:
@@ -161,9 +159,7 @@ class EnvConfig:
         try:
             secret = Path(path).read_bytes()
         except OSError as exc:
-            raise ConfigurationError(
-                self.name(KEY_PASSWORD_FILE), f"cannot read {path!r}: {exc.strerror}"
-            ) from None
+            raise ConfigurationError(self.name(KEY_PASSWORD_FILE), f"cannot read {path!r}: {exc.strerror}") from None
         secret = secret.removesuffix(b"\n").removesuffix(b"\r")
         if not secret:
             raise ConfigurationError(self.name(KEY_PASSWORD_FILE), f"the file {path!r} is empty")
@@ -177,11 +173,7 @@ class EnvConfig:
         uri = self.require(KEY)
         scheme = urlsplit(uri).scheme.lower()
         if len(scheme) < 2:  # no scheme, or a Windows drive letter
-            example = (
-                Path(uri).absolute().as_uri()
-                if Path(uri).is_absolute()
-                else "file:///etc/maskinporten/key.pem"
-            )
+            example = Path(uri).absolute().as_uri() if Path(uri).is_absolute() else "file:///etc/maskinporten/key.pem"
             raise ConfigurationError(self.name(KEY), f"must be a key URI such as {example}, got {uri!r}")
         kid = self.get(KID)
         password = self.password()
@@ -223,7 +215,7 @@ class EnvConfig:
         """
         from .auth import MaskinportenAuth
 
-        readers = {
+        readers: dict[str, Callable[[], Any]] = {
             "environment": self.environment,
             "client_id": self.client_id,
             "scopes": self.scopes,

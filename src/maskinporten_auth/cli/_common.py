@@ -1,0 +1,207 @@
+"""What every ``maskinporten`` subcommand shares: exit codes, errors, secrets, key arguments and configuration."""
+
+from __future__ import annotations
+
+import argparse
+import enum
+import getpass
+import json
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..config import CLIENT_ID, CONSUMER_ORG, DEFAULT_PREFIX, ENV, KEY, KEY_PASSWORD, KID, RESOURCE, SCOPES, EnvConfig
+from ..errors import (
+    ConfigurationError,
+    InvalidResponseError,
+    NetworkError,
+    ServerError,
+    SigningError,
+    TokenRequestError,
+)
+from ..signer import Signer
+
+__all__ = [
+    "CliError",
+    "ConfigSource",
+    "ExitCode",
+    "add_config_arguments",
+    "exit_code_for",
+    "key_uri",
+    "print_json",
+    "read_secret",
+    "warn",
+]
+
+
+class ExitCode(enum.IntEnum):
+    """The exit statuses of ``maskinporten``; scripts may rely on them."""
+
+    OK = 0
+    """Success."""
+    REFUSED = 1
+    """Maskinporten refused the request, a token failed verification, or ``doctor`` found a problem."""
+    USAGE = 2
+    """Bad arguments or configuration: a missing variable, an unreadable key, a file that would be overwritten."""
+    UNAVAILABLE = 3
+    """Maskinporten (or a JWKS endpoint) could not be reached or answered 5xx, 429 or garbage."""
+    SIGNING = 4
+    """The key backend (KMS, Vault, Key Vault) failed to sign or to describe its key."""
+    INTERRUPTED = 130
+    """Interrupted (Ctrl-C)."""
+
+
+class CliError(Exception):
+    """A failure the command reports on stderr and turns into an exit status."""
+
+    def __init__(self, message: str, code: ExitCode = ExitCode.USAGE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def exit_code_for(error: BaseException) -> ExitCode:
+    """Return the exit status for an error a command let through."""
+    if isinstance(error, CliError):
+        return error.code
+    if isinstance(error, (NetworkError, ServerError, InvalidResponseError)):
+        return ExitCode.UNAVAILABLE
+    if isinstance(error, TokenRequestError):
+        return ExitCode.REFUSED
+    if isinstance(error, SigningError):
+        return ExitCode.SIGNING
+    return ExitCode.USAGE
+
+
+def warn(message: str) -> None:
+    """Write a line to stderr."""
+    print(message, file=sys.stderr)
+
+
+def print_json(value: Any) -> None:
+    """Write ``value`` to stdout as indented JSON."""
+    print(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def read_secret(*, env: str | None, file: str | None, prompt: str | None, confirm: bool = False) -> bytes:
+    """Read a passphrase from an environment variable, a file, or the terminal; never from the command line.
+
+    A file's one trailing newline is dropped. Prompting needs a terminal; ``confirm`` asks twice.
+    """
+    if env is not None:
+        value = os.environ.get(env)
+        if not value:
+            raise CliError(f"the environment variable {env} is not set or empty")
+        return value.encode("utf-8")
+    if file is not None:
+        try:
+            secret = Path(file).read_bytes().removesuffix(b"\n").removesuffix(b"\r")
+        except OSError as exc:
+            raise CliError(f"cannot read the passphrase file {file!r}: {exc.strerror}") from None
+        if not secret:
+            raise CliError(f"the passphrase file {file!r} is empty")
+        return secret
+    if prompt is None or not sys.stdin.isatty():
+        raise CliError("no terminal to ask for a passphrase on; use --passphrase-env or --passphrase-file")
+    first = getpass.getpass(prompt)
+    if not first:
+        raise CliError("an empty passphrase was given")
+    if confirm and getpass.getpass("Repeat: ") != first:
+        raise CliError("the passphrases do not match")
+    return first.encode("utf-8")
+
+
+def key_uri(value: str) -> str:
+    """Turn a key argument into a key URI: a URI stays as it is, a local path becomes ``file:`` or ``pkcs12:``."""
+    if len(urlsplit(value).scheme) > 1:
+        return value
+    uri = Path(value).expanduser().resolve().as_uri()
+    if Path(value).suffix.lower() in (".p12", ".pfx"):
+        return "pkcs12:" + uri.removeprefix("file:")
+    return uri
+
+
+# Command-line options that stand in for a variable: (flag, variable suffix, help).
+_CONFIG_FLAGS = (
+    ("--env", ENV, "test, prod or an issuer URL [${prefix}ENV, default test]"),
+    ("--client-id", CLIENT_ID, "the integration's client id [${prefix}CLIENT_ID]"),
+    ("--scope", SCOPES, "a scope to request; repeat for several [${prefix}SCOPES]"),
+    ("--key", KEY, "a key URI or a local key file [${prefix}KEY]"),
+    ("--kid", KID, "the key id registered on the integration [${prefix}KID]"),
+    ("--consumer-org", CONSUMER_ORG, "act for this customer's organisation number [${prefix}CONSUMER_ORG]"),
+    ("--resource", RESOURCE, "restrict the token's audience to this resource [${prefix}RESOURCE]"),
+)
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, *suffixes: str) -> None:
+    """Add ``--prefix`` and the options that override the given variables (all of them by default)."""
+    group = parser.add_argument_group(
+        "configuration", "Each option overrides the environment variable in brackets (prefix MASKINPORTEN_)."
+    )
+    group.add_argument(
+        "--prefix", default=DEFAULT_PREFIX, help="the environment variables' prefix (default: %(default)s)"
+    )
+    for flag, suffix, text in _CONFIG_FLAGS:
+        if suffixes and suffix not in suffixes:
+            continue
+        dest = flag.removeprefix("--").replace("-", "_")
+        action = "append" if suffix == SCOPES else "store"
+        group.add_argument(flag, dest=dest, action=action, metavar=suffix, help=text.replace("${prefix}", "$"))
+
+
+class ConfigSource:
+    """The configuration of a command: the environment, overridden by its command-line options.
+
+    Errors from :attr:`config` name the variable; :meth:`blame_options` renames them after the option that set it.
+    """
+
+    def __init__(self, args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> None:
+        layered = dict(os.environ if environ is None else environ)
+        config = EnvConfig(args.prefix, layered)
+        self._option_of: dict[str, str] = {}
+        for flag, suffix, _text in _CONFIG_FLAGS:
+            value = getattr(args, flag.removeprefix("--").replace("-", "_"), None)
+            if value is None:
+                continue
+            if suffix == SCOPES:
+                value = " ".join(value)
+            elif suffix == KEY:
+                value = key_uri(value)
+            layered[config.name(suffix)] = value
+            self._option_of[config.name(suffix)] = flag
+        self.environ = layered
+        self.config = config
+
+    def describe(self, error: ConfigurationError) -> str:
+        """Say what is wrong, naming the option rather than the variable when an option set it."""
+        return f"{self._option_of.get(error.field, error.field)}: {error.problem}"
+
+    @contextmanager
+    def blame_options(self) -> Iterator[None]:
+        """Re-raise a ConfigurationError about a variable an option set as one about the option."""
+        try:
+            yield
+        except ConfigurationError as exc:
+            option = self._option_of.get(exc.field)
+            if option is None:
+                raise
+            raise ConfigurationError(option, exc.problem) from exc
+
+    def signer(self) -> Signer:
+        """Load the key; ask for its password on the terminal if it is encrypted and none was configured."""
+        with self.blame_options():
+            try:
+                return self.config.signer()
+            except ConfigurationError as exc:
+                if not self._may_prompt(exc):
+                    raise
+            self.environ[self.config.name(KEY_PASSWORD)] = read_secret(
+                env=None, file=None, prompt="Key password: "
+            ).decode("utf-8")
+            return self.config.signer()
+
+    def _may_prompt(self, error: ConfigurationError) -> bool:
+        return error.field == self.config.name(KEY_PASSWORD) and self.config.password() is None and sys.stdin.isatty()

@@ -1,0 +1,277 @@
+"""``maskinporten doctor``: check a configuration step by step, and say what to fix."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import httpx
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from ..certificates import CertificateChain
+from ..clock import GrantClock
+from ..environment import Environment
+from ..errors import ConfigurationError, SigningError, TokenRequestError
+from ..jwk import jwk_thumbprint
+from ..orgnr import is_valid_orgno
+from ..signer import Signer
+from ..testing.jws import CompactJws, MalformedJws
+from ._common import ConfigSource, ExitCode, add_config_arguments, exit_code_for
+from .checklists import checklist_for
+
+__all__ = ["register"]
+
+T = TypeVar("T")
+
+#: A certificate that expires sooner than this is reported.
+EXPIRY_WARNING = datetime.timedelta(days=30)
+#: Clock offsets (seconds) worth a warning, and beyond Maskinporten's tolerance for ``iat``.
+CLOCK_WARNING = 2.0
+CLOCK_LIMIT = 10.0
+_PROBE = b"maskinporten doctor: signing probe"
+
+_EPILOG = """\
+Checks, in order: the environment, client id, scopes and consumer_org; that the key is readable and has a kid or a
+certificate (x5c); that the certificate is valid for at least 30 more days and names a valid organisation number;
+that the key signs; the clock's offset against the token endpoint's Date header; and finally a real token request.
+A refused request is explained with a checklist of causes and fixes for its MP code.
+
+The exit status is that of the first failure: 1 refused or a problem found, 2 configuration, 3 network, 4 key
+backend. Warnings alone give 0.
+"""
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``doctor`` subcommand."""
+    parser = subparsers.add_parser(
+        "doctor",
+        help="check the configuration step by step and explain failures",
+        description="Check a Maskinporten configuration step by step, ending with a real token request.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_config_arguments(parser)
+    parser.set_defaults(func=doctor)
+
+
+class Report:
+    """Prints each step's outcome and remembers the first failure's exit status."""
+
+    def __init__(self, describe: Callable[[ConfigurationError], str]) -> None:
+        self.failure: ExitCode | None = None
+        self._describe = describe
+
+    def _line(self, mark: str, step: str, detail: str, notes: Sequence[str] = ()) -> None:
+        print(f"[{mark}] {step}: {detail}", flush=True)
+        for note in notes:
+            print(f"       - {note}", flush=True)
+
+    def ok(self, step: str, detail: str) -> None:
+        """Report a passed check."""
+        self._line(" ok ", step, detail)
+
+    def warn(self, step: str, detail: str) -> None:
+        """Report a concern that does not stop tokens from working."""
+        self._line("warn", step, detail)
+
+    def skip(self, step: str, detail: str) -> None:
+        """Report a check that could not run or does not apply."""
+        self._line("skip", step, detail)
+
+    def fail(self, step: str, detail: str, code: ExitCode, notes: Sequence[str] = ()) -> None:
+        """Report a failed check with what to look at."""
+        self._line("FAIL", step, detail, notes)
+        if self.failure is None:
+            self.failure = code
+
+    def attempt(self, step: str, read: Callable[[], T], describe: Callable[[T], str]) -> T | None:
+        """Run ``read``; report its value as ok, or its configuration or signing error as a failure."""
+        try:
+            value = read()
+        except ConfigurationError as exc:
+            self.fail(step, self._describe(exc), ExitCode.USAGE)
+            return None
+        except SigningError as exc:
+            self.fail(step, str(exc), ExitCode.SIGNING)
+            return None
+        self.ok(step, describe(value))
+        return value
+
+
+def _describe_environment(environment: Environment) -> str:
+    return f"{environment.name or 'custom'} (issuer {environment.issuer}, token endpoint {environment.token_endpoint})"
+
+
+def _describe_consumer_org(consumer_org: str | None) -> str:
+    return consumer_org or "not set: tokens are for your own organisation"
+
+
+def _describe_resource(resource: str | None) -> str:
+    return resource or "not set: tokens without audience restriction"
+
+
+def _describe_signer(signer: Signer) -> str:
+    return f"{type(signer).__name__}, RSA {signer.public_key().key_size} bits, {signer.algorithm}"
+
+
+def _organisation_number(certificate: x509.Certificate) -> str | None:
+    """The organisation number in a Norwegian enterprise certificate's subject, if any."""
+    for oid in (NameOID.ORGANIZATION_IDENTIFIER, NameOID.SERIAL_NUMBER):
+        for attribute in certificate.subject.get_attributes_for_oid(oid):
+            digits = "".join(character for character in str(attribute.value) if character.isdigit())
+            if len(digits) >= 9:
+                return digits[-9:]
+    return None
+
+
+def check_key_identity(report: Report, signer: Signer) -> None:
+    """A grant needs ``kid`` (a registered key) or ``x5c`` (an enterprise certificate)."""
+    if signer.kid is not None:
+        report.ok("kid", f"{signer.kid} (must match the key id on the integration)")
+    elif signer.x5c:
+        report.ok("x5c", f"a chain of {len(signer.x5c)} certificate(s)")
+    else:
+        report.fail(
+            "kid",
+            "neither kid nor a certificate: Maskinporten cannot tell which key signed",
+            ExitCode.USAGE,
+            [
+                f"Set MASKINPORTEN_KID (or --kid) to the key id registered on the integration; "
+                f"this key's thumbprint is {jwk_thumbprint(signer.public_key())}."
+            ],
+        )
+
+
+def check_certificate(report: Report, signer: Signer, now: datetime.datetime) -> None:
+    """An enterprise certificate must be valid, not about to expire, and name a valid organisation number."""
+    chain = getattr(signer, "certificate_chain", None)
+    if not isinstance(chain, CertificateChain):
+        report.skip("certificate", "none (the key is registered by kid)")
+        return
+    expires = chain.expires()
+    subject = chain.leaf.subject.rfc4514_string()
+    if expires <= now:
+        report.fail("certificate", f"{subject} expired on {expires:%Y-%m-%d}", ExitCode.USAGE)
+    elif expires - now < EXPIRY_WARNING:
+        report.warn("certificate", f"{subject} expires on {expires:%Y-%m-%d}, in {(expires - now).days} days: renew it")
+    else:
+        report.ok("certificate", f"{subject}, valid until {expires:%Y-%m-%d}")
+    orgno = _organisation_number(chain.leaf)
+    if orgno is None:
+        report.warn("orgnr", "the certificate's subject names no organisation number")
+    elif is_valid_orgno(orgno):
+        report.ok("orgnr", f"the certificate is issued to {orgno}")
+    else:
+        report.fail("orgnr", f"the certificate names {orgno}, which fails the mod-11 check", ExitCode.USAGE)
+
+
+def check_signing(report: Report, signer: Signer) -> bool:
+    """Sign a probe and verify it with the public key: catches missing permissions and mismatched keys."""
+    started = time.perf_counter()
+    try:
+        signature = signer.sign(_PROBE)
+    except SigningError as exc:
+        report.fail("signing", str(exc), ExitCode.SIGNING)
+        return False
+    elapsed = (time.perf_counter() - started) * 1000
+    probe = CompactJws(header={}, claims={}, signing_input=_PROBE, signature=signature)
+    if not probe.signature_is_valid(signer.public_key(), signer.algorithm):
+        report.fail("signing", "the signature does not verify with the key's own public key", ExitCode.SIGNING)
+        return False
+    report.ok("signing", f"signed and verified a probe in {elapsed:.0f} ms")
+    return True
+
+
+def check_clock(report: Report, environment: Environment) -> bool:
+    """Compare the local clock with the token endpoint's ``Date`` header; False if Maskinporten is unreachable."""
+    clock = GrantClock()
+    sent_at = time.time()
+    try:
+        response = httpx.get(environment.token_endpoint, timeout=10.0)
+    except httpx.HTTPError as exc:
+        report.fail("clock", f"cannot reach {environment.token_endpoint}: {exc}", ExitCode.UNAVAILABLE)
+        return False
+    clock.observe(response.headers.get("Date"), sent_at, time.time())
+    offset = clock.estimated_offset
+    if offset is None:
+        report.warn("clock", "the token endpoint sent no Date header to compare with")
+    elif abs(offset) > CLOCK_LIMIT:
+        report.fail(
+            "clock",
+            f"this machine is {-offset:+.1f} s off Maskinporten's clock (the limit is {CLOCK_LIMIT:.0f} s)",
+            ExitCode.REFUSED,
+            ["Synchronise the clock with NTP; in a container, the host's clock."],
+        )
+    elif abs(offset) > CLOCK_WARNING:
+        report.warn("clock", f"this machine is {-offset:+.1f} s off Maskinporten's clock; consider NTP")
+    else:
+        report.ok("clock", f"within {CLOCK_WARNING:.0f} s of Maskinporten's (Date header, 1 s resolution)")
+    return True
+
+
+def _describe_token(access_token: str, expires_in: float | None) -> str:
+    parts = [f"got a token, valid for {expires_in:.0f} s" if expires_in is not None else "got a token"]
+    try:
+        claims = CompactJws.parse(access_token).claims
+    except MalformedJws:
+        return parts[0]
+    for claim in ("scope", "consumer", "supplier"):
+        value = claims.get(claim)
+        if isinstance(value, dict):
+            value = value.get("ID") or value.get("id")
+        if value:
+            parts.append(f"{claim} {value}")
+    return ", ".join(parts)
+
+
+def check_token(report: Report, source: ConfigSource, signer: Signer) -> None:
+    """Make a real token request, and explain a refusal."""
+    expires: list[float] = []
+    try:
+        auth = source.config.auth(
+            signer=signer, on_event=lambda event: expires.extend([event.expires_in] if event.expires_in else [])
+        )
+    except ConfigurationError as exc:
+        report.fail("token", source.describe(exc), ExitCode.USAGE)
+        return
+    try:
+        access_token = auth.get_token()
+    except (TokenRequestError, SigningError) as exc:
+        notes = checklist_for(exc) if isinstance(exc, TokenRequestError) else ()
+        report.fail("token", str(exc), exit_code_for(exc), notes)
+        return
+    finally:
+        auth.close()
+    report.ok("token", _describe_token(access_token, expires[0] if expires else None))
+
+
+def doctor(args: argparse.Namespace) -> ExitCode:
+    """Run every check; the exit status is the first failure's."""
+    source = ConfigSource(args)
+    config = source.config
+    report = Report(source.describe)
+    environment = report.attempt("environment", config.environment, _describe_environment)
+    client_id = report.attempt("client id", config.client_id, str)
+    scopes = report.attempt("scopes", config.scopes, " ".join)
+    report.attempt("consumer_org", config.consumer_org, _describe_consumer_org)
+    report.attempt("resource", config.resource, _describe_resource)
+    signer = report.attempt("key", source.signer, _describe_signer)
+    if signer is None:
+        report.skip("signing", "no usable key")
+    else:
+        check_key_identity(report, signer)
+        check_certificate(report, signer, datetime.datetime.now(datetime.timezone.utc))
+        check_signing(report, signer)
+    reachable = environment is not None and check_clock(report, environment)
+    if report.failure is not None or not (reachable and client_id and scopes and signer):
+        report.skip("token", "fix the failures above first")
+    else:
+        check_token(report, source, signer)
+    if report.failure is None:
+        print("All checks passed.")
+        return ExitCode.OK
+    return report.failure

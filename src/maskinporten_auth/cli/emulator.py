@@ -1,0 +1,147 @@
+"""``maskinporten emulator``: run a local Maskinporten in the foreground, with a client registered for your key."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import signal
+import sys
+import threading
+import uuid
+from pathlib import Path
+from typing import Any, NoReturn
+
+from ..certificates import CertificateChain
+from ..config import CLIENT_ID, ENV, KEY, KID, SCOPES, EnvConfig
+from ..errors import ConfigurationError
+from ..orgnr import validate_orgno
+from ._common import CliError, ConfigSource, ExitCode, add_config_arguments, warn
+
+__all__ = ["register"]
+
+#: A synthetic test organisation (Test-Norge), used as the integration's owner unless --orgno says otherwise.
+DEFAULT_ORGNO = "313042995"
+
+_EPILOG = """\
+The emulator validates grants as Maskinporten does and issues signed access tokens. It registers one client for
+the given key (or public JWK) with the given scopes, prints the `export` lines that point an application (or
+`maskinporten token`) at it, and serves until Ctrl-C.
+
+examples:
+  maskinporten emulator --key dev.pem --kid dev --scope nav:oppfolgingsplan/lps.write --port 8080
+  maskinporten emulator --key dev.pem --kid dev --scope test:api --delegate 310539759
+  maskinporten emulator --public-jwk partner.jwk.json --client-id partner --scope test:api
+"""
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``emulator`` subcommand."""
+    parser = subparsers.add_parser(
+        "emulator",
+        help="run a local Maskinporten and print the variables to use it",
+        description="Run a local Maskinporten emulator in the foreground.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="the loopback address to listen on (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=0, help="the port (default: a free one)")
+    parser.add_argument(
+        "--orgno", default=DEFAULT_ORGNO, help="the organisation number owning the client (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--delegate",
+        action="append",
+        default=[],
+        metavar="CONSUMER_ORG",
+        help="have this customer delegate every scope to --orgno in (emulated) Altinn; repeatable",
+    )
+    parser.add_argument(
+        "--public-jwk", type=Path, metavar="PATH", help="register this public JWK instead of the key's public half"
+    )
+    add_config_arguments(parser, CLIENT_ID, SCOPES, KEY, KID)
+    parser.set_defaults(func=emulator)
+
+
+def _public_jwk(path: Path) -> tuple[str, dict[str, Any]]:
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CliError(f"cannot read a JWK from {path}: {exc}") from None
+    if isinstance(document, dict) and isinstance(document.get("keys"), list) and len(document["keys"]) == 1:
+        document = document["keys"][0]
+    if not isinstance(document, dict) or document.get("kty") != "RSA":
+        raise CliError(f"{path} does not hold one RSA JWK")
+    if not isinstance(document.get("kid"), str):
+        raise CliError(f"the JWK in {path} has no kid; add one")
+    public = {name: value for name, value in document.items() if name not in ("d", "p", "q", "dp", "dq", "qi")}
+    return document["kid"], public
+
+
+def _stop(signum: int, frame: object) -> NoReturn:
+    raise KeyboardInterrupt
+
+
+def emulator(args: argparse.Namespace) -> ExitCode:
+    """Start the emulator, register the client, print the exports, and serve until interrupted."""
+    from ..testing import MaskinportenEmulator
+
+    source = ConfigSource(args)
+    config = source.config
+    with source.blame_options():
+        scopes = config.scopes()
+        client_id = config.get(CLIENT_ID) or str(uuid.uuid4())
+        orgno = validate_orgno(args.orgno, "--orgno")
+        consumers = [validate_orgno(org, "--delegate") for org in args.delegate]
+    exports = {config.name(CLIENT_ID): client_id, config.name(SCOPES): " ".join(scopes)}
+    registration: dict[str, Any]
+    if args.public_jwk is not None:
+        if args.key is not None:
+            raise CliError("give --key or --public-jwk, not both")
+        kid, jwk = _public_jwk(args.public_jwk)
+        registration = {"keys": {kid: jwk}}
+        exports[config.name(KID)] = kid
+    else:
+        signer = source.signer()
+        chain = getattr(signer, "certificate_chain", None)
+        if isinstance(chain, CertificateChain):
+            registration = {"certificates": [chain.certificates[-1]]}
+        elif signer.kid is None:
+            raise ConfigurationError(config.name(KID), "set a kid (--kid) to register the key under")
+        else:
+            registration = {"keys": {signer.kid: signer.public_jwk()}}
+            exports[config.name(KID)] = signer.kid
+        exports[config.name(KEY)] = source.environ[config.name(KEY)]
+
+    server = MaskinportenEmulator(host=args.host, port=args.port)
+    try:
+        server.register_client(client_id, orgno=orgno, scopes=scopes, **registration)
+        for consumer in consumers:
+            for scope in scopes:
+                server.delegate(consumer, orgno, scope)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    try:
+        server.start()
+    except OSError as exc:
+        raise CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        _print_exports(config, {config.name(ENV): server.issuer, **exports}, consumers)
+        warn(f"Maskinporten emulator at {server.url} (client {client_id}, organisation {orgno}); Ctrl-C stops it.")
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        warn("Stopping the emulator.")
+    finally:
+        server.stop()
+    return ExitCode.OK
+
+
+def _print_exports(config: EnvConfig, exports: dict[str, str], consumers: list[str]) -> None:
+    for name, value in exports.items():
+        print(f"export {name}={shlex.quote(value)}")
+    if config.name(KEY) not in exports:
+        print(f"# set {config.name(KEY)} to the private key of the registered JWK")
+    for consumer in consumers:
+        print(f"# {consumer} has delegated the scopes: export {config.name('CONSUMER_ORG')}={consumer} to act for it")
+    sys.stdout.flush()

@@ -1,0 +1,156 @@
+"""``maskinporten keygen`` and ``maskinporten jwk``: create a key safely, and show the public key to register."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from ..config import KEY, KID
+from ..jwk import jwk_thumbprint, rsa_public_jwk
+from ..signer import ALGORITHMS
+from ._common import CliError, ConfigSource, ExitCode, add_config_arguments, print_json, read_secret, warn
+
+__all__ = ["register"]
+
+KEY_SIZES = (2048, 3072, 4096)
+DEFAULT_KEY_SIZE = 3072
+_PUBLIC_EXPONENT = 65537
+
+_KEYGEN_EPILOG = """\
+The private key never leaves this machine: it is written with owner-only permissions (0600), and the command
+refuses to overwrite an existing file. Standard output gets only the public JWK, ready to register on the
+integration in Samarbeidsportalen (or its API); the next steps go to standard error.
+
+examples:
+  maskinporten keygen secrets/maskinporten.pem > maskinporten.jwk.json
+  maskinporten keygen --encrypt key.pem                       # asks for a passphrase twice
+  MY_PASS=... maskinporten keygen --passphrase-env MY_PASS key.pem
+"""
+
+_JWK_EPILOG = """\
+The key may be any key URI (file:, pkcs12:, awskms:, vault-transit:, azurekv:) or a local file. Only public key
+material is printed. Without a kid, the key's RFC 7638 thumbprint is suggested and used.
+
+examples:
+  maskinporten jwk key.pem --kid 2026-01
+  maskinporten jwk awskms:///alias/maskinporten --set
+  maskinporten jwk 'vault-transit://transit/maskinporten?version=2' --pem
+"""
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``keygen`` and ``jwk`` subcommands."""
+    keygen_parser = subparsers.add_parser(
+        "keygen",
+        help="create an RSA key locally and print the public JWK to register",
+        description="Create an RSA private key for Maskinporten and print its public JWK.",
+        epilog=_KEYGEN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    keygen_parser.add_argument("path", type=Path, help="where to write the private key (PEM, PKCS#8)")
+    keygen_parser.add_argument(
+        "--bits", type=int, choices=KEY_SIZES, default=DEFAULT_KEY_SIZE, help="key size (default: %(default)s)"
+    )
+    keygen_parser.add_argument("--kid", help="the key id to put in the JWK (default: the key's thumbprint)")
+    keygen_parser.add_argument("--alg", choices=ALGORITHMS, default="RS256", help="default: %(default)s")
+    secret = keygen_parser.add_argument_group(
+        "encryption", "Encrypt the key with a passphrase. The passphrase is never taken from the command line."
+    )
+    secret.add_argument("--encrypt", action="store_true", help="ask for a passphrase on the terminal")
+    secret.add_argument("--passphrase-env", metavar="VARIABLE", help="read the passphrase from this variable")
+    secret.add_argument("--passphrase-file", metavar="PATH", help="read the passphrase from this file")
+    keygen_parser.set_defaults(func=keygen)
+
+    jwk_parser = subparsers.add_parser(
+        "jwk",
+        help="print the public JWK (or JWKS, or PEM) of a key",
+        description="Print the public key of any key URI, to register it on a Maskinporten integration.",
+        epilog=_JWK_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    jwk_parser.add_argument("key_argument", nargs="?", metavar="KEY", help="a key URI or file [$MASKINPORTEN_KEY]")
+    output = jwk_parser.add_mutually_exclusive_group()
+    output.add_argument("--set", action="store_true", help='print a JWK set: {"keys": [...]}')
+    output.add_argument("--pem", action="store_true", help="print the public key as PEM (SubjectPublicKeyInfo)")
+    add_config_arguments(jwk_parser, KEY, KID)
+    jwk_parser.set_defaults(func=jwk)
+
+
+def _passphrase(args: argparse.Namespace) -> bytes | None:
+    if args.passphrase_env is not None and args.passphrase_file is not None:
+        raise CliError("give --passphrase-env or --passphrase-file, not both")
+    if not (args.encrypt or args.passphrase_env or args.passphrase_file):
+        return None
+    return read_secret(
+        env=args.passphrase_env, file=args.passphrase_file, prompt="Passphrase for the new key: ", confirm=True
+    )
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Create ``path`` with mode 0600 and write ``data``; never replace an existing file."""
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise CliError(f"{path} exists; refusing to overwrite a key (choose another path or remove it)") from None
+    except OSError as exc:
+        raise CliError(f"cannot create {path}: {exc.strerror}") from None
+    try:
+        os.fchmod(descriptor, 0o600)
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(data)
+    except OSError as exc:
+        path.unlink(missing_ok=True)
+        raise CliError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def keygen(args: argparse.Namespace) -> ExitCode:
+    """Create the key, write it owner-only, and print its public JWK."""
+    passphrase = _passphrase(args)
+    if args.path.exists():
+        raise CliError(f"{args.path} exists; refusing to overwrite a key (choose another path or remove it)")
+    key = rsa.generate_private_key(public_exponent=_PUBLIC_EXPONENT, key_size=args.bits)
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
+    )
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
+    _write_private(args.path, pem)
+    kid = args.kid or jwk_thumbprint(key.public_key())
+    print_json(rsa_public_jwk(key.public_key(), kid=kid, alg=args.alg))
+    uri = args.path.resolve().as_uri()
+    protection = "encrypted with your passphrase" if passphrase else "NOT encrypted"
+    warn(
+        f"Wrote a {args.bits}-bit RSA private key to {args.path} (mode 0600, {protection}).\n"
+        f"{'Key id' if args.kid else 'Suggested kid (the key thumbprint)'}: {kid}\n"
+        "Next: register the public JWK above on your integration (Samarbeidsportalen, or its API). If the portal\n"
+        "assigns its own kid, use that one. Then point the library at the key:\n"
+        f"  export MASKINPORTEN_KEY={shlex.quote(uri)}\n"
+        f"  export MASKINPORTEN_KID={shlex.quote(kid)}"
+    )
+    return ExitCode.OK
+
+
+def jwk(args: argparse.Namespace) -> ExitCode:
+    """Print the public key of the configured key."""
+    if args.key_argument is not None:
+        if args.key is not None:
+            raise CliError("give the key either as an argument or with --key, not both")
+        args.key = args.key_argument
+    signer = ConfigSource(args).signer()
+    public_key = signer.public_key()
+    if args.pem:
+        pem = public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        print(pem.decode("ascii"), end="")
+        return ExitCode.OK
+    kid = signer.kid
+    if kid is None and signer.x5c is None:
+        kid = jwk_thumbprint(public_key)
+        warn(f"No kid configured; using the key's thumbprint as kid: {kid}")
+    document = rsa_public_jwk(public_key, kid=kid, alg=signer.algorithm, x5c=signer.x5c)
+    print_json({"keys": [document]} if args.set else document)
+    return ExitCode.OK
