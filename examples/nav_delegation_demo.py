@@ -62,7 +62,9 @@ def main() -> None:
             kid = f"regnskap-{uuid.uuid4().hex[:8]}"
             signer = LocalKeySigner.from_pem_file(key_file, kid=kid)
             public_jwk = signer.public_jwk()
-            print(f"key file {key_file.name} (mode 600); public JWK to register: kid={kid}, n={public_jwk['n'][:16]}...")
+            print(
+                f"key file {key_file.name} (mode 600); public JWK to register: kid={kid}, n={public_jwk['n'][:16]}..."
+            )
 
             step("Regnskap AS registers its integration in Maskinporten with the public key")
             client_id = str(uuid.uuid4())
@@ -114,7 +116,9 @@ def main() -> None:
 
             step("Token claims as NAV verified them (the token itself is never printed)")
             claims = next(call.claims for call in nav.calls if call.claims)
-            shown = {name: claims[name] for name in ("iss", "client_id", "scope", "consumer", "supplier") if name in claims}
+            shown = {
+                name: claims[name] for name in ("iss", "client_id", "scope", "consumer", "supplier") if name in claims
+            }
             print(json.dumps(shown, indent=2))
 
 

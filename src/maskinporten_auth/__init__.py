@@ -1,5 +1,7 @@
 """Maskinporten access tokens for httpx and requests."""
 
+import logging
+
 from .auth import MaskinportenAuth
 from .cache import RefreshPolicy, TokenCache
 from .environment import PROD, TEST, Environment
@@ -53,3 +55,5 @@ __all__ = [
     "signer_from_uri",
     "systemuser_authorization",
 ]
+
+logging.getLogger("maskinporten_auth").addHandler(logging.NullHandler())

@@ -174,8 +174,10 @@ _HINTS: dict[str, str] = {
 }
 
 _DESCRIPTION_HINTS: tuple[tuple[str, str], ...] = (
-    ("unknown key identifier", "the kid is not registered on this integration; upload the key's public JWK in "
-     "Samarbeidsportalen or fix kid"),
+    (
+        "unknown key identifier",
+        "the kid is not registered on this integration; upload the key's public JWK in Samarbeidsportalen or fix kid",
+    ),
     ("client not found", _HINTS["MP-100"]),
 )
 

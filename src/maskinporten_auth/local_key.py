@@ -168,9 +168,7 @@ class LocalKeySigner(Signer):
         return cls.from_jwk(_read(path, "jwk"), kid=kid, algorithm=algorithm)
 
     @classmethod
-    def from_pkcs12(
-        cls, data: bytes, *, password: bytes | str | None, algorithm: str = "RS256"
-    ) -> LocalKeySigner:
+    def from_pkcs12(cls, data: bytes, *, password: bytes | str | None, algorithm: str = "RS256") -> LocalKeySigner:
         """Load a PKCS#12 bundle (a virksomhetssertifikat): key, certificate and chain, sent as ``x5c``."""
         secret = _password_bytes(password)
         try:

@@ -227,7 +227,7 @@ class TokenProvider:
             if self.on_event is not None:
                 self._emit("refresh_failed", duration=duration, error=error)
             return fallback.value
-        logger.error("Maskinporten token request failed: %s", error)
+        logger.warning("Maskinporten token request failed: %s", error)
         if self.on_event is not None:
             self._emit("fetch_failed", duration=duration, error=error)
         raise error

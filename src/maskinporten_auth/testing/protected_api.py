@@ -20,6 +20,11 @@ from .jws import CompactJws, MalformedJws
 __all__ = ["ApiCall", "ProtectedApi"]
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # the default of 5 resets connections under a burst of concurrent clients
+
+
 @dataclass(frozen=True)
 class ApiCall:
     """One request the API received: what it was, and the verified token's claims (None if rejected)."""
@@ -46,7 +51,7 @@ class ProtectedApi:
         self.calls: list[ApiCall] = []
         self._revoked: set[str] = set()
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
+        self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
     @property
@@ -123,8 +128,7 @@ class ProtectedApi:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="protected-api", daemon=True)
         self._thread.start()
         return self
