@@ -91,8 +91,7 @@ def main() -> None:
             print(f"HTTP {response.status_code}: consumer={party(body['consumer'])} supplier={party(body['supplier'])}")
 
             step("...and a second time with requests, and once from asyncio")
-            response = requests.post(plan_url, json=PLAN, auth=auth, timeout=10)
-            print(f"requests: HTTP {response.status_code}")
+            print(f"requests: HTTP {requests.post(plan_url, json=PLAN, auth=auth, timeout=10).status_code}")
 
             async def send_async() -> int:
                 async with httpx.AsyncClient(auth=auth) as client:
