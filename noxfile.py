@@ -63,3 +63,17 @@ def docs(session: nox.Session) -> None:
     """Build the documentation site in strict mode: a broken link or reference fails."""
     install_project(session, "mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26")
     session.run("mkdocs", "build", "--strict", "--site-dir", str(ROOT / "site"))
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks as ratios against baselines measured in the same run; writes docs/benchmarks.md and its plot."""
+    install_project(session, "authlib>=1.3", "httpx-auth>=0.22", "matplotlib>=3.8")
+    session.run("python", str(ROOT / "bench" / "run.py"), *session.posargs)
+
+
+@nox.session
+def soak(session: nox.Session) -> None:
+    """A bounded soak run: short-lived tokens, threads and asyncio tasks, injected faults (about 3 minutes)."""
+    install_project(session)
+    session.run("python", str(ROOT / "bench" / "soak.py"), *session.posargs)
