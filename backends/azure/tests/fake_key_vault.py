@@ -178,6 +178,7 @@ class FakeKeyVault:
         self.callers: dict[str, Caller] = {}
         self.requests: list[RecordedRequest] = []
         self.sign_count = 0
+        self.sign_delay = 0.0  # seconds each sign takes, to show that asign does not block the event loop
         self._ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self._ca = make_certificate(
             "maskinporten-auth test CA", self._ca_key.public_key(), signing_key=self._ca_key, ca=True
@@ -328,6 +329,7 @@ class FakeKeyVault:
             raise VaultError(400, "BadParameter", f"Key and signing algorithm '{algorithm}' are incompatible.")
         if len(digest) != hash_class.digest_size:
             raise VaultError(400, "BadParameter", "Invalid length of digest.")
+        time.sleep(self.sign_delay)
         signature = key.private_key.sign(digest, padding.PKCS1v15(), utils.Prehashed(hash_class()))
         with self._lock:
             self.sign_count += 1

@@ -35,10 +35,11 @@ class VaultObjectId:
         if not isinstance(url, str) or not url:
             raise ConfigurationError(field, f"must be a Key Vault URL such as {example}")
         parts = urlsplit(url)
+        if parts.username or parts.password or parts.query or parts.fragment:
+            # Not echoed: whatever is there may be a secret.
+            raise ConfigurationError(field, f"must not have credentials, a query or a fragment; use {example}")
         if parts.scheme != "https" or not parts.hostname:
             raise ConfigurationError(field, f"must be an https URL such as {example}, got {url!r}")
-        if parts.username or parts.password or parts.query or parts.fragment:
-            raise ConfigurationError(field, f"must not have credentials, a query or a fragment, got {url!r}")
         segments = parts.path.strip("/").split("/")
         if len(segments) not in (2, 3) or segments[0] != collection:
             raise ConfigurationError(field, f"must look like {example}, got {url!r}")
@@ -50,7 +51,9 @@ class VaultObjectId:
     ) -> VaultObjectId:
         """Build an identifier from a vault URL (``https://<vault host>``), a name and an optional version."""
         parts = urlsplit(vault_url)
-        if parts.scheme != "https" or not parts.hostname or parts.path.strip("/") or parts.query:
+        if parts.username or parts.password or parts.query or parts.fragment:
+            raise ConfigurationError(field, "the vault URL must be https://<vault host>, without credentials or query")
+        if parts.scheme != "https" or not parts.hostname or parts.path.strip("/"):
             raise ConfigurationError(field, f"the vault URL must be https://<vault host>, got {vault_url!r}")
         if not _NAME.fullmatch(name):
             raise ConfigurationError(field, f"{name!r} is not a Key Vault name (1-127 letters, digits, hyphens)")

@@ -6,6 +6,7 @@ import asyncio
 import importlib.util
 import logging
 import threading
+from enum import Enum
 from typing import Any, Final
 
 from azure.core.credentials import TokenCredential
@@ -174,7 +175,7 @@ class AzureKeyVaultSigner(DigestSigner):
     def _require_rsa(self, key: KeyVaultKey) -> None:
         if key.key_type not in _RSA_KEY_TYPES:
             raise SigningError(
-                f"the key type is {key.key_type}; Maskinporten needs an RSA key (RSA or RSA-HSM)",
+                f"the key type is {_text(key.key_type)}; Maskinporten needs an RSA key (RSA or RSA-HSM)",
                 backend=self.backend,
                 key=key.id,
                 hint="create one with: az keyvault key create --kty RSA-HSM --size 2048 (RSA on the Standard tier)",
@@ -191,7 +192,7 @@ class AzureKeyVaultSigner(DigestSigner):
                 hint="enable it (az keyvault key set-attributes --enabled true ...) or use an enabled version",
             )
         if KeyOperation.sign not in key.key_operations:
-            permitted = ", ".join(str(op) for op in key.key_operations) or "none"
+            permitted = ", ".join(_text(op) for op in key.key_operations) or "none"
             raise SigningError(
                 f"the key does not permit the sign operation (permitted: {permitted})",
                 backend=self.backend,
@@ -239,6 +240,11 @@ class AzureKeyVaultSigner(DigestSigner):
             async with AsyncCryptographyClient(key, credential, **self._client_kwargs) as client:
                 result = await client.sign(_SIGNATURE_ALGORITHMS[self.algorithm], digest(self.algorithm, signing_input))
         return bytes(result.signature)
+
+
+def _text(value: object) -> str:
+    """How Key Vault spells an enum member ("RSA-HSM", "sign"), or the string it sent."""
+    return str(value.value) if isinstance(value, Enum) else str(value)
 
 
 def _certificate_chain(

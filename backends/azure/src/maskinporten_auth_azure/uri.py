@@ -26,7 +26,9 @@ def signer_from_uri(
     :meth:`AzureKeyVaultSigner.from_certificate`; ``intermediates`` may be given as an option).
     """
     parts = urlsplit(uri)
-    if parts.scheme != "azurekv" or not parts.hostname or parts.query or parts.fragment:
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ConfigurationError("key", f"expected {_FORMS}, without credentials, query or fragment")
+    if parts.scheme != "azurekv" or not parts.hostname:
         raise ConfigurationError("key", f"expected {_FORMS}, got {uri!r}")
     https_url = f"https://{parts.netloc}{parts.path}"
     if parts.path.startswith("/certificates/"):
