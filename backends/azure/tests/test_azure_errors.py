@@ -9,9 +9,9 @@ import akv_fake_key_vault as fkv
 import pytest
 from azure.core.exceptions import ClientAuthenticationError
 from azure.keyvault.keys import KeyClient
+from maskinporten_auth_azure import AzureKeyVaultSigner
 
 from maskinporten_auth import ConfigurationError, SigningError
-from maskinporten_auth_azure import AzureKeyVaultSigner
 
 
 def new_caller(server, permissions, **kwargs) -> fkv.StaticTokenCredential:

@@ -11,7 +11,6 @@ import akv_fake_key_vault as fkv
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jose import jwk, jws
-
 from maskinporten_auth_azure import AzureKeyVaultSigner, signer
 
 ALGORITHMS = ["RS256", "RS384", "RS512"]
@@ -169,7 +168,7 @@ def test_concurrent_threads_share_one_pinned_key(akv_server, akv_rsa_key, akv_ma
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
         signatures = list(pool.map(akv_signer.sign, inputs))
 
-    for signing_input, signature in zip(inputs, signatures):
+    for signing_input, signature in zip(inputs, signatures, strict=True):
         fkv.verify_signature(akv_rsa_key.public_key(), "RS256", signing_input, signature)
     assert akv_signer.key_id == akv_server.key_url(akv_rsa_key)
 
@@ -181,7 +180,7 @@ async def test_concurrent_tasks_sign_correctly(akv_server, akv_rsa_key, akv_make
 
     signatures = await asyncio.gather(*(akv_signer.asign(i) for i in inputs))
 
-    for signing_input, signature in zip(inputs, signatures):
+    for signing_input, signature in zip(inputs, signatures, strict=True):
         fkv.verify_signature(akv_rsa_key.public_key(), "RS512", signing_input, signature)
 
 
