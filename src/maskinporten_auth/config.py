@@ -139,6 +139,8 @@ class EnvConfig:
         """Return ``SCOPES`` split on spaces and commas, without duplicates, in the order given."""
         value = self.require(SCOPES)
         scopes = list(dict.fromkeys(part for part in _SCOPE_SEPARATORS.split(value) if part))
+        if not scopes:
+            raise ConfigurationError(self.name(SCOPES), f"holds no scope: {value!r}")
         for scope in scopes:
             if not _SCOPE_TOKEN.fullmatch(scope):
                 raise ConfigurationError(self.name(SCOPES), f"{scope!r} is not a valid OAuth scope")
