@@ -7,6 +7,7 @@ import email.utils
 import json
 import logging
 import math
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -172,10 +173,13 @@ class TokenClient:
         self._http_client = http_client
         self._owns_http_client = http_client is None
         self._async_http_client = async_http_client
+        self._client_lock = threading.Lock()
 
     def _client(self) -> httpx.Client:
         if self._http_client is None:
-            self._http_client = httpx.Client(timeout=self.retry.timeout, follow_redirects=False)
+            with self._client_lock:
+                if self._http_client is None:
+                    self._http_client = httpx.Client(timeout=self.retry.timeout, follow_redirects=False)
         return self._http_client
 
     def close(self) -> None:
@@ -188,6 +192,7 @@ class TokenClient:
         """Drop (without closing) the connections this client owns: after ``os.fork()`` they belong to the parent."""
         if self._owns_http_client:
             self._http_client = None
+        self._client_lock = threading.Lock()
 
     def _outcome(self, response: httpx.Response, sent_at: float) -> TokenResponse:
         self.clock.observe(response.headers.get("date"), sent_at, time.time())
