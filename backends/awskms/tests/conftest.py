@@ -11,6 +11,7 @@ Fixture names start with ``kms_`` so they never clash with the other backends' f
 from __future__ import annotations
 
 import contextlib
+import datetime
 import fcntl
 import hashlib
 import json
@@ -29,9 +30,11 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
-from cryptography.hazmat.primitives import hashes
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import load_der_public_key
+from cryptography.x509.oid import NameOID
 
 LOCALSTACK_REQUIREMENTS = (
     "localstack-core[runtime]==4.11.1",
@@ -41,7 +44,7 @@ LOCALSTACK_REQUIREMENTS = (
     "service-identity",
 )
 VENV_TIMEOUT = 120
-PIP_TIMEOUT = 280  # below pytest-timeout's 300 s, which also covers the fixture setup of the first test
+PIP_TIMEOUT = 600
 STARTUP_TIMEOUT = 90
 STOP_TIMEOUT = 15
 REGION = "eu-north-1"
@@ -72,7 +75,7 @@ def _venv_dir() -> Path:
     return _cache_root() / f"localstack-4.11.1-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
-def _run(config: pytest.Config, command: list[str], *, log: Path, timeout: float, what: str) -> None:
+def _run(command: list[str], *, log: Path, timeout: float, what: str) -> None:
     env = {name: value for name, value in os.environ.items() if name not in ("PYTHONPATH", "PYTHONHOME")}
     env.pop("VIRTUAL_ENV", None)
     with log.open("ab") as out:
@@ -99,13 +102,28 @@ def provision_localstack(config: pytest.Config) -> Path:
         log.unlink(missing_ok=True)
         started = time.monotonic()
         _say(config, f"creating LocalStack's virtual environment {venv} with {sys.executable} (log: {log})")
-        _run(config, [sys.executable, "-m", "venv", str(venv)], log=log, timeout=VENV_TIMEOUT, what="python -m venv")
+        _run([sys.executable, "-m", "venv", str(venv)], log=log, timeout=VENV_TIMEOUT, what="python -m venv")
         _say(config, f"pip install {' '.join(LOCALSTACK_REQUIREMENTS)} (about a minute; at most {PIP_TIMEOUT} s)")
         pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--timeout", "60"]
-        _run(config, [*pip, *LOCALSTACK_REQUIREMENTS], log=log, timeout=PIP_TIMEOUT, what="pip install localstack")
+        _run([*pip, *LOCALSTACK_REQUIREMENTS], log=log, timeout=PIP_TIMEOUT, what="pip install localstack")
         ready.write_text("\n".join(LOCALSTACK_REQUIREMENTS) + "\n")
         _say(config, f"LocalStack's environment is ready after {time.monotonic() - started:.1f} s")
     return python
+
+
+_PROVISIONED = pytest.StashKey["Path | RuntimeError"]()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Provision LocalStack once collection is done, if a selected test needs it.
+
+    Here, and not in the fixture, so that the first run's install is not counted in a test's timeout.
+    """
+    if any("kms_endpoint" in getattr(item, "fixturenames", ()) for item in session.items):
+        try:
+            session.config.stash[_PROVISIONED] = provision_localstack(session.config)
+        except RuntimeError as exc:
+            session.config.stash[_PROVISIONED] = exc
 
 
 def _free_port() -> int:
@@ -141,7 +159,9 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 @pytest.fixture(scope="session")
 def kms_endpoint(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The URL of a LocalStack KMS running for this test session."""
-    python = provision_localstack(pytestconfig)
+    python = pytestconfig.stash.get(_PROVISIONED, None) or provision_localstack(pytestconfig)
+    if isinstance(python, RuntimeError):
+        pytest.fail(f"LocalStack could not be provisioned: {python}", pytrace=False)
     state = tmp_path_factory.mktemp("localstack")
     port = _free_port()
     endpoint = f"http://127.0.0.1:{port}"
@@ -250,3 +270,43 @@ def kms_assert_signature() -> Callable[[rsa.RSAPublicKey, bytes, bytes, str], No
         public_key.verify(signature, message, padding.PKCS1v15(), HASHES[algorithm]())
 
     return check
+
+
+def _certificate(
+    subject: str, public_key: Any, issuer: str, issuer_key: rsa.RSAPrivateKey, *, ca: bool
+) -> x509.Certificate:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .sign(issuer_key, hashes.SHA256())
+    )
+
+
+def _chain(leaf_public_key: rsa.RSAPublicKey, intermediates: int = 0) -> tuple[bytes, list[x509.Certificate]]:
+    root_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    issuer, issuer_key = "Test Root CA", root_key
+    chain = [_certificate(issuer, root_key.public_key(), issuer, root_key, ca=True)]
+    for level in range(intermediates):
+        key = rsa.generate_private_key(public_exponent=65537, key_size=4096)
+        name = f"Test Intermediate CA {level}"
+        chain.insert(0, _certificate(name, key.public_key(), issuer, issuer_key, ca=True))
+        issuer, issuer_key = name, key
+    chain.insert(0, _certificate("313042995 virksomhet", leaf_public_key, issuer, issuer_key, ca=False))
+    pem = b"".join(cert.public_bytes(serialization.Encoding.PEM) for cert in chain)
+    return pem, chain
+
+
+@pytest.fixture(scope="session")
+def kms_certificate_chain() -> Callable[..., tuple[bytes, list[x509.Certificate]]]:
+    """Certify a public key (a KMS key's) by a local CA through ``intermediates`` CAs.
+
+    Returns the chain as PEM and as certificates, leaf first and the self-signed root last.
+    """
+    return _chain

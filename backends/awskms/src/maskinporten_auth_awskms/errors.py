@@ -66,8 +66,8 @@ _CREDENTIAL_ERRORS: Final = (
     SSOError,
 )
 _REGION_HINT: Final = (
-    "no AWS region is configured: set AWS_REGION (or AWS_DEFAULT_REGION, or region in the profile), give the key "
-    "as an ARN, or pass client=boto3.client('kms', region_name=...)"
+    "no AWS region is configured: set AWS_DEFAULT_REGION (boto3 does not read AWS_REGION) or region in the "
+    "profile, give the key as an ARN, or pass client=boto3.client('kms', region_name=...)"
 )
 _NETWORK_HINT: Final = (
     "KMS could not be reached: check the network, proxy (HTTPS_PROXY) and, in a private subnet, the KMS VPC endpoint"

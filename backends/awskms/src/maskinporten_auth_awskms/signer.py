@@ -135,18 +135,16 @@ class AwsKmsSigner(DigestSigner):
         spec = metadata.get("KeySpec")
         usage = metadata.get("KeyUsage")
         offered = metadata.get("SigningAlgorithms", [])
-        if spec not in _RSA_KEY_SPECS:
-            problem = f"has key spec {spec}; Maskinporten accepts only RSA ({', '.join(_RSA_KEY_SPECS)})"
-        elif usage != "SIGN_VERIFY":
-            problem = f"has key usage {usage}; signing needs SIGN_VERIFY (the usage of a key cannot be changed)"
-        elif self._signing_algorithm not in offered:
+        if usage != "SIGN_VERIFY":
+            problem = f"key usage is {usage}; signing needs SIGN_VERIFY (the usage of a key cannot be changed)"
+        elif spec not in _RSA_KEY_SPECS or self._signing_algorithm not in offered:
             problem = (
-                f"does not offer {self._signing_algorithm} (needed for {self.algorithm}); "
-                f"it offers {', '.join(offered) or 'no signing algorithm'}"
+                f"key spec is {spec} with signing algorithms {', '.join(offered) or 'none'}; {self.algorithm} "
+                f"needs {self._signing_algorithm} on an RSA key ({', '.join(_RSA_KEY_SPECS)})"
             )
         else:
             return metadata
-        raise SigningError(f"the key {problem}", backend=BACKEND, key=self.key_id, hint=_CREATE_KEY_HINT)
+        raise SigningError(problem, backend=BACKEND, key=self.key_id, hint=_CREATE_KEY_HINT)
 
     def _check_key(self) -> None:
         """Check with DescribeKey that the key is RSA, SIGN_VERIFY and offers the algorithm."""
