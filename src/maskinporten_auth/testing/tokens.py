@@ -40,10 +40,13 @@ def _self_signed_certificate(key: rsa.RSAPrivateKey) -> x509.Certificate:
 
 
 class AccessTokenSigner:
-    """A fresh RSA key that signs access tokens (RS256), published as a JWKS with ``kid``, ``alg``, ``use``, ``x5c``."""
+    """An RSA key that signs access tokens (RS256), published as a JWKS with ``kid``, ``alg``, ``use``, ``x5c``.
 
-    def __init__(self) -> None:
-        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    Without ``key`` a fresh 2048-bit key is generated.
+    """
+
+    def __init__(self, key: rsa.RSAPrivateKey | None = None) -> None:
+        self._key = key or rsa.generate_private_key(public_exponent=65537, key_size=2048)
         public_key = self._key.public_key()
         self.kid = jwk_thumbprint(public_key)
         certificate = _self_signed_certificate(self._key)

@@ -81,7 +81,7 @@ class AcceptedGrant:
 def _numeric_date(claims: dict[str, Any], name: str) -> float:
     value = claims.get(name)
     if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise Rejection.authentication_failed(f"The JWT claim {name} is missing or not a number.", "MP-130")
+        raise Rejection.authentication_failed(f"The JWT claim {name} is missing or not a number.")
     return value
 
 
@@ -200,7 +200,6 @@ class GrantValidator:
             raise Rejection.authentication_failed(
                 f"Invalid JWT lifetime: exp - iat is {lifetime} s; it must be above 0 and at most "
                 f"{MAX_GRANT_LIFETIME} s.",
-                "MP-130",
             )
         if issued_at > self.now + CLOCK_TOLERANCE:
             raise Rejection.authentication_failed(
