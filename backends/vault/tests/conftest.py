@@ -6,6 +6,7 @@ Fixture names start with ``vault_`` or ``bao_`` because every backend's tests ru
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import json
 import os
@@ -81,10 +82,9 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=10)
 
 
-@pytest.fixture(scope="session")
-def bao_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BaoServer]:
-    """Start an OpenBao dev server on 127.0.0.1 and a free port, with Transit enabled at ``transit``."""
-    home = tmp_path_factory.mktemp("bao")
+@contextlib.contextmanager
+def _running_bao(home: Path) -> Iterator[BaoServer]:
+    """Run ``bao server -dev`` on 127.0.0.1 and a free port, with Transit enabled at ``transit``; stop it after."""
     root_token = secrets.token_urlsafe(24)
     env = {name: value for name, value in os.environ.items() if not name.startswith(("VAULT_", "BAO_"))}
     env.update(HOME=str(home), BAO_DEV_ROOT_TOKEN_ID=root_token)
@@ -108,6 +108,20 @@ def bao_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BaoServer]:
         yield server
     finally:
         _stop(process)
+
+
+@pytest.fixture(scope="session")
+def bao_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BaoServer]:
+    """The OpenBao dev server shared by the session's tests."""
+    with _running_bao(tmp_path_factory.mktemp("bao")) as server:
+        yield server
+
+
+@pytest.fixture
+def bao_own_server(tmp_path: Path) -> Iterator[BaoServer]:
+    """An OpenBao dev server of the test's own, for tests that break the server (seal it)."""
+    with _running_bao(tmp_path) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

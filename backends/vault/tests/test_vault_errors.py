@@ -143,6 +143,19 @@ def test_unreachable_vault_is_a_signing_error(monkeypatch):
     assert "secret" not in str(error)
 
 
+def test_sealed_vault(bao_own_server, vault_new_key):
+    client = bao_own_server.client()
+    name = vault_new_key(client=client)
+    signer = VaultTransitSigner(name, client=client)
+    signer.sign(b"before")
+    client.sys.seal()
+
+    error = first_use_error(signer)
+
+    assert "Vault is sealed or unavailable" in str(error)
+    assert "unseal" in error.hint
+
+
 def test_key_deleted_after_first_use(vault_root, vault_new_key):
     name = vault_new_key()
     signer = VaultTransitSigner(name, client=vault_root)

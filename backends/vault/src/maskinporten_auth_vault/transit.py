@@ -144,31 +144,26 @@ class TransitClient:
                 hint="the token must be valid (not expired or revoked) and have a policy with:\n"
                 + policy(self.mount_point, self.key_name)
                 + "and, with Vault namespaces, be used in the key's namespace (VAULT_NAMESPACE)",
-            ) from None
+            ) from exc
         except hvac.exceptions.InvalidPath as exc:
             raise self.error(
                 f"Vault has no such Transit key ({_vault_says(exc) or 'not found'})",
                 hint=f"create it with `vault write {self.mount_point}/keys/{self.key_name} type=rsa-3072`, "
                 "or fix the key name, mount_point (the path Transit is enabled at) or VAULT_NAMESPACE",
-            ) from None
-        except hvac.exceptions.Unauthorized:
-            raise self.error(
-                f"Vault did not accept the token when {action}",
-                hint="set VAULT_TOKEN, or pass an authenticated hvac.Client (AppRole, Kubernetes, ...)",
-            ) from None
+            ) from exc
         except hvac.exceptions.VaultDown as exc:
             raise self.error(
                 f"Vault is sealed or unavailable ({_vault_says(exc) or 'HTTP 503'})",
                 hint="unseal Vault, or point VAULT_ADDR at an active node",
-            ) from None
+            ) from exc
         except hvac.exceptions.VaultError as exc:
-            raise self.error(f"Vault refused {action}: {_vault_says(exc) or type(exc).__name__}") from None
+            raise self.error(f"Vault refused {action}: {_vault_says(exc) or type(exc).__name__}") from exc
         except requests.RequestException as exc:
             address = _address(str(getattr(self._client, "url", "") or ""))
             raise self.error(
                 f"cannot reach Vault at {address} when {action} ({type(exc).__name__})",
                 hint="check VAULT_ADDR (or the hvac.Client's url), TLS settings and the network",
-            ) from None
+            ) from exc
 
     def read_key(self) -> TransitKey:
         """Read the key's type, versions and public keys (``GET <mount>/keys/<key>``)."""
