@@ -77,3 +77,9 @@ def akv_make_signer(
     yield make
     for signer in made:
         signer.close()
+
+
+@pytest.fixture(scope="session")
+def akv_enterprise_ca() -> Any:
+    """A root and an issuing CA for enterprise certificates (x5c)."""
+    return fake_key_vault.EnterpriseCa.create()

@@ -98,6 +98,32 @@ def make_certificate(
     return builder.sign(issuer_key, hashes.SHA256())
 
 
+@dataclass(frozen=True)
+class EnterpriseCa:
+    """A root and an intermediate CA, as behind a virksomhetssertifikat (Buypass, Commfides)."""
+
+    root: x509.Certificate
+    intermediate: x509.Certificate
+    intermediate_key: rsa.RSAPrivateKey
+
+    @classmethod
+    def create(cls) -> EnterpriseCa:
+        root_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        root = make_certificate("Test Enterprise Root CA", root_key.public_key(), signing_key=root_key, ca=True)
+        intermediate_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        intermediate = make_certificate(
+            "Test Enterprise Issuing CA", intermediate_key.public_key(), issuer=(root, root_key), ca=True
+        )
+        return cls(root, intermediate, intermediate_key)
+
+    @property
+    def issuer(self) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
+        return self.intermediate, self.intermediate_key
+
+    def issue(self, subject: str, public_key: Any) -> x509.Certificate:
+        return make_certificate(subject, public_key, issuer=self.issuer)
+
+
 def pem(certificates: Iterable[x509.Certificate]) -> bytes:
     return b"".join(cert.public_bytes(serialization.Encoding.PEM) for cert in certificates)
 

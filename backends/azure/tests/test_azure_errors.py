@@ -26,8 +26,9 @@ def assert_no_secret(exc: BaseException, credential: fkv.StaticTokenCredential) 
 
 
 @pytest.mark.parametrize("permissions", [set(), {"keys/get"}], ids=["no-role-at-all", "can-read-but-not-sign"])
-def test_403_names_the_rbac_role_and_the_access_policy_permissions(akv_server, akv_rsa_key, akv_make_signer,
-                                                                   permissions):  # fmt: skip
+def test_403_names_the_rbac_role_and_the_access_policy_permissions(
+    akv_server, akv_rsa_key, akv_make_signer, permissions
+):
     credential = new_caller(akv_server, permissions)
     akv_signer = akv_make_signer(akv_server.key_url(akv_rsa_key), credential=credential)
 
@@ -90,8 +91,7 @@ def test_a_disabled_key_is_refused_before_signing(akv_server, akv_make_signer):
 
 
 @pytest.mark.asyncio
-async def test_a_key_disabled_after_first_use_gives_key_vaults_keydisabled(akv_server, akv_rsa_key,
-                                                                           akv_make_signer):  # fmt: skip
+async def test_a_key_disabled_after_first_use_gives_key_vaults_keydisabled(akv_server, akv_rsa_key, akv_make_signer):
     akv_signer = akv_make_signer(akv_server.key_url(akv_rsa_key))
     akv_signer.sign(b"while enabled")
     akv_server.set_enabled(akv_rsa_key, False)

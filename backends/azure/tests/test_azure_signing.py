@@ -37,8 +37,9 @@ async def test_async_signatures_verify_outside_key_vault(akv_server, akv_rsa_key
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
-def test_a_compact_jws_verifies_with_python_jose_and_the_public_jwk(akv_server, akv_rsa_key, akv_make_signer,
-                                                                   algorithm):  # fmt: skip
+def test_a_compact_jws_verifies_with_python_jose_and_the_public_jwk(
+    akv_server, akv_rsa_key, akv_make_signer, algorithm
+):
     akv_signer = akv_make_signer(akv_server.key_url(akv_rsa_key), algorithm=algorithm)
     public_jwk = akv_signer.public_jwk()
     signing_input = fkv.b64url(b'{"alg":"' + algorithm.encode() + b'","kid":"akv-kid"}') + "." + fkv.b64url(b"{}")
@@ -71,8 +72,7 @@ def test_first_request_is_answered_with_a_challenge_then_signs_with_a_token(akv_
     ]
 
 
-def test_unversioned_key_is_pinned_to_its_current_version_across_a_rotation(akv_server, akv_rsa_key,
-                                                                             akv_make_signer):  # fmt: skip
+def test_unversioned_key_is_pinned_to_its_current_version_across_a_rotation(akv_server, akv_rsa_key, akv_make_signer):
     akv_signer = akv_make_signer(akv_server.key_url(akv_rsa_key.name))
     first = akv_signer.sign(b"before")
     pinned_jwk = akv_signer.public_jwk()
@@ -102,8 +102,9 @@ async def test_async_path_pins_the_unversioned_key_as_well(akv_server, akv_rsa_k
 
 
 @pytest.mark.asyncio
-async def test_asign_uses_the_sdk_async_client_when_aiohttp_is_installed(akv_server, akv_rsa_key, akv_make_signer,
-                                                                         monkeypatch):  # fmt: skip
+async def test_asign_uses_the_sdk_async_client_when_aiohttp_is_installed(
+    akv_server, akv_rsa_key, akv_make_signer, monkeypatch
+):
     assert signer.HAS_ASYNC_TRANSPORT
     akv_signer = akv_make_signer(akv_server.key_url(akv_rsa_key))
 
@@ -117,8 +118,9 @@ async def test_asign_uses_the_sdk_async_client_when_aiohttp_is_installed(akv_ser
 
 
 @pytest.mark.asyncio
-async def test_without_aiohttp_asign_runs_the_sync_client_in_a_worker_thread(akv_server, akv_rsa_key,
-                                                                             akv_make_signer, monkeypatch):  # fmt: skip
+async def test_without_aiohttp_asign_runs_the_sync_client_in_a_worker_thread(
+    akv_server, akv_rsa_key, akv_make_signer, monkeypatch
+):
     monkeypatch.setattr(signer, "HAS_ASYNC_TRANSPORT", False)
     akv_signer = akv_make_signer(akv_server.key_url(akv_rsa_key))
     threads: list[threading.Thread] = []
@@ -138,8 +140,9 @@ async def test_without_aiohttp_asign_runs_the_sync_client_in_a_worker_thread(akv
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize("async_transport", [True, False], ids=["aiohttp", "thread"])
-async def test_asign_never_blocks_the_event_loop(akv_server, akv_rsa_key, akv_make_signer, monkeypatch,
-                                                 async_transport):  # fmt: skip
+async def test_asign_never_blocks_the_event_loop(
+    akv_server, akv_rsa_key, akv_make_signer, monkeypatch, async_transport
+):
     monkeypatch.setattr(signer, "HAS_ASYNC_TRANSPORT", async_transport)
     akv_signer = akv_make_signer(akv_server.key_url(akv_rsa_key))
     await akv_signer.asign(b"warm up")  # the first call also looks the key up
@@ -204,8 +207,9 @@ def test_the_key_is_looked_up_once(akv_server, akv_rsa_key, akv_make_signer):
     assert len(gets) == 1
 
 
-def test_default_credential_is_created_only_when_first_needed(akv_server, akv_rsa_key, akv_client_kwargs,
-                                                              azure_credential, monkeypatch):  # fmt: skip
+def test_default_credential_is_created_only_when_first_needed(
+    akv_server, akv_rsa_key, akv_client_kwargs, azure_credential, monkeypatch
+):
     created: list[object] = []
 
     def fake_default() -> object:
