@@ -84,9 +84,13 @@ class Signer(abc.ABC):
         """A stable identity of the key, used in cache keys: by default its JWK thumbprint."""
         return jwk_thumbprint(self.public_key())
 
-    def __repr__(self) -> str:
+    def _repr_fields(self) -> list[str]:
+        """The ``name=value`` pairs shown by repr; subclasses prepend what names their key (never a secret)."""
         shown = f"kid={self.kid!r}" if self.kid is not None else f"x5c=<{len(self.x5c or [])} certificates>"
-        return f"{type(self).__name__}({shown}, algorithm={self.algorithm!r})"
+        return [shown, f"algorithm={self.algorithm!r}"]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(self._repr_fields())})"
 
 
 class DigestSigner(Signer):
@@ -115,8 +119,8 @@ class DigestSigner(Signer):
         if self.kid is not None and self.x5c is not None:
             raise ConfigurationError("kid", "give either kid or certificate_chain (x5c), not both")
         self._public_key: rsa.RSAPublicKey | None = None
-        self._verified = False
-        self._lock = threading.Lock()
+        self._verified = threading.Event()
+        self._lock = threading.RLock()  # _check_key may call public_key()
 
     @abc.abstractmethod
     def _fetch_public_key(self) -> rsa.RSAPublicKey:
@@ -136,19 +140,22 @@ class DigestSigner(Signer):
                 if self._public_key is None:
                     key = self._fetch_public_key()
                     if key.key_size < MIN_RSA_BITS:
-                        raise ConfigurationError("key_id", f"the key has {key.key_size} bits; at least 2048 needed")
+                        raise ConfigurationError("key", f"the key has {key.key_size} bits; at least 2048 needed")
                     self._public_key = key
         return self._public_key
 
     def verify_key(self) -> None:
         """Check the remote key once: usable for :attr:`algorithm`, and matching the certificate chain if any."""
-        if self._verified:
+        if self._verified.is_set():
             return
-        self._check_key()
         public_key = self.public_key()
-        if self.certificate_chain is not None:
-            self.certificate_chain.check_key(public_key)
-        self._verified = True
+        with self._lock:
+            if self._verified.is_set():
+                return
+            self._check_key()
+            if self.certificate_chain is not None:
+                self.certificate_chain.check_key(public_key)
+            self._verified.set()
 
     def sign(self, signing_input: bytes) -> bytes:
         """Hash ``signing_input`` locally and have the service sign the digest."""

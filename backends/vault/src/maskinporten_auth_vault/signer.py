@@ -169,7 +169,6 @@ class VaultTransitSigner(DigestSigner):
             raise self._transit.error(f"Vault signed with version {signature.version} instead of version {version}")
         return signature.value
 
-    def __repr__(self) -> str:
-        name, fields = super().__repr__().split("(", 1)
-        key = f"{self.key_name!r}, mount_point={self.mount_point!r}, key_version={self.key_version!r}"
-        return f"{name}({key}, {fields}"
+    def _repr_fields(self) -> list[str]:
+        key = [f"{self.key_name!r}", f"mount_point={self.mount_point!r}", f"key_version={self.key_version!r}"]
+        return key + super()._repr_fields()
