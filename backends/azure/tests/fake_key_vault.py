@@ -228,8 +228,7 @@ class FakeKeyVault:
         )
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(cert_file, key_file)
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), _handler_for(self))
         self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(target=self._server.serve_forever, name="fake-key-vault", daemon=True)
 
@@ -445,6 +444,11 @@ class FakeKeyVault:
         raise VaultError(400, "BadParameter", f"The request {method} {path} is not supported by this test vault.")
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # the default 5 drops bursts of connections (a 1 s SYN retry each)
+
+
 class _Challenge(Exception):
     """Unauthenticated: 401 with Key Vault's ``WWW-Authenticate`` challenge."""
 
@@ -452,6 +456,7 @@ class _Challenge(Exception):
 def _handler_for(vault: FakeKeyVault) -> type[http.server.BaseHTTPRequestHandler]:
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # one request, one response: no 40 ms delayed-ACK stalls
 
         def log_message(self, format: str, *args: Any) -> None:
             """Quiet: the tests read :attr:`FakeKeyVault.requests` instead."""
