@@ -7,6 +7,7 @@ import email.utils
 import json
 import logging
 import math
+import reprlib
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -66,13 +67,15 @@ def parse_token_response(response: httpx.Response) -> TokenResponse:
     if not isinstance(token_type, str) or token_type.lower() != "bearer":
         raise InvalidResponseError(f"the token type is {token_type!r}, not Bearer", status=response.status_code)
     expires_in = body.get("expires_in")
+    # The range check also rejects NaN and infinities, and never converts an int too large for a float.
     if (
         isinstance(expires_in, bool)
         or not isinstance(expires_in, (int, float))
-        or not math.isfinite(expires_in)
         or not 0 < expires_in <= _MAX_EXPIRES_IN
     ):
-        raise InvalidResponseError(f"the token response has an invalid expires_in: {expires_in!r}", status=200)
+        raise InvalidResponseError(
+            f"the token response has an invalid expires_in: {reprlib.repr(expires_in)}", status=200
+        )
     scope = body.get("scope")
     return TokenResponse(
         access_token=token, expires_in=float(expires_in), scope=scope if isinstance(scope, str) else None
