@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import datetime
+import threading
+import time
+import uuid
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -11,9 +15,16 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from maskinporten_auth import LocalKeySigner
+from maskinporten_auth import LocalKeySigner, MaskinportenAuth
+from maskinporten_auth.jwk import b64url
+from maskinporten_auth.testing import MaskinportenEmulator
+from maskinporten_auth.testing.jws import CompactJws
 
 CertificateFactory = Callable[..., x509.Certificate]
+
+#: The scope and supplier organisation that ``registered_client`` registers.
+SCOPE = "nav:oppfolgingsplan/lps.write"
+SUPPLIER = "313042995"
 
 
 @pytest.fixture(scope="session")
@@ -79,3 +90,71 @@ def certificate_chain(
     intermediate = make_certificate(intermediate_key, "Test Issuing CA", issuer=(root, root_key), ca=True)
     leaf = make_certificate(rsa_key, "REGNSKAP AS", issuer=(intermediate, intermediate_key))
     return [leaf, intermediate, root], root_key
+
+
+class RecordingSigner(LocalKeySigner):
+    """A LocalKeySigner that keeps every grant it signs (as sent), and can be slowed down or held at a gate."""
+
+    def __init__(self, private_key: rsa.RSAPrivateKey, *, kid: str, delay: float = 0.0) -> None:
+        super().__init__(private_key, kid=kid)
+        self.delay = delay
+        self.grants: list[str] = []
+        self.signing_threads: list[str] = []
+        self._held: list[tuple[threading.Event, threading.Event]] = []
+        self._lock = threading.Lock()
+
+    def hold_next(self) -> tuple[threading.Event, threading.Event]:
+        """Make the next signature wait: returns (entered, release); ``entered`` is set when it starts waiting."""
+        gate = threading.Event(), threading.Event()
+        with self._lock:
+            self._held.append(gate)
+        return gate
+
+    def sign(self, signing_input: bytes) -> bytes:
+        with self._lock:
+            gate = self._held.pop(0) if self._held else None
+        if gate is not None:
+            entered, release = gate
+            entered.set()
+            assert release.wait(timeout=60), "a held signature was never released"
+        if self.delay:
+            time.sleep(self.delay)
+        signature = super().sign(signing_input)
+        with self._lock:
+            self.grants.append(f"{signing_input.decode('ascii')}.{b64url(signature)}")
+            self.signing_threads.append(threading.current_thread().name)
+        return signature
+
+    @property
+    def jtis(self) -> list[str]:
+        """The ``jti`` of every grant signed, in order."""
+        return [CompactJws.parse(grant).claims["jti"] for grant in self.grants]
+
+
+@pytest.fixture
+def recording_signer(rsa_key: rsa.RSAPrivateKey) -> RecordingSigner:
+    return RecordingSigner(rsa_key, kid="test-key-1")
+
+
+@pytest.fixture
+def registered_client(maskinporten_emulator: MaskinportenEmulator, rsa_key: rsa.RSAPrivateKey) -> str:
+    """A new client id on the emulator, owned by SUPPLIER, for SCOPE, with ``rsa_key`` registered as test-key-1."""
+    client_id = str(uuid.uuid4())
+    maskinporten_emulator.register_client(
+        client_id, orgno=SUPPLIER, scopes=[SCOPE], keys={"test-key-1": rsa_key.public_key()}
+    )
+    return client_id
+
+
+@pytest.fixture
+def make_auth(
+    maskinporten_emulator: MaskinportenEmulator, recording_signer: RecordingSigner, registered_client: str
+) -> Callable[..., MaskinportenAuth]:
+    """Build a MaskinportenAuth for ``registered_client`` on the emulator; keywords override the defaults."""
+
+    def make(**options: Any) -> MaskinportenAuth:
+        options.setdefault("signer", recording_signer)
+        options.setdefault("environment", maskinporten_emulator.environment)
+        return MaskinportenAuth(registered_client, SCOPE, **options)
+
+    return make
