@@ -48,7 +48,7 @@ PIP_TIMEOUT = 600
 STARTUP_TIMEOUT = 90
 STOP_TIMEOUT = 15
 REGION = "eu-north-1"
-HASHES = {"RS256": hashes.SHA256, "RS384": hashes.SHA384, "RS512": hashes.SHA512}
+HASHES: dict[str, type[hashes.HashAlgorithm]] = {"RS256": hashes.SHA256, "RS384": hashes.SHA384, "RS512": hashes.SHA512}
 
 
 def _say(config: pytest.Config, message: str) -> None:
@@ -294,7 +294,7 @@ def _chain(leaf_public_key: rsa.RSAPublicKey, intermediates: int = 0) -> tuple[b
     issuer, issuer_key = "Test Root CA", root_key
     chain = [_certificate(issuer, root_key.public_key(), issuer, root_key, ca=True)]
     for level in range(intermediates):
-        key = rsa.generate_private_key(public_exponent=65537, key_size=4096)
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         name = f"Test Intermediate CA {level}"
         chain.insert(0, _certificate(name, key.public_key(), issuer, issuer_key, ca=True))
         issuer, issuer_key = name, key

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
-from jose import jwt
+from jose import jwt  # type: ignore[import-untyped]
 from maskinporten_auth_awskms import AwsKmsSigner
 
 from maskinporten_auth import InvalidGrantError, MaskinportenAuth, signer_from_uri
@@ -42,8 +42,9 @@ def test_token_for_a_kms_signed_grant(
     kms_emulator: MaskinportenEmulator, kms_client: Any, kms_rsa_keys: dict[str, str], algorithm: str, spec: str
 ) -> None:
     client_id = str(uuid.uuid4())
-    signer = AwsKmsSigner(kms_rsa_keys[spec], kid=f"kms-{spec}", algorithm=algorithm, client=kms_client)
-    kms_emulator.register_client(client_id, orgno=ORGNO, scopes=[SCOPE], keys={signer.kid: signer.public_jwk()})
+    kid = f"kms-{spec}"
+    signer = AwsKmsSigner(kms_rsa_keys[spec], kid=kid, algorithm=algorithm, client=kms_client)
+    kms_emulator.register_client(client_id, orgno=ORGNO, scopes=[SCOPE], keys={kid: signer.public_jwk()})
 
     claims = access_token_claims(kms_emulator, get_token(kms_emulator, client_id, signer))
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.awsrequest import AWSResponse
+from botocore.awsrequest import AWSResponse, HTTPHeaders
 from botocore.config import Config
 from maskinporten_auth_awskms import AwsKmsSigner
 
@@ -119,9 +119,8 @@ def stub_access_denied(client: Any, operation: str) -> None:
         "Error": {"Code": "AccessDeniedException", "Message": message},
         "ResponseMetadata": {"HTTPStatusCode": 400},
     }
-    client.meta.events.register_first(
-        f"before-call.kms.{operation}", lambda **_: (AWSResponse(None, 400, {}, None), parsed)
-    )
+    response = AWSResponse(client.meta.endpoint_url, 400, HTTPHeaders(), None)
+    client.meta.events.register_first(f"before-call.kms.{operation}", lambda **_: (response, parsed))
 
 
 @pytest.mark.parametrize("operation", ["DescribeKey", "GetPublicKey", "Sign"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +12,8 @@ from maskinporten_auth_awskms import AwsKmsSigner
 from maskinporten_auth_awskms.uri import key_id_from_uri
 
 from maskinporten_auth import ConfigurationError, signer_from_uri
+from maskinporten_auth.cli import main
+from maskinporten_auth.jwk import public_key_from_jwk
 
 
 def test_alias_uri_gives_a_working_signer(
@@ -75,3 +78,28 @@ def test_option_of_another_backend_is_refused() -> None:
 
     assert caught.value.field == "password"
     assert "secret" not in str(caught.value)
+
+
+def test_command_line_prints_the_jwk_to_register(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    kms_endpoint: str,
+    kms_create_key: Callable[..., str],
+    kms_public_key: Callable[[str], rsa.RSAPublicKey],
+) -> None:
+    key_id = kms_create_key(alias="alias/maskinporten-cli")
+    for name, value in {
+        "AWS_ENDPOINT_URL": kms_endpoint,
+        "AWS_DEFAULT_REGION": "eu-north-1",
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+    status = main(["jwk", "awskms:///alias/maskinporten-cli", "--kid", "mp-2026-1"])
+
+    jwk = json.loads(capsys.readouterr().out)
+    assert status == 0
+    assert (jwk["kid"], jwk["alg"], jwk["use"]) == ("mp-2026-1", "RS256", "sig")
+    assert public_key_from_jwk(jwk).public_numbers() == kms_public_key(key_id).public_numbers()

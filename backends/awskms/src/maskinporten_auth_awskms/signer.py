@@ -104,9 +104,9 @@ class AwsKmsSigner(DigestSigner):
         self._metadata: KeyMetadataTypeDef | None = None
         self._setup_lock = threading.RLock()
 
-    def __repr__(self) -> str:
-        # The base shows kid (or the number of certificates) and algorithm; the key reference goes first.
-        return super().__repr__().replace("(", f"(key_id={self.key_id!r}, ", 1)
+    def _repr_fields(self) -> list[str]:
+        """The key reference, then kid (or the number of certificates) and algorithm; nothing secret."""
+        return [f"key_id={self.key_id!r}", *super()._repr_fields()]
 
     def _kms(self) -> KMSClient:
         if self._client is None:
