@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -73,7 +74,7 @@ def environ(pem_file: Path) -> dict[str, str]:
     }
 
 
-def config_error(environ: dict[str, str], **overrides: object) -> ConfigurationError:
+def config_error(environ: dict[str, str], **overrides: Any) -> ConfigurationError:
     with pytest.raises(ConfigurationError) as caught:
         auth_from_env(environ=environ, **overrides)
     return caught.value
