@@ -174,10 +174,14 @@ class StaticTokenCredential:
     def __init__(self, token: str) -> None:
         self.token = token
         self.calls = 0
+        self.closed = False
 
     def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
         self.calls += 1
         return AccessToken(self.token, int(time.time()) + 3600)
+
+    def close(self) -> None:
+        self.closed = True
 
 
 def verify_signature(public_key: rsa.RSAPublicKey, algorithm: str, signing_input: bytes, signature: bytes) -> None:

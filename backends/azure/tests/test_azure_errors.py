@@ -39,6 +39,8 @@ def test_403_names_the_rbac_role_and_the_access_policy_permissions(
     assert error.backend == "azure-key-vault"
     assert "access denied (403)" in error.message
     assert "Caller is not authorized" in error.message
+    action = "keys/read" if not permissions else "keys/sign/action"
+    assert f"(Action: 'Microsoft.KeyVault/vaults/{action}')" in error.message
     assert "Key Vault Crypto User" in error.hint
     assert "'sign' and 'get'" in error.hint
     assert error.key.startswith(akv_server.key_url(akv_rsa_key.name))

@@ -207,14 +207,14 @@ def test_the_key_is_looked_up_once(akv_server, akv_rsa_key, akv_make_signer):
     assert len(gets) == 1
 
 
-def test_default_credential_is_created_only_when_first_needed(
+def test_default_credential_is_created_when_first_needed_and_closed_with_the_signer(
     akv_server, akv_rsa_key, akv_client_kwargs, azure_credential, monkeypatch
 ):
-    created: list[object] = []
+    created: list[fkv.StaticTokenCredential] = []
 
-    def fake_default() -> object:
-        created.append(azure_credential)
-        return azure_credential
+    def fake_default() -> fkv.StaticTokenCredential:
+        created.append(fkv.StaticTokenCredential(azure_credential.token))
+        return created[-1]
 
     monkeypatch.setattr(signer, "default_credential", fake_default)
     akv_signer = AzureKeyVaultSigner(akv_server.key_url(akv_rsa_key), kid="k", **akv_client_kwargs)
@@ -222,9 +222,19 @@ def test_default_credential_is_created_only_when_first_needed(
 
     akv_signer.sign(b"x")
     akv_signer.sign(b"y")
+    akv_signer.close()
 
     assert len(created) == 1
+    assert created[0].closed
+
+
+def test_a_credential_passed_in_stays_open(akv_server, akv_rsa_key, akv_make_signer, azure_credential):
+    akv_signer = akv_make_signer(akv_server.key_url(akv_rsa_key))
+    akv_signer.sign(b"x")
+
     akv_signer.close()
+
+    assert not azure_credential.closed
 
 
 def test_repr_names_the_key_and_no_secret(akv_server, akv_rsa_key, akv_make_signer, azure_credential):

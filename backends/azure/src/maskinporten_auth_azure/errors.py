@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +17,7 @@ from azure.core.exceptions import (
 
 from maskinporten_auth.errors import SigningError
 
-__all__ = ["BACKEND", "PERMISSIONS_HINT", "azure_errors", "signing_error"]
+__all__ = ["BACKEND", "DISABLED_HINT", "PERMISSIONS_HINT", "azure_errors", "signing_error"]
 
 BACKEND = "azure-key-vault"
 
@@ -28,6 +29,8 @@ _CERTIFICATE_PERMISSIONS_HINT = (
     "reading the certificate also needs the data action Microsoft.KeyVault/vaults/certificates/read, e.g. the RBAC "
     "role 'Key Vault Reader' (or the access-policy certificate permission 'get')"
 )
+DISABLED_HINT = "enable it (az keyvault key set-attributes --enabled true ...) or use an enabled version"
+_RBAC_ACTION = re.compile(r"Action: '[^'\r\n]+'")
 _CREDENTIAL_HINT = (
     "DefaultAzureCredential tries, in order, environment variables (AZURE_TENANT_ID, AZURE_CLIENT_ID and a "
     "secret, certificate or AZURE_FEDERATED_TOKEN_FILE), workload identity, managed identity and the Azure CLI "
@@ -40,10 +43,14 @@ _CHALLENGE_HINT = (
 
 
 def _service_message(exc: AzureError) -> str:
-    """The first line of what the service (or the credential) said, without the SDK's boilerplate."""
+    """The first line of what the service (or the credential) said, and the RBAC action a 403 names."""
     error: Any = getattr(exc, "error", None)
-    message = getattr(error, "message", None) or exc.message or type(exc).__name__
-    return str(message).strip().splitlines()[0] if str(message).strip() else type(exc).__name__
+    text = str(getattr(error, "message", None) or exc.message or "").strip()
+    if not text:
+        return type(exc).__name__
+    action = _RBAC_ACTION.search(text)
+    first_line = text.splitlines()[0]
+    return f"{first_line} ({action.group(0)})" if action else first_line
 
 
 def _inner_code(exc: HttpResponseError) -> str | None:
@@ -74,12 +81,7 @@ def signing_error(exc: Exception, *, key: str, subject: str = "key") -> SigningE
         )
     if isinstance(exc, HttpResponseError) and exc.status_code == 403:
         if _inner_code(exc) == "KeyDisabled":
-            return SigningError(
-                "the key is disabled",
-                backend=BACKEND,
-                key=key,
-                hint="enable it (az keyvault key set-attributes --enabled true ...) or use an enabled version",
-            )
+            return SigningError("the key is disabled", backend=BACKEND, key=key, hint=DISABLED_HINT)
         hint = PERMISSIONS_HINT if subject == "key" else f"{PERMISSIONS_HINT}; {_CERTIFICATE_PERMISSIONS_HINT}"
         return SigningError(f"access denied (403): {_service_message(exc)}", backend=BACKEND, key=key, hint=hint)
     if isinstance(exc, HttpResponseError):

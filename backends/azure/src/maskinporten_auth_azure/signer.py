@@ -23,7 +23,7 @@ from maskinporten_auth.errors import ConfigurationError, SigningError
 from maskinporten_auth.signer import DigestSigner, digest
 
 from .credentials import ThreadedAsyncCredential, default_credential
-from .errors import BACKEND, azure_errors
+from .errors import BACKEND, DISABLED_HINT, azure_errors
 from .ids import VaultObjectId
 
 __all__ = ["HAS_ASYNC_TRANSPORT", "AzureKeyVaultSigner"]
@@ -74,6 +74,7 @@ class AzureKeyVaultSigner(DigestSigner):
         super().__init__(kid=kid, algorithm=algorithm, certificate_chain=certificate_chain)
         self._key_ref = VaultObjectId.parse(key_id, field="key_id", collection="keys")
         self._credential = credential
+        self._owns_credential = False
         self._client_kwargs = client_kwargs
         self._use_async_client = HAS_ASYNC_TRANSPORT and "transport" not in client_kwargs
         self._key: KeyVaultKey | None = None
@@ -103,6 +104,7 @@ class AzureKeyVaultSigner(DigestSigner):
         certificate permission ``get``.
         """
         ref = VaultObjectId.from_parts(vault_url, "certificates", name, version, field="certificate")
+        owns_credential = credential is None
         credential = credential if credential is not None else default_credential()
         with (
             azure_errors(ref.url, subject="certificate"),
@@ -113,7 +115,9 @@ class AzureKeyVaultSigner(DigestSigner):
             else:
                 certificate = client.get_certificate_version(ref.name, ref.version)
         key_id, chain = _certificate_chain(certificate, intermediates, ref)
-        return cls(key_id, credential=credential, algorithm=algorithm, certificate_chain=chain, **client_kwargs)
+        signer = cls(key_id, credential=credential, algorithm=algorithm, certificate_chain=chain, **client_kwargs)
+        signer._owns_credential = owns_credential
+        return signer
 
     @property
     def key_id(self) -> str:
@@ -125,11 +129,18 @@ class AzureKeyVaultSigner(DigestSigner):
         return f"{type(self).__name__}({self.key_id!r}, {shown}, algorithm={self.algorithm!r})"
 
     def close(self) -> None:
-        """Close the SDK client this signer opened (the credential stays open)."""
+        """Close the SDK client this signer opened, and the default credential if the signer created it.
+
+        A credential passed in stays open: it belongs to the caller.
+        """
         with self._clients_lock:
             client, self._client = self._client, None
+            credential = self._credential if self._owns_credential else None
         if client is not None:
             client.close()
+        close_credential = getattr(credential, "close", None)
+        if close_credential is not None:
+            close_credential()
 
     # --- the key: looked up once, pinned -------------------------------------------------------------------------
 
@@ -137,6 +148,7 @@ class AzureKeyVaultSigner(DigestSigner):
         with self._clients_lock:
             if self._credential is None:
                 self._credential = default_credential()
+                self._owns_credential = True
             return self._credential
 
     async def _async_credential(self) -> ThreadedAsyncCredential:
@@ -185,12 +197,7 @@ class AzureKeyVaultSigner(DigestSigner):
         key = self._resolve_key()
         self._require_rsa(key)
         if key.properties.enabled is False:
-            raise SigningError(
-                "the key is disabled",
-                backend=self.backend,
-                key=key.id,
-                hint="enable it (az keyvault key set-attributes --enabled true ...) or use an enabled version",
-            )
+            raise SigningError("the key is disabled", backend=self.backend, key=key.id, hint=DISABLED_HINT)
         if KeyOperation.sign not in key.key_operations:
             permitted = ", ".join(_text(op) for op in key.key_operations) or "none"
             raise SigningError(

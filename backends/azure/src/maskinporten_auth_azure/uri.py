@@ -40,5 +40,5 @@ def signer_from_uri(
         )
     if not parts.path.startswith("/keys/"):
         raise ConfigurationError("key", f"expected {_FORMS}, got {uri!r}")
-    VaultObjectId.parse(https_url, field="key", collection="keys")
-    return AzureKeyVaultSigner(https_url, kid=kid, algorithm=algorithm, **options)
+    ref = VaultObjectId.parse(https_url, field="key", collection="keys")
+    return AzureKeyVaultSigner(ref.url, kid=kid, algorithm=algorithm, **options)
