@@ -76,10 +76,10 @@ FAULT_KINDS = {
     "500": FaultKind(Fault.server_error(500), ServerError),
     "502": FaultKind(Fault.server_error(502), ServerError),
     "503": FaultKind(Fault.server_error(503), ServerError),
-    "503-retry-after": FaultKind(Fault.server_error(503, retry_after=1), RateLimitedError),
+    "503-retry-after": FaultKind(Fault.server_error(503, retry_after="0.3"), RateLimitedError),
     "504": FaultKind(Fault.server_error(504), ServerError),
     "429": FaultKind(Fault.rate_limited(), RateLimitedError),
-    "429-retry-after": FaultKind(Fault.rate_limited(retry_after=1), RateLimitedError),
+    "429-retry-after": FaultKind(Fault.rate_limited(retry_after="0.3"), RateLimitedError),
     "connection-reset": FaultKind(Fault.reset_connection(), NetworkError),
     "connection-dropped": FaultKind(Fault.dropped_connection(), NetworkError),
     "read-timeout": FaultKind(Fault.slow(2 * MATRIX_POLICY.timeout + 1), NetworkError),
@@ -104,7 +104,6 @@ def test_a_transient_fault_is_retried_with_a_new_grant(kind, mode, make_auth, ma
     assert isinstance(token, str), token
     grants = maskinporten_emulator.grants
     assert len(grants) == MATRIX_POLICY.attempts
-    assert [record.fault for record in grants] == [kind.fault, kind.fault, None]
     assert grants[-1].status == 200
     assert maskinporten_emulator.tokens_issued == 1
     assert elapsed < MATRIX_POLICY.deadline + SLACK
@@ -187,8 +186,8 @@ def test_a_4xx_is_never_retried(status, body, make_auth, maskinporten_emulator, 
 @pytest.mark.parametrize(
     ("retry_after", "minimum"),
     [
-        pytest.param(lambda: "2", 2.0, id="seconds"),
-        pytest.param(lambda: email.utils.formatdate(time.time() + 3, usegmt=True), 1.5, id="http-date"),
+        pytest.param(lambda: "1", 1.0, id="seconds"),
+        pytest.param(lambda: email.utils.formatdate(time.time() + 2, usegmt=True), 0.9, id="http-date"),
     ],
 )
 def test_retry_after_is_honoured(retry_after, minimum, make_auth, maskinporten_emulator, recording_signer):
