@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -9,6 +10,16 @@ from dataclasses import dataclass
 from .errors import ConfigurationError, RateLimitedError, TokenRequestError
 
 __all__ = ["RetryPolicy", "RetrySchedule"]
+
+
+def is_finite_number(value: object) -> bool:
+    """Whether ``value`` is an int or float (not a bool) that converts to a finite float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond the float range
+        return False
 
 
 @dataclass(frozen=True)
@@ -38,8 +49,10 @@ class RetryPolicy:
             raise ConfigurationError("retry.attempts", f"must be a whole number of at least 1, got {self.attempts!r}")
         for name in ("deadline", "backoff", "max_backoff", "timeout"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise ConfigurationError(f"retry.{name}", f"must be a positive number of seconds, got {value!r}")
+            if not is_finite_number(value) or not value > 0:
+                raise ConfigurationError(
+                    f"retry.{name}", f"must be a positive, finite number of seconds, got {value!r}"
+                )
 
     def start(self) -> RetrySchedule:
         """Begin the schedule of one token fetch."""
@@ -71,7 +84,8 @@ class RetrySchedule:
         if isinstance(error, RateLimitedError) and error.retry_after is not None:
             delay = error.retry_after
         else:
-            cap = min(self.policy.max_backoff, self.policy.backoff * 2 ** (self.attempt - 1))
+            # The exponent stops growing long before 2**n overflows a float (after about 1000 retries).
+            cap = min(self.policy.max_backoff, self.policy.backoff * 2.0 ** min(self.attempt - 1, 64))
             delay = random.uniform(0, cap)  # noqa: S311 - jitter, not cryptography
         if delay >= self.remaining():
             raise error
