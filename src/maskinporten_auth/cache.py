@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from . import forksafe
 from .errors import ConfigurationError
+from .retry import is_finite_number
 
 __all__ = ["CachedToken", "Flight", "RefreshPolicy", "TokenCache"]
 
@@ -51,7 +52,15 @@ class RefreshPolicy:
     failure_cooldown: float = 5.0
 
     def __post_init__(self) -> None:
-        low, high = self.refresh_window
+        window = self.refresh_window
+        if not isinstance(window, (tuple, list)) or len(window) != 2 or not all(map(is_finite_number, window)):
+            raise ConfigurationError(
+                "refresh.refresh_window", f"must be a pair of fractions (low, high), got {window!r}"
+            )
+        for name in ("must_refresh_margin", "min_margin", "max_margin", "failure_cooldown"):
+            if not is_finite_number(getattr(self, name)):
+                raise ConfigurationError(f"refresh.{name}", f"must be a finite number, got {getattr(self, name)!r}")
+        low, high = window
         if not 0 < low <= high < 1:
             raise ConfigurationError("refresh.refresh_window", f"must satisfy 0 < low <= high < 1, got {low, high}")
         if not 0 <= self.must_refresh_margin < 1:
