@@ -314,6 +314,16 @@ def test_wrong_grant_type_is_unsupported_grant_type(emulator: MaskinportenEmulat
     assert_rejected(response, 400, "unsupported_grant_type", None, "Unsupported grant type 'client_credentials'")
 
 
+def test_requests_refused_before_validation_are_recorded_with_their_jti(
+    emulator: MaskinportenEmulator, grant: Callable[..., str]
+) -> None:
+    assertion = grant()
+    _http["client"].post(emulator.url + "/token", data={"grant_type": "password", "assertion": assertion})
+    (record,) = emulator.grants
+    assert record.jti == jwt.get_unverified_claims(assertion)["jti"]
+    assert (record.status, record.error, record.code) == (400, "unsupported_grant_type", None)
+
+
 def test_missing_assertion_is_invalid_request(emulator: MaskinportenEmulator) -> None:
     response = httpx.post(emulator.url + "/token", data={"grant_type": JWT_BEARER})
     assert_rejected(response, 400, "invalid_request", None, "Missing parameter assertion")

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any
+from urllib.parse import parse_qs
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -55,11 +56,11 @@ class GrantRecord:
 
 
 def _decode_for_record(body: bytes) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """Best-effort decoding of the form's assertion, for the record only: nothing is verified here."""
+    """Best-effort decoding of the form's assertion, for the record only: nothing is checked here."""
     try:
-        assertion = read_assertion("application/x-www-form-urlencoded", body)
+        assertion = parse_qs(body.decode("utf-8")).get("assertion", [""])[0]
         jws = CompactJws.parse(assertion)
-    except (Rejection, MalformedJws):
+    except (UnicodeDecodeError, MalformedJws):
         return None, None
     return jws.header, jws.claims
 
@@ -319,17 +320,24 @@ class MaskinportenEmulator:
         """Record, spoil if a fault is queued, validate and answer one ``POST /token``."""
         record, jti_seen_before = self._record(body)
         fault = self._faults.next()
-        record.fault = fault
         if fault is not None and fault.delay and self._stopping.wait(fault.delay):
             return Answer(disconnect="drop")
+        rejection = None
         if fault is not None and fault.replaces_answer:
             answer = self._fault_answer(fault)
         else:
-            answer = self._validate_and_issue(content_type, body, jti_seen_before, record)
+            try:
+                answer = self._issue(content_type, body, jti_seen_before)
+            except Rejection as refused:
+                logger.info("Token request refused: %s", refused)
+                rejection, answer = refused, Answer.json(refused.status, refused.body(self.url))
             if fault is not None:
                 answer = dataclasses.replace(answer, headers={**answer.headers, **fault.headers})
         with self._lock:
+            record.fault = fault
             record.status = None if answer.disconnect else answer.status
+            if rejection is not None:
+                record.error, record.code = rejection.error, rejection.code
         return answer
 
     def _record(self, body: bytes) -> tuple[GrantRecord, bool]:
@@ -350,20 +358,14 @@ class MaskinportenEmulator:
         body, content_type = fault.encoded_body()
         return Answer(fault.status or 200, body, content_type, dict(fault.headers))
 
-    def _validate_and_issue(
-        self, content_type: str | None, body: bytes, jti_seen_before: bool, record: GrantRecord
-    ) -> Answer:
+    def _issue(self, content_type: str | None, body: bytes, jti_seen_before: bool) -> Answer:
+        """Validate the request and answer with a new access token; raise the :class:`Rejection` otherwise."""
         now = self.now()
-        try:
-            assertion = read_assertion(content_type, body)
-            with self._lock:
-                validator = GrantValidator(self._registry, issuer=self.issuer, now=now, jti_seen_before=jti_seen_before)
-                grant = validator.validate(assertion)
-                lifetime = min(self._scope_lifetimes.get(scope, self.token_lifetime) for scope in grant.scopes)
-        except Rejection as rejection:
-            record.error, record.code = rejection.error, rejection.code
-            logger.info("Token request refused: %s", rejection)
-            return Answer.json(rejection.status, rejection.body(self.url))
+        assertion = read_assertion(content_type, body)
+        with self._lock:
+            validator = GrantValidator(self._registry, issuer=self.issuer, now=now, jti_seen_before=jti_seen_before)
+            grant = validator.validate(assertion)
+            lifetime = min(self._scope_lifetimes.get(scope, self.token_lifetime) for scope in grant.scopes)
         claims = access_token_claims(
             grant, issuer=self.issuer, now=now, lifetime=lifetime, delegation_source=self.delegation_source
         )
@@ -372,12 +374,7 @@ class MaskinportenEmulator:
         logger.info(
             "Token issued to %s for %s (consumer %s)", grant.client.client_id, claims["scope"], grant.consumer_org
         )
+        token = self._signer.sign(claims)
         return Answer.json(
-            200,
-            {
-                "access_token": self._signer.sign(claims),
-                "token_type": "Bearer",
-                "expires_in": lifetime,
-                "scope": claims["scope"],
-            },
+            200, {"access_token": token, "token_type": "Bearer", "expires_in": lifetime, "scope": claims["scope"]}
         )
