@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import threading
-import time
 
 import akv_fake_key_vault as fkv
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jose import jwk, jws
 from maskinporten_auth_azure import AzureKeyVaultSigner, signer
+
+from maskinporten_auth import ConfigurationError
 
 ALGORITHMS = ["RS256", "RS384", "RS512"]
 
@@ -52,24 +54,46 @@ def test_a_compact_jws_verifies_with_python_jose_and_the_public_jwk(
     assert set(public_jwk) == {"kty", "n", "e", "use", "kid", "alg"}
 
 
-def test_first_request_is_answered_with_a_challenge_then_signs_with_a_token(akv_server, akv_make_signer):
-    key = akv_server.create_rsa_key("mp-challenge-" + str(time.time_ns()))
-    akv_signer = akv_make_signer(akv_server.key_url(key))
-    # A challenge is remembered per vault by the SDK; forget it so this test sees the whole exchange.
-    from azure.keyvault.keys._shared.http_challenge_cache import clear
+def test_first_request_is_answered_with_a_challenge_then_signs_with_a_token(tmp_path, azure_credential):
+    # A vault of its own: the SDK remembers a vault's challenge per address, for the whole process.
+    with fkv.FakeKeyVault(tmp_path) as vault:
+        vault.add_caller(azure_credential.token)
+        key = vault.create_rsa_key("mp-challenge")
+        akv_signer = AzureKeyVaultSigner(
+            vault.key_url(key),
+            credential=azure_credential,
+            kid="k",
+            connection_verify=vault.ca_file,
+            verify_challenge_resource=False,
+        )
+        akv_signer.sign(b"x")
+        akv_signer.close()
 
-    clear()
-    before = len(akv_server.requests)
-
-    akv_signer.sign(b"x")
-
-    requests = akv_server.requests[before:]
     key_path = f"/keys/{key.name}/{key.version}"
-    assert [(r.method, r.path, r.authorized) for r in requests] == [
+    assert [(r.method, r.path, r.authorized) for r in vault.requests] == [
         ("GET", key_path, False),
         ("GET", key_path, True),
         ("POST", key_path + "/sign", True),
     ]
+
+
+@pytest.mark.asyncio
+async def test_no_token_in_the_sdk_debug_log(akv_server, akv_rsa_key, akv_make_signer, azure_credential, caplog):
+    caplog.set_level(logging.DEBUG)
+    akv_signer = akv_make_signer(akv_server.key_url(akv_rsa_key))
+
+    akv_signer.sign(b"x")
+    await akv_signer.asign(b"y")
+
+    assert "'Authorization': 'REDACTED'" in caplog.text  # the SDK logged the headers, the token redacted
+    assert azure_credential.token not in caplog.text
+
+
+def test_sdk_network_tracing_is_refused_because_it_logs_the_token(akv_server, akv_rsa_key):
+    with pytest.raises(ConfigurationError, match="bearer token") as caught:
+        AzureKeyVaultSigner(akv_server.key_url(akv_rsa_key), logging_enable=True)
+
+    assert caught.value.field == "logging_enable"
 
 
 def test_unversioned_key_is_pinned_to_its_current_version_across_a_rotation(akv_server, akv_rsa_key, akv_make_signer):

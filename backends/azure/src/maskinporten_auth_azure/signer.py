@@ -72,6 +72,7 @@ class AzureKeyVaultSigner(DigestSigner):
         **client_kwargs: Any,
     ) -> None:
         super().__init__(kid=kid, algorithm=algorithm, certificate_chain=certificate_chain)
+        _check_client_kwargs(client_kwargs)
         self._key_ref = VaultObjectId.parse(key_id, field="key_id", collection="keys")
         self._credential = credential
         self._owns_credential = False
@@ -104,6 +105,7 @@ class AzureKeyVaultSigner(DigestSigner):
         certificate permission ``get``.
         """
         ref = VaultObjectId.from_parts(vault_url, "certificates", name, version, field="certificate")
+        _check_client_kwargs(client_kwargs)
         owns_credential = credential is None
         credential = credential if credential is not None else default_credential()
         with (
@@ -247,6 +249,16 @@ class AzureKeyVaultSigner(DigestSigner):
             async with AsyncCryptographyClient(key, credential, **self._client_kwargs) as client:
                 result = await client.sign(_SIGNATURE_ALGORITHMS[self.algorithm], digest(self.algorithm, signing_input))
         return bytes(result.signature)
+
+
+def _check_client_kwargs(client_kwargs: dict[str, Any]) -> None:
+    """Refuse SDK options that would put a secret in a log line."""
+    if client_kwargs.get("logging_enable"):
+        raise ConfigurationError(
+            "logging_enable",
+            "makes azure-core log every request header, the Key Vault bearer token included; leave it off and set "
+            "the 'azure' logger to INFO for request logs with the Authorization header redacted",
+        )
 
 
 def _text(value: object) -> str:
