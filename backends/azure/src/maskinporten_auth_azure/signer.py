@@ -106,19 +106,24 @@ class AzureKeyVaultSigner(DigestSigner):
         """
         ref = VaultObjectId.from_parts(vault_url, "certificates", name, version, field="certificate")
         _check_client_kwargs(client_kwargs)
-        owns_credential = credential is None
-        credential = credential if credential is not None else default_credential()
-        with (
-            azure_errors(ref.url, subject="certificate"),
-            CertificateClient(ref.vault_url, credential, **client_kwargs) as client,
-        ):
-            if ref.version is None:
-                certificate = client.get_certificate(ref.name)
-            else:
-                certificate = client.get_certificate_version(ref.name, ref.version)
-        key_id, chain = _certificate_chain(certificate, intermediates, ref)
-        signer = cls(key_id, credential=credential, algorithm=algorithm, certificate_chain=chain, **client_kwargs)
-        signer._owns_credential = owns_credential
+        own_credential: TokenCredential | None = None
+        if credential is None:
+            credential = own_credential = default_credential()
+        try:
+            with (
+                azure_errors(ref.url, subject="certificate"),
+                CertificateClient(ref.vault_url, credential, **client_kwargs) as client,
+            ):
+                if ref.version is None:
+                    certificate = client.get_certificate(ref.name)
+                else:
+                    certificate = client.get_certificate_version(ref.name, ref.version)
+            key_id, chain = _certificate_chain(certificate, intermediates, ref)
+            signer = cls(key_id, credential=credential, algorithm=algorithm, certificate_chain=chain, **client_kwargs)
+        except BaseException:
+            _close(own_credential)
+            raise
+        signer._owns_credential = own_credential is not None
         return signer
 
     @property
@@ -138,11 +143,8 @@ class AzureKeyVaultSigner(DigestSigner):
         with self._clients_lock:
             client, self._client = self._client, None
             credential = self._credential if self._owns_credential else None
-        if client is not None:
-            client.close()
-        close_credential = getattr(credential, "close", None)
-        if close_credential is not None:
-            close_credential()
+        _close(client)
+        _close(credential)
 
     # --- the key: looked up once, pinned -------------------------------------------------------------------------
 
@@ -259,6 +261,13 @@ def _check_client_kwargs(client_kwargs: dict[str, Any]) -> None:
             "makes azure-core log every request header, the Key Vault bearer token included; leave it off and set "
             "the 'azure' logger to INFO for request logs with the Authorization header redacted",
         )
+
+
+def _close(resource: object) -> None:
+    """Close an SDK client or credential, if there is one and it can be closed."""
+    close = getattr(resource, "close", None)
+    if close is not None:
+        close()
 
 
 def _text(value: object) -> str:
