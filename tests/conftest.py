@@ -17,8 +17,8 @@ from cryptography.x509.oid import NameOID
 
 from maskinporten_auth import LocalKeySigner, MaskinportenAuth
 from maskinporten_auth.jwk import b64url
+from maskinporten_auth.jws import CompactJws
 from maskinporten_auth.testing import MaskinportenEmulator
-from maskinporten_auth.testing.jws import CompactJws
 
 CertificateFactory = Callable[..., x509.Certificate]
 

@@ -10,23 +10,17 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from .certificates import CertificateChain
 from .errors import ConfigurationError
 from .jwk import b64url_decode
+from .jws import RSA_ALGORITHMS
 from .signer import MIN_RSA_BITS, Signer, validate_algorithm, validate_kid
 
 __all__ = ["LocalKeySigner"]
-
-_HASH_CLASSES: dict[str, type[hashes.HashAlgorithm]] = {
-    "RS256": hashes.SHA256,
-    "RS384": hashes.SHA384,
-    "RS512": hashes.SHA512,
-}
-
 
 def _check_rsa(key: object, field: str) -> rsa.RSAPrivateKey:
     if not isinstance(key, rsa.RSAPrivateKey):
@@ -77,7 +71,7 @@ class LocalKeySigner(Signer):
                 raise ConfigurationError("kid", "give either kid or a certificate chain (x5c), not both")
         self.certificate_chain = certificate_chain
         self.x5c = certificate_chain.x5c if certificate_chain is not None else None
-        self._hash = _HASH_CLASSES[self.algorithm]()
+        self._hash = RSA_ALGORITHMS[self.algorithm]()
 
     @classmethod
     def from_pem(

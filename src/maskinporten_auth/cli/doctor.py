@@ -17,9 +17,9 @@ from ..clock import GrantClock
 from ..environment import Environment
 from ..errors import ConfigurationError, SigningError, TokenRequestError
 from ..jwk import jwk_thumbprint
+from ..jws import CompactJws, MalformedJws
 from ..orgnr import is_valid_orgno
 from ..signer import Signer
-from ..testing.jws import CompactJws, MalformedJws
 from ._common import ConfigSource, ExitCode, add_config_arguments, exit_code_for
 from .checklists import checklist_for
 

@@ -13,8 +13,8 @@ import httpx
 from ..config import ENV
 from ..environment import Environment
 from ..jwk import public_key_from_jwk
+from ..jws import RSA_ALGORITHMS, CompactJws, MalformedJws
 from ..provider import TokenEvent
-from ..testing.jws import RSA_ALGORITHMS, CompactJws, MalformedJws
 from ._common import CliError, ConfigSource, ExitCode, add_config_arguments, print_json, warn
 
 __all__ = ["register"]

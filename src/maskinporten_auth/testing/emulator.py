@@ -16,8 +16,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ..environment import Environment
+from ..jws import RSA_ALGORITHMS, CompactJws, MalformedJws
 from .faults import Fault, FaultQueue
-from .jws import RSA_ALGORITHMS, CompactJws, MalformedJws
 from .registry import KeyInput, Registry
 from .rejection import Rejection
 from .server import Answer, EmulatorServer

@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from ..jwk import public_key_from_jwk
-from .jws import CompactJws, MalformedJws
+from ..jws import CompactJws, MalformedJws
 
 __all__ = ["ApiCall", "ProtectedApi"]
 

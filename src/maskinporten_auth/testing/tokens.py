@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from ..jwk import jwk_thumbprint, rsa_public_jwk
-from .jws import sign_rs256
+from ..jws import sign_rs256
 from .validation import SYSTEMUSER, AcceptedGrant, orgno_of_party
 
 __all__ = ["AccessTokenSigner", "access_token_claims"]

@@ -10,8 +10,8 @@ from urllib.parse import parse_qs
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from ..jws import RSA_ALGORITHMS, CompactJws, MalformedJws
 from ..orgnr import is_valid_orgno
-from .jws import RSA_ALGORITHMS, CompactJws, MalformedJws
 from .registry import RegisteredClient, Registry
 from .rejection import Rejection
 from .x5c import check_validity, decode_x5c, leaf_public_key, trusted_anchors

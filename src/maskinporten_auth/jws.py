@@ -11,7 +11,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from ..jwk import b64url, b64url_decode
+from .jwk import b64url, b64url_decode
 
 __all__ = ["RSA_ALGORITHMS", "CompactJws", "MalformedJws", "sign_rs256"]
 
