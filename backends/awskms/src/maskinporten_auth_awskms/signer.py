@@ -64,7 +64,9 @@ def _arn_region(key_id: str) -> str | None:
 def _check_client(client: object) -> None:
     service_model = getattr(getattr(client, "meta", None), "service_model", None)
     if getattr(service_model, "service_name", None) != "kms":
-        raise ConfigurationError("client", f"must be a boto3 KMS client (boto3.client('kms')), got {client!r}")
+        raise ConfigurationError(
+            "client", f"must be a boto3 KMS client (boto3.client('kms')), got {type(client).__name__}"
+        )
 
 
 class AwsKmsSigner(DigestSigner):
