@@ -85,7 +85,7 @@ def parse_token_response(response: httpx.Response) -> TokenResponse:
 def _json_object(response: httpx.Response) -> dict[str, Any] | None:
     try:
         body = json.loads(response.content)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than the interpreter's stack
         return None
     return body if isinstance(body, dict) else None
 
