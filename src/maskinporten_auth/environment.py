@@ -27,7 +27,12 @@ def validate_url(value: object, field: str) -> str:
     """Return ``value`` if it is an absolute https URL (http only on loopback), else raise ConfigurationError."""
     if not isinstance(value, str) or not value:
         raise ConfigurationError(field, "must be a non-empty URL string")
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number from 0 to 65535
+        httpx.URL(value)  # what httpx would refuse at the first request, refused now
+    except (ValueError, httpx.InvalidURL) as exc:
+        raise ConfigurationError(field, f"is not a valid URL: {exc}") from None
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise ConfigurationError(field, f"must be an absolute http(s) URL, got {value!r}")
     if parts.scheme == "http" and not _is_loopback(parts.hostname):
