@@ -48,6 +48,9 @@ def signer_from_uri(uri: str, *, kid: str | None = None, algorithm: str = "RS256
     """
     if not isinstance(uri, str) or ":" not in uri:
         raise ConfigurationError("key", f"must be a key URI such as file:///path/key.pem, got {uri!r}")
-    scheme = urlsplit(uri).scheme.lower()
+    try:
+        scheme = urlsplit(uri).scheme.lower()
+    except ValueError as exc:  # e.g. an unclosed "[" in the host
+        raise ConfigurationError("key", f"is not a valid key URI: {exc}") from None
     given = {name: value for name, value in options.items() if value is not None}
     return _factory(scheme)(uri, kid=kid, algorithm=algorithm, **given)
