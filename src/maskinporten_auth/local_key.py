@@ -22,6 +22,7 @@ from .signer import MIN_RSA_BITS, Signer, validate_algorithm, validate_kid
 
 __all__ = ["LocalKeySigner"]
 
+
 def _check_rsa(key: object, field: str) -> rsa.RSAPrivateKey:
     if not isinstance(key, rsa.RSAPrivateKey):
         kind = type(key).__name__.lstrip("_")
