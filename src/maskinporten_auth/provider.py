@@ -113,13 +113,20 @@ class TokenProvider:
             on_event=self.on_event,
         )
 
-    def get_token(self) -> str:
-        """Return a valid access token, fetching one if needed (blocking)."""
+    def _fresh(self) -> str | None:
+        """The cached token while it needs no refresh: the hot path, with no lock and no I/O."""
         token = self.cache.get(self.cache_key)
         if token is not None and time.monotonic() < token.refresh_at:
             if self.on_event is not None:
                 self._emit("cache_hit")
             return token.value
+        return None
+
+    def get_token(self) -> str:
+        """Return a valid access token, fetching one if needed (blocking)."""
+        value = self._fresh()
+        if value is not None:
+            return value
         while True:
             step = self._next_step()
             if step.value is not None:
@@ -135,11 +142,9 @@ class TokenProvider:
 
     async def aget_token(self) -> str:
         """Return a valid access token, fetching one if needed, without blocking the event loop."""
-        token = self.cache.get(self.cache_key)
-        if token is not None and time.monotonic() < token.refresh_at:
-            if self.on_event is not None:
-                self._emit("cache_hit")
-            return token.value
+        value = self._fresh()
+        if value is not None:
+            return value
         while True:
             step = self._next_step()
             if step.value is not None:
