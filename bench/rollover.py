@@ -1,0 +1,156 @@
+"""Token rollover with a slow (KMS-like, 50 ms) signer: request latency across rollovers against steady state.
+
+Workers send requests back to back to a loopback keep-alive server through one MaskinportenAuth whose signer sleeps
+50 ms per signature. In steady state the token outlives the phase; in the rollover phases the emulator issues
+2-second tokens, so the token is refreshed every 1.0-1.4 s. Phases alternate (steady, default, background_refresh)
+so drift on the machine hits all three alike; latencies are pooled per configuration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+
+import httpx
+from benchkit import TIMES, Results, Row, Setup, percentile
+from loopback import loopback_server
+
+from maskinporten_auth import LocalKeySigner, MaskinportenAuth
+
+SECTION = "rollover"
+SIGN_DELAY = 0.05
+TOKEN_LIFETIME = 2
+TARGET_P99 = 1.2
+CHART = "Rollover with a 50 ms signer: p99 latency, ratio to steady state"
+THREADS = 4
+TASKS = 4
+
+
+class SlowSigner(LocalKeySigner):
+    """A local key that takes 50 ms per signature, like a remote KMS."""
+
+    def sign(self, signing_input: bytes) -> bytes:
+        time.sleep(SIGN_DELAY)
+        return super().sign(signing_input)
+
+    async def asign(self, signing_input: bytes) -> bytes:
+        await asyncio.sleep(SIGN_DELAY)
+        return super().sign(signing_input)
+
+
+def threads_phase(auth: MaskinportenAuth, url: str, seconds: float) -> list[float]:
+    latencies: list[float] = []
+    lock = threading.Lock()
+    limits = httpx.Limits(max_connections=THREADS, max_keepalive_connections=THREADS)
+    with httpx.Client(auth=auth, limits=limits, timeout=30) as client:
+        client.get(url)
+        deadline = time.perf_counter() + seconds
+
+        def worker() -> None:
+            mine: list[float] = []
+            while (started := time.perf_counter()) < deadline:
+                client.get(url)
+                mine.append(time.perf_counter() - started)
+            with lock:
+                latencies.extend(mine)
+
+        threads = [threading.Thread(target=worker) for _ in range(THREADS)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    return latencies
+
+
+def tasks_phase(auth: MaskinportenAuth, url: str, seconds: float) -> list[float]:
+    async def phase() -> list[float]:
+        latencies: list[float] = []
+        limits = httpx.Limits(max_connections=TASKS, max_keepalive_connections=TASKS)
+        async with httpx.AsyncClient(auth=auth, limits=limits, timeout=30) as client:
+            await client.get(url)
+            deadline = time.perf_counter() + seconds
+
+            async def worker() -> None:
+                while (started := time.perf_counter()) < deadline:
+                    await client.get(url)
+                    latencies.append(time.perf_counter() - started)
+
+            await asyncio.gather(*(worker() for _ in range(TASKS)))
+        return latencies
+
+    return asyncio.run(phase())
+
+
+Phase = Callable[[MaskinportenAuth, str, float], list[float]]
+CONFIGS = ("steady state", "rollover, default", "rollover, background_refresh=True")
+
+
+def run(setup: Setup, results: Results, *, quick: bool = False) -> None:
+    emulator = setup.emulator
+    signer = SlowSigner(setup.signer._private_key, kid=setup.signer.kid)  # same key, registered already
+    cycles, seconds = (1, 2.5) if quick else (3, 2.5)
+    results.note(
+        SECTION,
+        f"signer sleeps {SIGN_DELAY * 1000:.0f} ms per signature; rollover phases use {TOKEN_LIFETIME}-s tokens; "
+        f"{cycles} cycles of {seconds:.1f}-s phases per configuration, alternating",
+    )
+    results.note(SECTION, "the emulator runs in this process, so its work during a refresh competes for the GIL")
+    original_lifetime = emulator.token_lifetime
+    phases: list[tuple[str, Phase]] = [(f"{THREADS} threads", threads_phase), (f"{TASKS} asyncio tasks", tasks_phase)]
+    try:
+        with loopback_server() as url:
+            for label, phase in phases:
+                latencies: dict[str, list[float]] = {config: [] for config in CONFIGS}
+                grants: dict[str, int] = dict.fromkeys(CONFIGS, 0)
+                for _ in range(cycles):
+                    for config in CONFIGS:
+                        emulator.token_lifetime = original_lifetime if config == "steady state" else TOKEN_LIFETIME
+                        auth = setup.auth(signer, background_refresh=config.endswith("True"))
+                        auth.get_token()
+                        before = len(emulator.grants)
+                        latencies[config].extend(phase(auth, url, seconds))
+                        grants[config] += len(emulator.grants) - before
+                        auth.close()
+                _report(results, label, latencies, grants)
+    finally:
+        emulator.token_lifetime = original_lifetime
+
+
+def _report(results: Results, label: str, latencies: dict[str, list[float]], grants: dict[str, int]) -> None:
+    steady = latencies["steady state"]
+    steady_p50, steady_p99 = percentile(steady, 50), percentile(steady, 99)
+    results.chart_targets[CHART] = TARGET_P99
+    for config, values in latencies.items():
+        p50, p99, p999 = (percentile(values, q) for q in (50, 99, 99.9))
+        ratio = p99 / steady_p99
+        recommended = config.endswith("True")
+        is_steady = config == "steady state"
+        results.chart(CHART, label, config, ratio)
+        results.add(
+            Row(
+                SECTION,
+                f"{label}, {config}: p50",
+                p50 * 1e3,
+                "ms",
+                None if is_steady else p50 / steady_p50,
+                "" if is_steady else "steady p50",
+            )
+        )
+        results.add(
+            Row(
+                SECTION,
+                f"{label}, {config}: p99",
+                p99 * 1e3,
+                "ms",
+                None if is_steady else ratio,
+                "" if is_steady else "steady p99",
+                target=f"≤ {TARGET_P99:.1f}{TIMES}" if recommended else "",
+                passed=(ratio <= TARGET_P99) if recommended else None,
+                note=(
+                    f"{len(values)} requests, {grants[config]} refreshes; p99.9 {p999 * 1e3:.2f} ms, "
+                    f"max {max(values) * 1e3:.1f} ms"
+                ),
+            )
+        )
