@@ -48,18 +48,20 @@ async def _serve() -> None:
 
 
 @contextmanager
-def loopback_server() -> Iterator[str]:
-    """Start the server in a child process and yield its base URL."""
+def child_server(script: Path, *args: str) -> Iterator[str]:
+    """Run ``script`` in a child process; yield the first line it prints; close its stdin to stop it."""
     process = subprocess.Popen(
-        [sys.executable, str(Path(__file__).resolve())],
+        [sys.executable, str(script), *args],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
         assert process.stdout is not None
-        port = int(process.stdout.readline())
-        yield f"http://127.0.0.1:{port}"
+        line = process.stdout.readline().strip()
+        if not line:
+            raise RuntimeError(f"{script.name} exited before it was ready")
+        yield line
     finally:
         assert process.stdin is not None
         process.stdin.close()
@@ -68,6 +70,13 @@ def loopback_server() -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@contextmanager
+def loopback_server() -> Iterator[str]:
+    """Start the server in a child process and yield its base URL."""
+    with child_server(Path(__file__).resolve()) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 if __name__ == "__main__":
