@@ -82,7 +82,7 @@ FAULT_KINDS = {
     "429-retry-after": FaultKind(Fault.rate_limited(retry_after="0.3"), RateLimitedError),
     "connection-reset": FaultKind(Fault.reset_connection(), NetworkError),
     "connection-dropped": FaultKind(Fault.dropped_connection(), NetworkError),
-    "read-timeout": FaultKind(Fault.slow(2 * MATRIX_POLICY.timeout + 1), NetworkError),
+    "read-timeout": FaultKind(Fault.slow(60), NetworkError),  # answered only when the emulator stops
     "malformed-json": FaultKind(Fault.malformed_json(), InvalidResponseError),
     "html-error-page-502": FaultKind(Fault.html_error_page(502), ServerError),
     "html-error-page-200": FaultKind(Fault.html_error_page(200), InvalidResponseError),
