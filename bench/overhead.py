@@ -217,6 +217,9 @@ FLOOR = "hand-written static bearer auth"
 OURS = "MaskinportenAuth"
 AUTHLIB = "authlib assertion client"
 HTTPX_AUTH = "httpx-auth OAuth2ClientCredentials"
+#: What the 1.02x target is measured against: issue 8 says "plain httpx", taken literally as httpx with no auth.
+#: (FLOOR, httpx sending the same header from a constant, would measure MaskinportenAuth's own cost instead.)
+TARGET_BASELINE = NO_AUTH
 
 
 def httpx_sync_variants(stack: ExitStack, setup: Setup, auth: MaskinportenAuth, token: str, url: str | None) -> list:
@@ -299,8 +302,8 @@ def run(setup: Setup, results: Results, *, quick: bool = False) -> None:
     with loopback_server() as server_url:
         plans = [
             # In-process, the benchmark is pure CPU in this thread: its CPU time ignores other processes' load.
-            Plan("MockTransport", None, 20 if quick else 200, 40, time.thread_time, "thread CPU time"),
-            Plan("loopback", server_url, 5 if quick else 30, 40, time.perf_counter, "wall-clock time"),
+            Plan("MockTransport", None, 20 if quick else 100, 40, time.thread_time, "thread CPU time"),
+            Plan("loopback", server_url, 5 if quick else 20, 40, time.perf_counter, "wall-clock time"),
         ]
         for plan in plans:
             results.note(
@@ -320,6 +323,11 @@ def run(setup: Setup, results: Results, *, quick: bool = False) -> None:
             transport = "in-process adapter" if plan.url is None else plan.transport
             _report(results, f"requests, {transport}", timing, target=False)
     results.note(SECTION, "httpx-auth has no requests integration, so it has no requests rows")
+    results.note(
+        SECTION,
+        "requests looks in ~/.netrc for credentials on every request that has no auth, so its no-auth baseline "
+        "does work the auth variants skip",
+    )
     if setup.emulator.tokens_issued != 1:
         raise RuntimeError(
             f"the overhead benchmark should run on one cached token; {setup.emulator.tokens_issued} made"
@@ -330,12 +338,21 @@ def _report(results: Results, kind: str, timing: Timing, *, target: bool) -> Non
     baseline_us = timing.per_request(NO_AUTH) * 1e6
     results.add(Row(SECTION, f"{kind}: {NO_AUTH}", baseline_us, "µs/request", 1.0, NO_AUTH))
     results.chart_targets[CHART] = TARGET_RATIO
+    if target:
+        results.note(
+            SECTION,
+            f"{kind}: the least any bearer auth can cost, setting the same header from a constant, is "
+            f"{timing.ratio(FLOOR, NO_AUTH):.3f}{TIMES} no auth (+{timing.overhead(FLOOR, NO_AUTH) * 1e6:.1f} µs); "
+            f"MaskinportenAuth is {timing.ratio(OURS, FLOOR):.3f}{TIMES} that "
+            f"({timing.overhead(OURS, FLOOR) * 1e6:+.1f} µs)",
+        )
     for name in timing.rounds:
         if name == NO_AUTH:
             continue
         ratio = timing.ratio(name, NO_AUTH)
         results.chart(CHART, kind, name, ratio)
         is_target = target and name == OURS
+        target_ratio = timing.ratio(name, TARGET_BASELINE)
         results.add(
             Row(
                 SECTION,
@@ -344,8 +361,8 @@ def _report(results: Results, kind: str, timing: Timing, *, target: bool) -> Non
                 "µs/request",
                 ratio,
                 NO_AUTH,
-                target=f"≤ {TARGET_RATIO:.2f}{TIMES}" if is_target else "",
-                passed=(ratio <= TARGET_RATIO) if is_target else None,
+                target=f"≤ {TARGET_RATIO:.2f}{TIMES} {TARGET_BASELINE}" if is_target else "",
+                passed=(target_ratio <= TARGET_RATIO) if is_target else None,
                 note=(
                     f"+{timing.overhead(name, NO_AUTH) * 1e6:.1f} µs; "
                     f"{timing.ratio(name, FLOOR):.3f}{TIMES} the static bearer"
