@@ -336,11 +336,6 @@ def _breaks_urlsplit(value: str) -> bool:
     return False
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="config.py: EnvConfig.signer and EnvConfig.resource call urlsplit() unguarded (ValueError)",
-)
 @pytest.mark.parametrize(("suffix", "read"), [("KEY", EnvConfig.signer), ("RESOURCE", EnvConfig.resource)])
 def test_env_config_value_that_urlsplit_rejects_is_a_configuration_error(suffix, read):
     config = EnvConfig(environ={f"MASKINPORTEN_{suffix}": "A://["})

@@ -80,6 +80,14 @@ _FIELD_TO_SUFFIX = {
 }
 
 
+def _scheme(value: str) -> str:
+    """The URI scheme of ``value`` in lower case, or "" when it has none or is not a URI at all."""
+    try:
+        return urlsplit(value).scheme.lower()
+    except ValueError:
+        return ""
+
+
 class EnvConfig:
     """Reads Maskinporten settings from environment variables named ``<prefix><SUFFIX>``.
 
@@ -173,7 +181,7 @@ class EnvConfig:
     def signer(self) -> Signer:
         """Return the signer for ``KEY`` (a key URI), with ``KID`` and the key password."""
         uri = self.require(KEY)
-        scheme = urlsplit(uri).scheme.lower()
+        scheme = _scheme(uri)
         if len(scheme) < 2:  # no scheme, or a Windows drive letter
             example = Path(uri).absolute().as_uri() if Path(uri).is_absolute() else "file:///etc/maskinporten/key.pem"
             raise ConfigurationError(self.name(KEY), f"must be a key URI such as {example}, got {uri!r}")
@@ -203,8 +211,7 @@ class EnvConfig:
         value = self.get(RESOURCE)
         if value is None:
             return None
-        parts = urlsplit(value)
-        if not parts.scheme or any(character.isspace() for character in value):
+        if not _scheme(value) or any(character.isspace() for character in value):
             raise ConfigurationError(self.name(RESOURCE), f"must be an absolute URI, got {value!r}")
         return value
 
