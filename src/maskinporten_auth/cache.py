@@ -42,12 +42,14 @@ class RefreshPolicy:
         must_refresh_margin: a token is not used in this last fraction of its lifetime...
         min_margin: ...but at least this many seconds before expiry...
         max_margin: ...and at most this many.
-        failure_cooldown: after a failed early refresh, seconds before the next early attempt.
+        failure_cooldown: after a failed early refresh, seconds before the next early attempt (at most half the
+            time left before "must refresh", so short-lived tokens get another early try).
     """
 
     refresh_window: tuple[float, float] = (0.5, 0.7)
     must_refresh_margin: float = 0.1
-    min_margin: float = 0.5
+    # Maskinporten's exp is whole seconds from its own clock: a token can end a second or so before our estimate.
+    min_margin: float = 2.0
     max_margin: float = 60.0
     failure_cooldown: float = 5.0
 

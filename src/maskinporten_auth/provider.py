@@ -225,9 +225,11 @@ class TokenProvider:
 
     def _failed(self, flight: Flight, fallback: CachedToken | None, error: MaskinportenError, started: float) -> str:
         self.cache.end_fetch(self.cache_key, flight, error=error)
-        duration = time.monotonic() - started
-        if fallback is not None and time.monotonic() < fallback.expires_at:
-            self._cooldown_until = time.monotonic() + self.refresh.failure_cooldown
+        now = time.monotonic()
+        duration = now - started
+        if fallback is not None and now < fallback.expires_at:
+            time_to_must = max(0.0, fallback.must_refresh_at - now)
+            self._cooldown_until = now + min(self.refresh.failure_cooldown, time_to_must / 2)
             logger.warning("early token refresh failed; still using the valid token: %s", error)
             if self.on_event is not None:
                 self._emit("refresh_failed", duration=duration, error=error)
