@@ -7,7 +7,7 @@ import time
 import pytest
 from jose import jwt
 
-from maskinporten_auth import ConfigurationError, LocalKeySigner, systemuser_authorization
+from maskinporten_auth import ConfigurationError, LocalKeySigner, SigningError, systemuser_authorization
 from maskinporten_auth.grant import GrantBuilder, GrantClaims
 
 AUD = "https://test.maskinporten.no/"
@@ -97,3 +97,27 @@ def test_grant_lifetime_outside_1_to_120_is_refused(lifetime):
     with pytest.raises(ConfigurationError) as raised:
         GrantClaims(audience=AUD, client_id=CLIENT, scopes=(SCOPE,), lifetime=lifetime)
     assert raised.value.field == "grant_lifetime"
+
+
+class BrokenSigner(LocalKeySigner):
+    def sign(self, signing_input: bytes) -> bytes:
+        raise RuntimeError("HSM offline")
+
+
+def test_an_untyped_signer_failure_becomes_a_signing_error(rsa_key):
+    builder = GrantBuilder(BrokenSigner(rsa_key, kid="k"), GrantClaims(audience=AUD, client_id=CLIENT, scopes=(SCOPE,)))
+    with pytest.raises(SigningError, match="RuntimeError: HSM offline") as raised:
+        builder.build(time.time())
+    assert raised.value.backend == "local"
+    assert isinstance(raised.value.__cause__, RuntimeError)
+
+
+@pytest.mark.asyncio
+async def test_an_untyped_async_signer_failure_becomes_a_signing_error(rsa_key):
+    class BrokenAsync(LocalKeySigner):
+        async def asign(self, signing_input: bytes) -> bytes:
+            raise OSError("connection lost")
+
+    builder = GrantBuilder(BrokenAsync(rsa_key, kid="k"), GrantClaims(audience=AUD, client_id=CLIENT, scopes=(SCOPE,)))
+    with pytest.raises(SigningError, match="OSError: connection lost"):
+        await builder.abuild(time.time())

@@ -6,13 +6,14 @@ new ``jti``, ``iat`` and ``exp``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, MaskinportenError, SigningError
 from .jwk import b64url
 from .orgnr import validate_orgno
 from .signer import Signer
@@ -162,9 +163,25 @@ class GrantBuilder:
     def build(self, now: float) -> str:
         """Return a newly signed grant issued at ``now``."""
         signing_input = self._signing_input(now)
-        return f"{signing_input.decode('ascii')}.{b64url(self.signer.sign(signing_input))}"
+        with _signing_errors_typed(self.signer):
+            signature = self.signer.sign(signing_input)
+        return f"{signing_input.decode('ascii')}.{b64url(signature)}"
 
     async def abuild(self, now: float) -> str:
         """Return a newly signed grant issued at ``now``, signing without blocking the event loop."""
         signing_input = self._signing_input(now)
-        return f"{signing_input.decode('ascii')}.{b64url(await self.signer.asign(signing_input))}"
+        with _signing_errors_typed(self.signer):
+            signature = await self.signer.asign(signing_input)
+        return f"{signing_input.decode('ascii')}.{b64url(signature)}"
+
+
+@contextlib.contextmanager
+def _signing_errors_typed(signer: Signer) -> Iterator[None]:
+    """Turn an untyped failure of a (third-party) signer into a SigningError; typed errors pass unchanged."""
+    try:
+        yield
+    except MaskinportenError:
+        raise
+    except Exception as exc:
+        backend = getattr(signer, "backend", type(signer).__name__)
+        raise SigningError(f"signing failed: {type(exc).__name__}: {exc}", backend=str(backend)) from exc
