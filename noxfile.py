@@ -68,7 +68,7 @@ def docs(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks as ratios against baselines measured in the same run; writes docs/benchmarks.md and its plot."""
-    install_project(session, "authlib>=1.3", "httpx-auth>=0.22", "matplotlib>=3.8")
+    install_project(session, *TEST_DEPS, "authlib>=1.3", "httpx-auth>=0.22", "matplotlib>=3.8")
     session.run("python", str(ROOT / "bench" / "run.py"), *session.posargs)
 
 
