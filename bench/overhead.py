@@ -338,7 +338,6 @@ def run(setup: Setup, results: Results, *, quick: bool = False) -> None:
 def _report(results: Results, kind: str, timing: Timing, *, target: bool) -> None:
     baseline_us = timing.per_request(NO_AUTH) * 1e6
     results.add(Row(SECTION, f"{kind}: {NO_AUTH}", baseline_us, "µs/request", 1.0, NO_AUTH))
-    results.chart_targets[CHART] = TARGET_RATIO
     if target:
         results.note(
             SECTION,
@@ -354,19 +353,23 @@ def _report(results: Results, kind: str, timing: Timing, *, target: bool) -> Non
         results.chart(CHART, kind, name, ratio)
         is_target = target and name == OURS
         target_ratio = timing.ratio(name, TARGET_BASELINE)
+        extra = f"+{timing.overhead(name, NO_AUTH) * 1e6:.1f} µs"
+        if is_target:  # the row shows the ratio the target is about; the ratio to no auth goes to the note
+            shown, against = target_ratio, TARGET_BASELINE
+            note = f"{extra}; {ratio:.3f}{TIMES} no auth"
+        else:
+            shown, against = ratio, NO_AUTH
+            note = f"{extra}; {timing.ratio(name, FLOOR):.3f}{TIMES} the static bearer"
         results.add(
             Row(
                 SECTION,
                 f"{kind}: {name}",
                 timing.per_request(name) * 1e6,
                 "µs/request",
-                ratio,
-                NO_AUTH,
+                shown,
+                against,
                 target=f"≤ {TARGET_RATIO:.2f}{TIMES} {TARGET_BASELINE}" if is_target else "",
                 passed=(target_ratio <= TARGET_RATIO) if is_target else None,
-                note=(
-                    f"+{timing.overhead(name, NO_AUTH) * 1e6:.1f} µs; "
-                    f"{timing.ratio(name, FLOOR):.3f}{TIMES} the static bearer"
-                ),
+                note=note,
             )
         )

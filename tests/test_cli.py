@@ -57,17 +57,6 @@ def _installed() -> None:
 
 
 @pytest.fixture
-def key_file(tmp_path: Path, rsa_key: rsa.RSAPrivateKey) -> Path:
-    path = tmp_path / "key.pem"
-    path.write_bytes(
-        rsa_key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return path
-
-
-@pytest.fixture
 def emulator(maskinporten_emulator: MaskinportenEmulator, rsa_key: rsa.RSAPrivateKey) -> MaskinportenEmulator:
     """The emulator with the supplier's integration registered, and a delegation from CUSTOMER."""
     maskinporten_emulator.register_client(CLIENT_ID, orgno=SUPPLIER, scopes=[SCOPE], keys={KID: rsa_key.public_key()})
@@ -76,12 +65,12 @@ def emulator(maskinporten_emulator: MaskinportenEmulator, rsa_key: rsa.RSAPrivat
 
 
 @pytest.fixture
-def config(emulator: MaskinportenEmulator, key_file: Path) -> dict[str, str]:
+def config(emulator: MaskinportenEmulator, pem_file: Path) -> dict[str, str]:
     return {
         "MASKINPORTEN_ENV": emulator.issuer,
         "MASKINPORTEN_CLIENT_ID": CLIENT_ID,
         "MASKINPORTEN_SCOPES": SCOPE,
-        "MASKINPORTEN_KEY": key_file.as_uri(),
+        "MASKINPORTEN_KEY": pem_file.as_uri(),
         "MASKINPORTEN_KID": KID,
     }
 
@@ -188,9 +177,9 @@ def test_keygen_has_no_passphrase_option_on_the_command_line(tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize("form", ["path", "uri", "variable"])
-def test_jwk_of_a_local_key(key_file: Path, rsa_key: rsa.RSAPrivateKey, form: str) -> None:
-    args = {"path": [str(key_file)], "uri": [key_file.as_uri()], "variable": []}[form]
-    result = run("jwk", *args, env={"MASKINPORTEN_KEY": key_file.as_uri(), "MASKINPORTEN_KID": KID})
+def test_jwk_of_a_local_key(pem_file: Path, rsa_key: rsa.RSAPrivateKey, form: str) -> None:
+    args = {"path": [str(pem_file)], "uri": [pem_file.as_uri()], "variable": []}[form]
+    result = run("jwk", *args, env={"MASKINPORTEN_KEY": pem_file.as_uri(), "MASKINPORTEN_KID": KID})
     assert result.returncode == 0, result.stderr
     jwk = json.loads(result.stdout)
     assert jwk["kid"] == KID
@@ -198,17 +187,17 @@ def test_jwk_of_a_local_key(key_file: Path, rsa_key: rsa.RSAPrivateKey, form: st
     assert public_key_from_jwk(jwk).public_numbers() == rsa_key.public_key().public_numbers()
 
 
-def test_jwk_set_and_pem(key_file: Path, rsa_key: rsa.RSAPrivateKey) -> None:
-    jwks = json.loads(run("jwk", str(key_file), "--kid", KID, "--set").stdout)
+def test_jwk_set_and_pem(pem_file: Path, rsa_key: rsa.RSAPrivateKey) -> None:
+    jwks = json.loads(run("jwk", str(pem_file), "--kid", KID, "--set").stdout)
     assert [key["kid"] for key in jwks["keys"]] == [KID]
-    pem = run("jwk", str(key_file), "--pem").stdout
+    pem = run("jwk", str(pem_file), "--pem").stdout
     loaded = serialization.load_pem_public_key(pem.encode())
     assert isinstance(loaded, rsa.RSAPublicKey)
     assert loaded.public_numbers() == rsa_key.public_key().public_numbers()
 
 
-def test_jwk_without_kid_suggests_the_thumbprint(key_file: Path, rsa_key: rsa.RSAPrivateKey) -> None:
-    result = run("jwk", str(key_file))
+def test_jwk_without_kid_suggests_the_thumbprint(pem_file: Path, rsa_key: rsa.RSAPrivateKey) -> None:
+    result = run("jwk", str(pem_file))
     thumbprint = jwk_thumbprint(rsa_key.public_key())
     assert json.loads(result.stdout)["kid"] == thumbprint
     assert thumbprint in result.stderr
@@ -279,10 +268,10 @@ def test_token_json_has_claims_and_expiry(config: dict[str, str]) -> None:
     assert document["access_token"].count(".") == 2
 
 
-def test_token_options_override_the_environment(emulator: MaskinportenEmulator, key_file: Path) -> None:
+def test_token_options_override_the_environment(emulator: MaskinportenEmulator, pem_file: Path) -> None:
     result = run(
         "token",
-        *("--env", emulator.issuer, "--client-id", CLIENT_ID, "--scope", SCOPE, "--key", str(key_file)),
+        *("--env", emulator.issuer, "--client-id", CLIENT_ID, "--scope", SCOPE, "--key", str(pem_file)),
         *("--kid", KID),
         env={"MASKINPORTEN_CLIENT_ID": "someone-else", "MASKINPORTEN_SCOPES": "other:scope"},
     )
@@ -417,7 +406,7 @@ def test_doctor_reports_configuration_and_skips_the_token(config: dict[str, str]
     assert "[skip] token" in result.stdout
 
 
-def test_doctor_finds_a_clock_offset(rsa_key: rsa.RSAPrivateKey, key_file: Path) -> None:
+def test_doctor_finds_a_clock_offset(rsa_key: rsa.RSAPrivateKey, pem_file: Path) -> None:
     with MaskinportenEmulator(clock_offset=60) as skewed:
         skewed.register_client(CLIENT_ID, orgno=SUPPLIER, scopes=[SCOPE], keys={KID: rsa_key.public_key()})
         result = run(
@@ -426,7 +415,7 @@ def test_doctor_finds_a_clock_offset(rsa_key: rsa.RSAPrivateKey, key_file: Path)
                 "MASKINPORTEN_ENV": skewed.issuer,
                 "MASKINPORTEN_CLIENT_ID": CLIENT_ID,
                 "MASKINPORTEN_SCOPES": SCOPE,
-                "MASKINPORTEN_KEY": key_file.as_uri(),
+                "MASKINPORTEN_KEY": pem_file.as_uri(),
                 "MASKINPORTEN_KID": KID,
             },
         )
@@ -506,17 +495,17 @@ class RunningEmulator:
 
 
 @pytest.fixture
-def running_emulator(key_file: Path) -> Iterator[RunningEmulator]:
-    emulator = RunningEmulator("--key", str(key_file), "--kid", KID, "--scope", SCOPE, "--delegate", CUSTOMER)
+def running_emulator(pem_file: Path) -> Iterator[RunningEmulator]:
+    emulator = RunningEmulator("--key", str(pem_file), "--kid", KID, "--scope", SCOPE, "--delegate", CUSTOMER)
     yield emulator
     if emulator.process.poll() is None:
         emulator.stop()
 
 
-def test_emulator_command_serves_what_its_exports_describe(running_emulator: RunningEmulator, key_file: Path) -> None:
+def test_emulator_command_serves_what_its_exports_describe(running_emulator: RunningEmulator, pem_file: Path) -> None:
     exports = running_emulator.exports()
     assert exports["MASKINPORTEN_ENV"].startswith("http://127.0.0.1:")
-    assert exports["MASKINPORTEN_KEY"] == key_file.as_uri()
+    assert exports["MASKINPORTEN_KEY"] == pem_file.as_uri()
     assert (exports["MASKINPORTEN_KID"], exports["MASKINPORTEN_SCOPES"]) == (KID, SCOPE)
     own = run("token", "--json", env=exports)
     assert own.returncode == 0, own.stderr
@@ -528,8 +517,8 @@ def test_emulator_command_serves_what_its_exports_describe(running_emulator: Run
     assert "Stopping the emulator." in stderr
 
 
-def test_emulator_command_with_a_public_jwk(tmp_path: Path, key_file: Path) -> None:
-    (tmp_path / "public.json").write_text(run("jwk", str(key_file), "--kid", "partner").stdout)
+def test_emulator_command_with_a_public_jwk(tmp_path: Path, pem_file: Path) -> None:
+    (tmp_path / "public.json").write_text(run("jwk", str(pem_file), "--kid", "partner").stdout)
     emulator = RunningEmulator("--public-jwk", str(tmp_path / "public.json"), "--scope", SCOPE)
     try:
         lines = [emulator.lines.get(timeout=30) for _ in range(5)]
@@ -539,13 +528,13 @@ def test_emulator_command_with_a_public_jwk(tmp_path: Path, key_file: Path) -> N
     assert "# set MASKINPORTEN_KEY to the private key of the registered JWK" in lines
 
 
-def test_emulator_command_needs_a_kid(key_file: Path) -> None:
-    result = run("emulator", "--key", str(key_file), "--scope", SCOPE)
+def test_emulator_command_needs_a_kid(pem_file: Path) -> None:
+    result = run("emulator", "--key", str(pem_file), "--scope", SCOPE)
     assert result.returncode == 2
     assert "MASKINPORTEN_KID: set a kid" in result.stderr
 
 
-def test_emulator_command_needs_scopes(key_file: Path) -> None:
-    result = run("emulator", "--key", str(key_file), "--kid", KID)
+def test_emulator_command_needs_scopes(pem_file: Path) -> None:
+    result = run("emulator", "--key", str(pem_file), "--kid", KID)
     assert result.returncode == 2
     assert "MASKINPORTEN_SCOPES: is not set" in result.stderr

@@ -25,17 +25,6 @@ SUPPLIER = "313042995"
 
 
 @pytest.fixture
-def pem_file(tmp_path: Path, rsa_key: rsa.RSAPrivateKey) -> Path:
-    path = tmp_path / "key.pem"
-    path.write_bytes(
-        rsa_key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return path
-
-
-@pytest.fixture
 def encrypted_pem_file(tmp_path: Path, rsa_key: rsa.RSAPrivateKey) -> Path:
     path = tmp_path / "encrypted.pem"
     path.write_bytes(
