@@ -38,6 +38,31 @@ def other_rsa_key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
+PrivateJwkFactory = Callable[..., dict[str, str]]
+
+
+def _private_jwk(key: rsa.RSAPrivateKey, **extra: str) -> dict[str, str]:
+    numbers = key.private_numbers()
+    members = {
+        "n": numbers.public_numbers.n,
+        "e": numbers.public_numbers.e,
+        "d": numbers.d,
+        "p": numbers.p,
+        "q": numbers.q,
+        "dp": numbers.dmp1,
+        "dq": numbers.dmq1,
+        "qi": numbers.iqmp,
+    }
+    encoded = {name: b64url(value.to_bytes((value.bit_length() + 7) // 8, "big")) for name, value in members.items()}
+    return {"kty": "RSA", **encoded, **extra}
+
+
+@pytest.fixture(scope="session")
+def private_jwk() -> PrivateJwkFactory:
+    """Return a function giving an RSA key as a private JWK, as web key generators print it (extra members added)."""
+    return _private_jwk
+
+
 @pytest.fixture
 def pem_file(tmp_path: Path, rsa_key: rsa.RSAPrivateKey) -> Path:
     """``rsa_key`` as an unencrypted PKCS#8 PEM file."""

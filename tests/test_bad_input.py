@@ -26,7 +26,6 @@ from maskinporten_auth import (
     RefreshPolicy,
     RetryPolicy,
 )
-from maskinporten_auth.jwk import b64url
 
 CLIENT_ID = "1ab20f23-c69c-44d3-b078-a0d92083ada5"
 SCOPE = "nav:oppfolgingsplan/lps.write"
@@ -69,10 +68,9 @@ def _closed_port_issuer() -> str:
 
 
 @pytest.fixture(scope="module")
-def kit(rsa_key, other_rsa_key, make_certificate) -> Kit:
+def kit(rsa_key, other_rsa_key, make_certificate, private_jwk) -> Kit:
     now = datetime.datetime.now(datetime.timezone.utc)
     certificate = make_certificate(rsa_key, "REGNSKAP AS")
-    numbers = rsa_key.private_numbers()
     return Kit(
         key=rsa_key,
         pem=rsa_key.private_bytes(
@@ -83,23 +81,7 @@ def kit(rsa_key, other_rsa_key, make_certificate) -> Kit:
             serialization.PrivateFormat.PKCS8,
             serialization.BestAvailableEncryption(b"secret"),
         ),
-        private_jwk={
-            "kty": "RSA",
-            "kid": "kid-1",
-            **{
-                name: b64url(value.to_bytes((value.bit_length() + 7) // 8, "big"))
-                for name, value in {
-                    "n": numbers.public_numbers.n,
-                    "e": numbers.public_numbers.e,
-                    "d": numbers.d,
-                    "p": numbers.p,
-                    "q": numbers.q,
-                    "dp": numbers.dmp1,
-                    "dq": numbers.dmq1,
-                    "qi": numbers.iqmp,
-                }.items()
-            },
-        },
+        private_jwk=private_jwk(rsa_key, kid="kid-1"),
         certificate_pem=_pem(certificate),
         other_certificate_pem=_pem(make_certificate(other_rsa_key, "ANDRE AS")),
         expired_certificate_pem=_pem(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,6 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from maskinporten_auth import PROD, TEST, ConfigurationError, LocalKeySigner
 from maskinporten_auth.auth import MaskinportenAuth
 from maskinporten_auth.config import EnvConfig, auth_from_env
-from maskinporten_auth.jwk import b64url
 from maskinporten_auth.testing import MaskinportenEmulator
 
 CLIENT_ID = "1ab20f23-c69c-44d3-b078-a0d92083ada5"
@@ -210,26 +211,11 @@ def test_scopes_bad_values(environ: dict[str, str], value: str | None, problem: 
 # MASKINPORTEN_KEY, _KID, _KEY_PASSWORD, _KEY_PASSWORD_FILE
 
 
-def test_private_jwk_file(environ: dict[str, str], tmp_path: Path, rsa_key: rsa.RSAPrivateKey) -> None:
-    numbers = rsa_key.private_numbers()
-
-    def b64(value: int) -> str:
-        return b64url(value.to_bytes((value.bit_length() + 7) // 8, "big"))
-
-    members = {
-        "n": numbers.public_numbers.n,
-        "e": numbers.public_numbers.e,
-        "d": numbers.d,
-        "p": numbers.p,
-        "q": numbers.q,
-        "dp": numbers.dmp1,
-        "dq": numbers.dmq1,
-        "qi": numbers.iqmp,
-    }
+def test_private_jwk_file(
+    environ: dict[str, str], tmp_path: Path, rsa_key: rsa.RSAPrivateKey, private_jwk: Callable[..., dict[str, str]]
+) -> None:
     path = tmp_path / "key.jwk.json"
-    path.write_text(
-        '{"kty": "RSA", "kid": "from-jwk", ' + ", ".join(f'"{k}": "{b64(v)}"' for k, v in members.items()) + "}"
-    )
+    path.write_text(json.dumps(private_jwk(rsa_key, kid="from-jwk")))
     del environ["MASKINPORTEN_KID"]
     assert auth_from_env(environ=environ | {"MASKINPORTEN_KEY": path.as_uri()}).signer.kid == "from-jwk"
 

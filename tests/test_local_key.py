@@ -15,7 +15,6 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from jose import jwk as jose_jwk
 
 from maskinporten_auth import ConfigurationError, LocalKeySigner
-from maskinporten_auth.jwk import b64url
 
 PKCS8 = serialization.PrivateFormat.PKCS8
 PKCS1 = serialization.PrivateFormat.TraditionalOpenSSL
@@ -30,26 +29,6 @@ def pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey, fmt=PKCS8, password
 def assert_signs_verifiably(signer: LocalKeySigner, key: rsa.RSAPrivateKey, hash_algorithm=None) -> None:
     signature = signer.sign(b"header.claims")
     key.public_key().verify(signature, b"header.claims", padding.PKCS1v15(), hash_algorithm or hashes.SHA256())
-
-
-def private_jwk(key: rsa.RSAPrivateKey, **extra: str) -> dict[str, str]:
-    numbers = key.private_numbers()
-
-    def enc(value: int) -> str:
-        return b64url(value.to_bytes((value.bit_length() + 7) // 8, "big"))
-
-    return {
-        "kty": "RSA",
-        "n": enc(numbers.public_numbers.n),
-        "e": enc(numbers.public_numbers.e),
-        "d": enc(numbers.d),
-        "p": enc(numbers.p),
-        "q": enc(numbers.q),
-        "dp": enc(numbers.dmp1),
-        "dq": enc(numbers.dmq1),
-        "qi": enc(numbers.iqmp),
-        **extra,
-    }
 
 
 @pytest.mark.parametrize("fmt", [PKCS1, PKCS8], ids=["pkcs1", "pkcs8"])
@@ -100,14 +79,14 @@ def test_algorithms_maskinporten_refuses_are_rejected(rsa_key, algorithm):
     assert raised.value.field == "algorithm"
 
 
-def test_mkjwk_style_private_jwk_gives_kid_and_alg(rsa_key):
+def test_mkjwk_style_private_jwk_gives_kid_and_alg(rsa_key, private_jwk):
     text = json.dumps(private_jwk(rsa_key, kid="mkjwk-kid-1", use="sig", alg="RS384"))
     signer = LocalKeySigner.from_jwk(text)
     assert signer.kid == "mkjwk-kid-1" and signer.algorithm == "RS384"
     assert_signs_verifiably(signer, rsa_key, hashes.SHA384())
 
 
-def test_jwk_set_with_one_key_and_kid_override(rsa_key, tmp_path):
+def test_jwk_set_with_one_key_and_kid_override(rsa_key, tmp_path, private_jwk):
     path = tmp_path / "jwks.json"
     path.write_text(json.dumps({"keys": [private_jwk(rsa_key, kid="from-file")]}))
     signer = LocalKeySigner.from_jwk_file(path, kid="override")
@@ -115,7 +94,7 @@ def test_jwk_set_with_one_key_and_kid_override(rsa_key, tmp_path):
     assert_signs_verifiably(signer, rsa_key)
 
 
-def test_public_jwk_is_refused_for_signing(rsa_key):
+def test_public_jwk_is_refused_for_signing(rsa_key, private_jwk):
     public = {k: v for k, v in private_jwk(rsa_key).items() if k in ("kty", "n", "e")}
     with pytest.raises(ConfigurationError, match="public key"):
         LocalKeySigner.from_jwk(public)
