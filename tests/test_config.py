@@ -87,7 +87,7 @@ def test_every_variable(environ: dict[str, str]) -> None:
     assert auth.scopes == (SCOPE, "nav:other")
     assert auth.consumer_org == CUSTOMER
     assert auth.signer.kid == "6lBmeUGHQN"
-    assert auth._provider.grants.claims.resource == ("https://api.nav.no/oppfolgingsplan",)
+    assert auth._grants.claims.resource == ("https://api.nav.no/oppfolgingsplan",)
 
 
 def test_from_env_classmethod_reads_os_environ(environ: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -122,7 +122,7 @@ def test_overrides_replace_variables_which_are_then_not_read(pem_file: Path) -> 
         environment=TEST,
         grant_lifetime=30,
     )
-    assert (auth.scopes, auth.signer, auth._provider.grants.claims.lifetime) == ((SCOPE,), signer, 30)
+    assert (auth.scopes, auth.signer, auth._grants.claims.lifetime) == ((SCOPE,), signer, 30)
 
 
 def test_an_invalid_override_keeps_its_own_name(environ: dict[str, str]) -> None:
@@ -429,7 +429,7 @@ def test_consumer_org_bad_values(environ: dict[str, str], value: str, problem: s
 def test_empty_optional_variables_count_as_unset(environ: dict[str, str]) -> None:
     auth = auth_from_env(environ=environ | {"MASKINPORTEN_CONSUMER_ORG": "", "MASKINPORTEN_RESOURCE": " "})
     assert auth.consumer_org is None
-    assert auth._provider.grants.claims.resource is None
+    assert auth._grants.claims.resource is None
 
 
 @pytest.mark.parametrize("value", ["api.nav.no", "https://api.nav.no/a b"])

@@ -45,7 +45,6 @@ def test_optional_claims_are_sent_when_set(signer):
         audience=AUD,
         client_id=CLIENT,
         scopes=("a:one", "a:two"),
-        consumer_org="310539759",
         resource=("https://api.example.no",),
         authorization_details=tuple(details),
         pid="01017012345",
@@ -54,7 +53,7 @@ def test_optional_claims_are_sent_when_set(signer):
     grant = GrantBuilder(signer, claims).build(time.time())
     decoded = jwt.decode(grant, signer.public_jwk(), algorithms=["RS256"], audience=AUD, options={"verify_aud": True})
     assert decoded["scope"] == "a:one a:two"
-    assert decoded["consumer_org"] == "310539759"
+    assert "consumer_org" not in decoded
     assert decoded["resource"] == ["https://api.example.no"]
     assert decoded["authorization_details"] == [
         {
@@ -65,6 +64,24 @@ def test_optional_claims_are_sent_when_set(signer):
     ]
     assert decoded["pid"] == "01017012345"
     assert decoded["exp"] - decoded["iat"] == 120
+
+
+def test_consumer_org_is_sent_when_set(signer):
+    claims = GrantClaims(audience=AUD, client_id=CLIENT, scopes=(SCOPE,), consumer_org="310539759")
+    assert decode(GrantBuilder(signer, claims).build(time.time()), signer)["consumer_org"] == "310539759"
+
+
+def test_a_delegation_and_a_system_user_in_one_grant_is_a_configuration_error():
+    with pytest.raises(ConfigurationError) as caught:
+        GrantClaims(
+            audience=AUD,
+            client_id=CLIENT,
+            scopes=(SCOPE,),
+            consumer_org="310539759",
+            authorization_details=(systemuser_authorization("313990265"),),
+        )
+    assert caught.value.field == "consumer_org"
+    assert "system user" in caught.value.problem
 
 
 @pytest.mark.asyncio

@@ -155,7 +155,7 @@ class Flow:
 
     def auth(self, **options) -> MaskinportenAuth:
         auth = self.make(**options)
-        self.shown += [auth, auth.signer, auth.cache, auth._provider, auth._provider.client]
+        self.shown += [auth, auth.signer, auth.cache, auth._provider, auth._provider.client, auth._grants]
         return auth
 
 
@@ -174,7 +174,7 @@ def success_and_401_refresh_in_every_client(flow: Flow) -> None:
     asyncio.run(async_calls())
     api.revoke(auth.get_token())
     assert requests.get(f"{api.url}/d", auth=auth, timeout=10).status_code == 200
-    flow.shown.append(auth.cache.get(auth._provider.cache_key))
+    flow.shown.append(auth.cache.get(auth.cache_key))
 
 
 def retries_to_success_and_retries_that_run_out(flow: Flow) -> None:

@@ -3,7 +3,7 @@
 import logging
 
 from .auth import MaskinportenAuth
-from .cache import RefreshPolicy, TokenCache
+from .cache import RefreshPolicy, TokenCache, TokenStore
 from .environment import PROD, TEST, Environment
 from .errors import (
     AccessDeniedError,
@@ -23,6 +23,7 @@ from .errors import (
 from .grant import systemuser_authorization
 from .local_key import LocalKeySigner
 from .provider import TokenEvent
+from .readiness import Readiness
 from .retry import RetryPolicy
 from .signer import DigestSigner, Signer
 from .uri import signer_from_uri
@@ -44,6 +45,7 @@ __all__ = [
     "MaskinportenError",
     "NetworkError",
     "RateLimitedError",
+    "Readiness",
     "RefreshPolicy",
     "RetryPolicy",
     "ServerError",
@@ -52,6 +54,7 @@ __all__ = [
     "TokenCache",
     "TokenEvent",
     "TokenRequestError",
+    "TokenStore",
     "signer_from_uri",
     "systemuser_authorization",
 ]

@@ -2,26 +2,36 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping, Sequence
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from .cache import RefreshPolicy, TokenCache
+from .cache import RefreshPolicy, TokenStore
 from .environment import Environment, resolve_environment
 from .errors import ConfigurationError
 from .grant import (
     DEFAULT_GRANT_LIFETIME,
     GrantBuilder,
     GrantClaims,
+    systemuser_authorization,
     validate_authorization_details,
     validate_pid,
     validate_resource,
     validate_scopes,
 )
 from .orgnr import validate_orgno
-from .provider import TokenEvent, TokenProvider
+from .provider import (
+    DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_REMEMBER_REFUSALS,
+    TokenEvent,
+    TokenProvider,
+    cache_key,
+    validate_max_in_flight,
+    validate_remember_refusals,
+)
+from .readiness import Readiness, areadiness, readiness
 from .retry import RetryPolicy
 from .signer import Signer
 from .token_client import TokenClient
@@ -39,6 +49,10 @@ class MaskinportenAuth(httpx.Auth):
     and event loops. Tokens are cached and refreshed before they expire. When the API answers 401, the token is
     refreshed once and the request resent once, if its body can be sent again.
 
+    For a supplier with many customers, make one object and a view per customer with :meth:`with_consumer_org`
+    or :meth:`with_systemuser`: the views of one object (an *auth family*) share its signer, token cache,
+    connections, in-flight limit and refusal memory, and each costs a few hundred bytes.
+
     Args:
         client_id: the integration's client id in Maskinporten.
         scopes: the scope, or a list of scopes (one per token is recommended).
@@ -53,7 +67,12 @@ class MaskinportenAuth(httpx.Auth):
         retry: how the token endpoint is retried; see :class:`~maskinporten_auth.retry.RetryPolicy`.
         refresh: when tokens are refreshed; see :class:`~maskinporten_auth.cache.RefreshPolicy`.
         background_refresh: refresh early in a background thread, so no caller waits on the signer.
-        cache: share a :class:`~maskinporten_auth.cache.TokenCache` between auth objects.
+        cache: the token store: a bounded :class:`~maskinporten_auth.cache.TokenCache` by default
+            (:data:`~maskinporten_auth.cache.DEFAULT_MAX_ENTRIES` tokens), or any
+            :class:`~maskinporten_auth.cache.TokenStore`, such as one shared by a fleet of processes.
+        max_in_flight: the most token requests this auth family has at Maskinporten at once (threads and tasks).
+        remember_refusals: seconds during which a customer Maskinporten refused (no delegation, a system user not
+            set up, a scope not granted) gets the same error again at once, without a new request; 0 turns it off.
         http_client: the ``httpx.Client`` that talks to Maskinporten (proxies, custom CA).
         async_http_client: the ``httpx.AsyncClient`` that talks to Maskinporten from async code.
         on_event: a callback receiving :class:`~maskinporten_auth.provider.TokenEvent` for metrics.
@@ -74,7 +93,9 @@ class MaskinportenAuth(httpx.Auth):
         retry: RetryPolicy | None = None,
         refresh: RefreshPolicy | None = None,
         background_refresh: bool = False,
-        cache: TokenCache | None = None,
+        cache: TokenStore | None = None,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        remember_refusals: float = DEFAULT_REMEMBER_REFUSALS,
         http_client: httpx.Client | None = None,
         async_http_client: httpx.AsyncClient | None = None,
         on_event: Callable[[TokenEvent], None] | None = None,
@@ -98,24 +119,34 @@ class MaskinportenAuth(httpx.Auth):
             raise ConfigurationError("refresh", "must be a RefreshPolicy")
         if on_event is not None and not callable(on_event):
             raise ConfigurationError("on_event", "must be callable")
+        max_in_flight = validate_max_in_flight(max_in_flight)
         client = TokenClient(
-            self.environment, retry=retry, http_client=http_client, async_http_client=async_http_client
+            self.environment,
+            retry=retry,
+            http_client=http_client,
+            async_http_client=async_http_client,
+            max_connections=max_in_flight,
         )
         self._provider = TokenProvider(
-            GrantBuilder(signer, claims),
             client,
-            cache=cache,
+            store=cache,
             refresh=refresh,
             background_refresh=background_refresh,
             on_event=on_event,
+            max_in_flight=max_in_flight,
+            remember_refusals=validate_remember_refusals(remember_refusals),
         )
+        self._grants = GrantBuilder(signer, claims)
+        self._key = cache_key(signer.key_identity, claims)
 
-    @classmethod
-    def _from_provider(cls, provider: TokenProvider) -> MaskinportenAuth:
-        auth = cls.__new__(cls)
-        auth.environment = provider.client.environment
-        auth._provider = provider
-        return auth
+    def _view(self, claims: GrantClaims) -> MaskinportenAuth:
+        """Another member of this auth family: the same provider (signer, cache, connections, limits), other claims."""
+        view = type(self).__new__(type(self))
+        view.environment = self.environment
+        view._provider = self._provider
+        view._grants = self._grants.with_claims(claims)
+        view._key = cache_key(self._grants.signer.key_identity, claims)
+        return view
 
     @classmethod
     def from_env(cls, prefix: str = "MASKINPORTEN_", **overrides: Any) -> MaskinportenAuth:
@@ -127,87 +158,144 @@ class MaskinportenAuth(httpx.Auth):
     @property
     def client_id(self) -> str:
         """The integration's client id."""
-        return self._provider.grants.claims.client_id
+        return self._grants.claims.client_id
 
     @property
     def scopes(self) -> tuple[str, ...]:
         """The scopes asked for."""
-        return self._provider.grants.claims.scopes
+        return self._grants.claims.scopes
 
     @property
     def consumer_org(self) -> str | None:
-        """The customer this auth acts for, or None."""
-        return self._provider.grants.claims.consumer_org
+        """The customer this auth acts for through Altinn delegation, or None."""
+        return self._grants.claims.consumer_org
+
+    @property
+    def systemuser_org(self) -> str | None:
+        """The customer whose Altinn system user this auth acts as, or None."""
+        return self._grants.claims.systemuser_org
 
     @property
     def signer(self) -> Signer:
         """The signer of the grants."""
-        return self._provider.grants.signer
+        return self._grants.signer
 
     @property
-    def cache(self) -> TokenCache:
-        """The token cache (shared with the objects made by :meth:`with_consumer_org`)."""
-        return self._provider.cache
+    def cache(self) -> TokenStore:
+        """The token store, shared by every view of this auth family."""
+        return self._provider.store
+
+    @property
+    def cache_key(self) -> str:
+        """The view's key in the token store, computed from configuration alone."""
+        return self._key
 
     def with_consumer_org(self, consumer_org: str) -> MaskinportenAuth:
-        """Return an auth object with the same signer and settings that acts for another customer.
+        """Return a view that acts for another customer through Altinn delegation (``consumer_org``).
 
-        It shares this object's token cache and connection to Maskinporten.
+        A view is a ``MaskinportenAuth`` that shares this object's signer, token cache, connections to
+        Maskinporten, in-flight limit and refusal memory; it costs a few hundred bytes. Any customer this object
+        named (a ``consumer_org`` or a system user) is replaced.
         """
-        claims = replace(self._provider.grants.claims, consumer_org=validate_orgno(consumer_org, "consumer_org"))
-        return self._from_provider(self._provider.with_claims(claims))
+        orgno = validate_orgno(consumer_org, "consumer_org")
+        return self._view(self._grants.claims.for_customer(consumer_org=orgno))
+
+    def with_systemuser(self, orgno: str, external_ref: str | None = None) -> MaskinportenAuth:
+        """Return a view that acts as the Altinn system user (systembruker) of customer ``orgno``.
+
+        The grant asks for ``authorization_details`` of type ``urn:altinn:systemuser`` with ``systemuser_org``
+        ``0192:<orgno>`` (and ``externalRef`` when given, for a customer with several system users of your
+        system). Shares everything with this object, as :meth:`with_consumer_org` does, and replaces any customer
+        it named.
+        """
+        detail = systemuser_authorization(orgno, external_ref)
+        return self._view(self._grants.claims.for_customer(systemuser=detail))
 
     def get_token(self) -> str:
         """Return a valid access token (cached, or fetched now)."""
-        return self._provider.get_token()
+        return self._provider.get_token(self._grants, self._key)
 
     async def aget_token(self) -> str:
         """Return a valid access token without blocking the event loop."""
-        return await self._provider.aget_token()
+        return await self._provider.aget_token(self._grants, self._key)
+
+    def check(self) -> Readiness:
+        """Whether Maskinporten gives this view a token now, without raising for a refusal.
+
+        Returns a :class:`~maskinporten_auth.readiness.Readiness`: truthy when ready; otherwise with the MP code,
+        Maskinporten's description and a hint (a customer who has not delegated, a system user that is not set
+        up, a scope not granted). Failures that say nothing about readiness (the network, the key service) raise.
+        """
+        return readiness(self.get_token)
+
+    async def acheck(self) -> Readiness:
+        """:meth:`check` without blocking the event loop."""
+        return await areadiness(self.aget_token)
 
     def close(self) -> None:
-        """Close the connection to Maskinporten this object opened (an ``http_client`` given to it stays open)."""
-        self._provider.client.close()
+        """Release the connections and worker threads the auth family opened.
+
+        An ``http_client`` given to it stays open. Using the family afterwards opens them again.
+        """
+        self._provider.close()
+
+    async def aclose(self) -> None:
+        """:meth:`close` without blocking the event loop."""
+        await asyncio.to_thread(self._provider.close)
+
+    def __enter__(self) -> MaskinportenAuth:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> MaskinportenAuth:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     # httpx
 
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         """httpx's hook for ``httpx.Client``."""
-        token = self._provider.get_token()
+        token = self.get_token()
         request.headers["Authorization"] = f"Bearer {token}"
         response = yield request
         if response.status_code == 401 and _replayable(request):
-            self._provider.invalidate(token)
-            request.headers["Authorization"] = f"Bearer {self._provider.get_token()}"
+            self._provider.invalidate(self._key, token)
+            request.headers["Authorization"] = f"Bearer {self.get_token()}"
             yield request
 
     async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
         """httpx's hook for ``httpx.AsyncClient``."""
-        token = await self._provider.aget_token()
+        token = await self.aget_token()
         request.headers["Authorization"] = f"Bearer {token}"
         response = yield request
         if response.status_code == 401 and _replayable(request):
-            self._provider.invalidate(token)
-            request.headers["Authorization"] = f"Bearer {await self._provider.aget_token()}"
+            self._provider.invalidate(self._key, token)
+            request.headers["Authorization"] = f"Bearer {await self.aget_token()}"
             yield request
 
     # requests
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         """requests' hook: ``requests.get(url, auth=auth)``."""
-        token = self._provider.get_token()
+        token = self.get_token()
         request.headers["Authorization"] = f"Bearer {token}"
         if request.body is None or isinstance(request.body, (bytes, str)):
-            request.register_hook("response", _RequestsRetryOn401(self._provider, token))  # type: ignore[no-untyped-call]
+            request.register_hook("response", _RequestsRetryOn401(self, token))  # type: ignore[no-untyped-call]
         return request
 
     def __repr__(self) -> str:
-        claims = self._provider.grants.claims
+        claims = self._grants.claims
         customer = f", consumer_org={claims.consumer_org!r}" if claims.consumer_org else ""
+        if claims.systemuser_org:
+            customer = f", systemuser_org={claims.systemuser_org!r}"
         return (
             f"MaskinportenAuth(client_id={claims.client_id!r}, scopes={list(claims.scopes)!r}, "
             f"environment={self.environment.name or self.environment.issuer!r}{customer}, "
-            f"signer={self._provider.grants.signer!r})"
+            f"signer={self._grants.signer!r})"
         )
 
 
@@ -219,8 +307,8 @@ def _replayable(request: httpx.Request) -> bool:
 class _RequestsRetryOn401:
     """A requests response hook: on 401, refresh the token once and resend the request once."""
 
-    def __init__(self, provider: TokenProvider, token: str) -> None:
-        self._provider = provider
+    def __init__(self, auth: MaskinportenAuth, token: str) -> None:
+        self._auth = auth
         self._token = token
 
     def __call__(self, response: requests.Response, **send_kwargs: Any) -> requests.Response:
@@ -228,8 +316,8 @@ class _RequestsRetryOn401:
             return response
         from requests.cookies import extract_cookies_to_jar
 
-        self._provider.invalidate(self._token)
-        token = self._provider.get_token()
+        self._auth._provider.invalidate(self._auth._key, self._token)
+        token = self._auth.get_token()
         response.content  # noqa: B018 - read the body so the connection can be reused
         response.close()
         retry = response.request.copy()

@@ -1,35 +1,70 @@
-"""Cached tokens, when to refresh them, and the single token fetch in flight per cache key."""
+"""Cached tokens, when to refresh them, and where they are stored.
+
+:class:`TokenStore` is the small interface the token provider needs from a cache; :class:`TokenCache` is the
+bounded in-memory store every auth family gets by default. A store shared by a fleet of processes (Redis, Valkey)
+implements the same interface, keeping a copy in memory for the hot path.
+"""
 
 from __future__ import annotations
 
-import asyncio
+import abc
 import contextlib
+import enum
 import random
 import threading
-from collections.abc import Hashable
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from . import forksafe
 from .errors import ConfigurationError
 from .retry import is_finite_number
 
-__all__ = ["CachedToken", "Flight", "RefreshPolicy", "TokenCache"]
+__all__ = ["DEFAULT_MAX_ENTRIES", "CachedToken", "RefreshPolicy", "TokenCache", "TokenState", "TokenStore"]
+
+DEFAULT_MAX_ENTRIES = 50_000
+
+
+class TokenState(enum.Enum):
+    """Where a cached token is in its life, and so what a caller does with it."""
+
+    FRESH = "fresh"
+    """Use it."""
+    REFRESH_DUE = "refresh due"
+    """Use it, and have one caller (or a background worker) fetch its successor."""
+    MUST_REFRESH = "must refresh"
+    """Still valid, but too close to its end to send: wait for a new one (or use it if the refresh fails)."""
+    EXPIRED = "expired"
+    """Gone: wait for a new one."""
 
 
 @dataclass(frozen=True)
 class CachedToken:
-    """An access token and its deadlines on the monotonic clock. The token itself is left out of the repr.
+    """An access token and its deadlines on this process's monotonic clock. The token is left out of the repr.
 
     ``refresh_at``: from here one caller refreshes while the others keep using this token.
-    ``must_refresh_at``: from here nobody uses it; callers wait for a new one.
+    ``must_refresh_at``: from here nobody sends it; callers wait for a new one.
     ``expires_at``: the token's end, measured from before its request was sent.
+
+    A store shared between processes keeps these as wall-clock times (monotonic clocks differ between processes)
+    and converts on the way in and out.
     """
 
     value: str = field(repr=False)
     expires_at: float
     refresh_at: float
     must_refresh_at: float
-    scope: str | None = None
+
+    def state(self, now: float) -> TokenState:
+        """The token's state at monotonic time ``now``."""
+        if now < self.refresh_at:
+            return TokenState.FRESH
+        if now < self.must_refresh_at:
+            return TokenState.REFRESH_DUE
+        if now < self.expires_at:
+            return TokenState.MUST_REFRESH
+        return TokenState.EXPIRED
 
 
 @dataclass(frozen=True)
@@ -37,7 +72,7 @@ class RefreshPolicy:
     """When a token is refreshed, as fractions of its lifetime (``expires_in``), so 120-s and 1-hour tokens both work.
 
     Attributes:
-        refresh_window: a token becomes "should refresh" at a random point in this range of its lifetime (the
+        refresh_window: a token becomes "refresh due" at a random point in this range of its lifetime (the
             jitter keeps a fleet of processes from refreshing in step).
         must_refresh_margin: a token is not used in this last fraction of its lifetime...
         min_margin: ...but at least this many seconds before expiry...
@@ -72,7 +107,7 @@ class RefreshPolicy:
         if self.failure_cooldown < 0:
             raise ConfigurationError("refresh.failure_cooldown", "must not be negative")
 
-    def schedule(self, value: str, expires_in: float, sent_at: float, scope: str | None = None) -> CachedToken:
+    def schedule(self, value: str, expires_in: float, sent_at: float) -> CachedToken:
         """Return the cached form of a token that was requested at monotonic time ``sent_at``."""
         margin = min(max(expires_in * self.must_refresh_margin, self.min_margin), self.max_margin, expires_in / 2)
         must_refresh_at = sent_at + expires_in - margin
@@ -82,106 +117,96 @@ class RefreshPolicy:
             expires_at=sent_at + expires_in,
             refresh_at=min(refresh_at, must_refresh_at),
             must_refresh_at=must_refresh_at,
-            scope=scope,
         )
 
 
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
+class TokenStore(abc.ABC):
+    """Where an auth family keeps its tokens, by cache key (a string computed from configuration alone).
 
-
-class Flight:
-    """One token fetch in progress. Threads and tasks on any event loop wait for it without holding a lock.
-
-    It ends with a token, an error, or neither (the fetching caller was cancelled: a waiter then fetches itself).
+    The provider calls :meth:`get` on every request: it must answer from memory, without I/O or a lock. Everything
+    else is called only when a token is missing or due for refresh, from a thread that may block (never from an
+    event loop), so a store backed by a server may do I/O there.
     """
 
-    def __init__(self) -> None:
-        self.token: CachedToken | None = None
-        self.error: BaseException | None = None
-        self._done = threading.Event()
-        self._lock = threading.Lock()
-        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+    @abc.abstractmethod
+    def get(self, key: str) -> CachedToken | None:
+        """Return the token this process holds for ``key`` (in any state), or None. No I/O, no lock."""
 
-    def finish(self, token: CachedToken | None = None, error: BaseException | None = None) -> None:
-        """Record the outcome and wake every waiter, on whichever thread or event loop it waits."""
-        with self._lock:
-            self.token, self.error = token, error
-            self._done.set()
-            waiters, self._waiters = self._waiters, []
-        for loop, future in waiters:
-            with contextlib.suppress(RuntimeError):  # that loop has closed: nobody waits there any more
-                loop.call_soon_threadsafe(_resolve, future)
+    def load(self, key: str) -> CachedToken | None:
+        """Return the newest token for ``key`` anywhere the store reaches (a shared server), or None."""
+        return self.get(key)
 
-    def wait(self, timeout: float) -> bool:
-        """Block the calling thread until the flight ends; return False on timeout."""
-        return self._done.wait(timeout)
+    @abc.abstractmethod
+    def put(self, key: str, token: CachedToken) -> None:
+        """Store ``token`` for ``key``, unless the store already holds one that lives longer."""
 
-    async def wait_async(self, timeout: float) -> bool:
-        """Wait in the running event loop until the flight ends; return False on timeout."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        with self._lock:
-            if self._done.is_set():
-                return True
-            self._waiters.append((loop, future))
-        try:
-            await asyncio.wait_for(future, timeout)
-        except asyncio.TimeoutError:
-            return False
-        return True
+    @abc.abstractmethod
+    def invalidate(self, key: str, value: str) -> bool:
+        """Drop the token for ``key`` only if it is still ``value``; return whether it was dropped.
+
+        The API's 401 names the token it rejected, so a burst of 401s for one token drops it once and never drops
+        the fresh token that replaced it.
+        """
+
+    @abc.abstractmethod
+    def clear(self) -> None:
+        """Forget every token."""
+
+    @contextlib.contextmanager
+    def fetching(self, key: str, timeout: float) -> Iterator[None]:
+        """Hold the right to fetch ``key``'s token while the block runs.
+
+        The provider already lets one thread or task of this process fetch a key at a time. A store shared by
+        several processes takes a lease in its server here, so that one process of the fleet fetches while the
+        others wait (at most ``timeout`` seconds) and then :meth:`load` what it stored. The default does nothing.
+        """
+        yield
 
 
-class TokenCache:
-    """An in-memory token cache shared by the auth objects given the same instance (``with_consumer_org`` does).
+class TokenCache(TokenStore):
+    """A bounded in-memory token store, shared by every view of an auth family (``with_consumer_org``, ...).
 
-    Reads take no lock (a dict lookup); writes, compare-and-invalidate and starting a fetch take a short one.
-    At most one fetch per cache key is in flight; everyone else who needs that key waits for it.
+    Reads take no lock. When a new token would exceed ``max_entries``, expired tokens are dropped first, then the
+    least recently used, one percent of the bound at a time so that the sweep's cost is spread over many inserts.
     """
 
-    def __init__(self) -> None:
-        self._tokens: dict[Hashable, CachedToken] = {}
-        self._flights: dict[Hashable, Flight] = {}
+    def __init__(self, max_entries: int = DEFAULT_MAX_ENTRIES) -> None:
+        if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
+            raise ConfigurationError("max_entries", f"must be a whole number of at least 1, got {max_entries!r}")
+        self.max_entries = max_entries
+        self._tokens: OrderedDict[str, CachedToken] = OrderedDict()
         self._lock = threading.Lock()
         forksafe.register(self)
 
-    def get(self, key: Hashable) -> CachedToken | None:
-        """Return the cached token for ``key``, expired or not, or None."""
-        return self._tokens.get(key)
+    def get(self, key: str) -> CachedToken | None:
+        """Return the token held for ``key``, and mark it recently used."""
+        token = self._tokens.get(key)
+        if token is not None:
+            with contextlib.suppress(KeyError):  # dropped by another thread since the lookup
+                self._tokens.move_to_end(key)
+        return token
 
-    def begin_fetch(self, key: Hashable, *, join: bool) -> tuple[Flight | None, bool]:
-        """Start the fetch for ``key``, or find the one in flight.
-
-        Returns ``(flight, True)`` when the caller must fetch, ``(flight, False)`` when it should wait for another
-        caller's fetch, and ``(None, False)`` when a fetch is in flight and ``join`` is False.
-        """
+    def put(self, key: str, token: CachedToken) -> None:
+        """Store ``token`` for ``key`` unless a longer-lived one is already there; evict if full."""
         with self._lock:
-            flight = self._flights.get(key)
-            if flight is not None:
-                return (flight if join else None), False
-            flight = self._flights[key] = Flight()
-            return flight, True
+            current = self._tokens.get(key)
+            if current is not None and current.expires_at > token.expires_at:
+                return
+            self._tokens[key] = token
+            self._tokens.move_to_end(key)
+            if len(self._tokens) > self.max_entries:
+                self._evict()
 
-    def end_fetch(
-        self, key: Hashable, flight: Flight, token: CachedToken | None = None, error: BaseException | None = None
-    ) -> None:
-        """Store the fetched token (if any), retire ``flight`` and wake its waiters."""
-        with self._lock:
-            if token is not None:
-                current = self._tokens.get(key)
-                if current is None or current.expires_at <= token.expires_at:
-                    self._tokens[key] = token
-            if self._flights.get(key) is flight:
-                del self._flights[key]
-        flight.finish(token, error)
+    def _evict(self) -> None:
+        now = time.monotonic()
+        for key in [key for key, token in self._tokens.items() if token.expires_at <= now]:
+            del self._tokens[key]
+        target = self.max_entries - max(1, self.max_entries // 100)
+        while len(self._tokens) > target:
+            self._tokens.popitem(last=False)
 
-    def invalidate(self, key: Hashable, value: str) -> bool:
-        """Drop the token for ``key`` only if it is still ``value``; return whether it was dropped.
-
-        The API's 401 names the token it rejected, so a burst of 401s for one token drops it once and never
-        drops the fresh token that replaced it.
-        """
+    def invalidate(self, key: str, value: str) -> bool:
+        """Drop the token for ``key`` only if it is still ``value``."""
         with self._lock:
             current = self._tokens.get(key)
             if current is not None and current.value == value:
@@ -195,9 +220,10 @@ class TokenCache:
             self._tokens.clear()
 
     def _after_fork(self) -> None:
-        # The parent's fetches in flight will never finish here: forget them and any lock a thread held.
-        self._lock = threading.Lock()
-        self._flights = {}
+        self._lock = threading.Lock()  # a thread of the parent may have held it
+
+    def __len__(self) -> int:
+        return len(self._tokens)
 
     def __repr__(self) -> str:
-        return f"TokenCache(<{len(self._tokens)} tokens>)"
+        return f"TokenCache(<{len(self._tokens)} of at most {self.max_entries} tokens>)"

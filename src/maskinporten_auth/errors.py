@@ -100,6 +100,20 @@ class TokenRequestError(MaskinportenError):
         """Whether a new attempt, with a new grant, may succeed."""
         return False
 
+    @property
+    def refusal(self) -> bool:
+        """Whether Maskinporten refused this customer or scope, an answer that will not change within seconds.
+
+        A customer who has not delegated (MP-251), a system user that is not set up (MP-30x), a scope not granted
+        (MP-250, MP-201) or not registered (``invalid_scope``). The token provider remembers such refusals briefly
+        instead of asking again on every call.
+        """
+        return (
+            isinstance(self, (AccessDeniedError, InvalidScopeError))
+            or self.code in _REFUSAL_CODES
+            or self.error == "invalid_authorization_details"
+        )
+
 
 class InvalidGrantError(TokenRequestError):
     """Maskinporten rejected the JWT grant (``invalid_grant``): key, signature, claims or client."""
@@ -155,6 +169,8 @@ class InvalidResponseError(TokenRequestError):
         """A garbled answer (a proxy's HTML page, a truncated body) may be transient."""
         return True
 
+
+_REFUSAL_CODES = frozenset({"MP-200", "MP-201", "MP-250", "MP-251", "MP-301", "MP-302", "MP-303"})
 
 _HINTS: dict[str, str] = {
     "MP-012": "a grant was sent twice; every request must carry a fresh grant with a new jti",

@@ -10,7 +10,7 @@ import contextlib
 import json
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from .errors import ConfigurationError, MaskinportenError, SigningError
@@ -20,6 +20,7 @@ from .signer import Signer
 
 __all__ = ["MAX_GRANT_LIFETIME", "GrantBuilder", "GrantClaims", "systemuser_authorization"]
 
+SYSTEMUSER_TYPE: Final = "urn:altinn:systemuser"
 MAX_GRANT_LIFETIME: Final = 120
 DEFAULT_GRANT_LIFETIME: Final = 60
 
@@ -73,10 +74,12 @@ def validate_pid(value: object, field: str = "pid") -> str | None:
 def systemuser_authorization(orgno: str, external_ref: str | None = None) -> dict[str, Any]:
     """Return the ``authorization_details`` entry that asks for a token as an Altinn system user (systembruker)."""
     detail: dict[str, Any] = {
-        "type": "urn:altinn:systemuser",
+        "type": SYSTEMUSER_TYPE,
         "systemuser_org": {"authority": "iso6523-actorid-upis", "ID": f"0192:{validate_orgno(orgno, 'orgno')}"},
     }
     if external_ref is not None:
+        if not isinstance(external_ref, str) or not external_ref or not external_ref.isprintable():
+            raise ConfigurationError("external_ref", f"must be a non-empty printable string, got {external_ref!r}")
         detail["externalRef"] = external_ref
     return detail
 
@@ -121,6 +124,12 @@ class GrantClaims:
             )
         if self.consumer_org is not None:
             validate_orgno(self.consumer_org, "consumer_org")
+            if self.systemuser_org is not None:
+                raise ConfigurationError(
+                    "consumer_org",
+                    "a token is either for a customer's delegation (consumer_org) or for a customer's system user "
+                    "(authorization_details of type urn:altinn:systemuser), not both",
+                )
         static: dict[str, Any] = {"aud": self.audience, "iss": self.client_id, "scope": " ".join(self.scopes)}
         if self.consumer_org is not None:
             static["consumer_org"] = self.consumer_org
@@ -132,6 +141,26 @@ class GrantClaims:
             static["pid"] = self.pid
         object.__setattr__(self, "_static", static)
 
+    @property
+    def systemuser_org(self) -> str | None:
+        """The organisation number of the Altinn system user's owner asked for, or None."""
+        for detail in self.authorization_details or ():
+            if detail.get("type") == SYSTEMUSER_TYPE:
+                org = detail.get("systemuser_org")
+                identifier = org.get("ID") if isinstance(org, dict) else None
+                return identifier.rpartition(":")[2] if isinstance(identifier, str) else None
+        return None
+
+    def for_customer(self, consumer_org: str | None = None, systemuser: dict[str, Any] | None = None) -> GrantClaims:
+        """The same claims for another customer: a delegation (``consumer_org``) or a system user's detail.
+
+        Whatever customer these claims named (a ``consumer_org`` or a system user) is replaced; other
+        ``authorization_details`` stay.
+        """
+        others = tuple(d for d in self.authorization_details or () if d.get("type") != SYSTEMUSER_TYPE)
+        details = (*others, systemuser) if systemuser is not None else others
+        return replace(self, consumer_org=consumer_org, authorization_details=details or None)
+
     def at(self, now: float) -> dict[str, Any]:
         """Return the claims of a new grant issued at ``now`` (seconds since the epoch), with a fresh ``jti``."""
         issued_at = int(now)
@@ -140,6 +169,8 @@ class GrantClaims:
 
 class GrantBuilder:
     """Builds and signs grants for one client and one set of claims."""
+
+    __slots__ = ("_encoded_header", "claims", "signer")
 
     def __init__(self, signer: Signer, claims: GrantClaims) -> None:
         if (signer.kid is None) == (not signer.x5c):
@@ -156,6 +187,12 @@ class GrantBuilder:
         self.signer = signer
         self.claims = claims
         self._encoded_header = b64url(_json(header))
+
+    def with_claims(self, claims: GrantClaims) -> GrantBuilder:
+        """A builder for other claims with the same signer and header (a per-customer view costs no copy of it)."""
+        builder = GrantBuilder.__new__(GrantBuilder)
+        builder.signer, builder.claims, builder._encoded_header = self.signer, claims, self._encoded_header
+        return builder
 
     def _signing_input(self, now: float) -> bytes:
         return f"{self._encoded_header}.{b64url(_json(self.claims.at(now)))}".encode("ascii")

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 from .certificates import CertificateChain
 from .errors import ConfigurationError
-from .jwk import b64url_decode
+from .jwk import b64url_decode, jwk_thumbprint
 from .jws import RSA_ALGORITHMS
 from .signer import MIN_RSA_BITS, Signer, validate_algorithm, validate_kid
 
@@ -73,6 +73,12 @@ class LocalKeySigner(Signer):
         self.certificate_chain = certificate_chain
         self.x5c = certificate_chain.x5c if certificate_chain is not None else None
         self._hash = RSA_ALGORITHMS[self.algorithm]()
+        self._thumbprint = jwk_thumbprint(self._private_key.public_key())
+
+    @property
+    def key_identity(self) -> str:
+        """The key's JWK thumbprint (computed once, at construction) and its kid or certificate."""
+        return f"local:{self._thumbprint}:{self._registration()}"
 
     @classmethod
     def from_pem(

@@ -1,4 +1,9 @@
-"""The token provider: cached tokens, one fetch at a time per cache key, refresh before expiry.
+"""The token provider of an auth family: cached tokens, one fetch per cache key, refresh before expiry.
+
+An *auth family* is a :class:`~maskinporten_auth.MaskinportenAuth` and every view made from it
+(``with_consumer_org``, ``with_systemuser``). They share one provider, and so one signer, one token store, one
+connection pool to Maskinporten, one bound on fetches in flight and one memory of refusals. A view brings only its
+grant claims and its cache key.
 
 Framework-free; the auth adapters are thin wrappers around :meth:`TokenProvider.get_token` and
 :meth:`TokenProvider.aget_token`.
@@ -6,26 +11,48 @@ Framework-free; the auth adapters are thin wrappers around :meth:`TokenProvider.
 
 from __future__ import annotations
 
+import asyncio
+import copy
+import hashlib
 import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from . import forksafe
-from .cache import CachedToken, Flight, RefreshPolicy, TokenCache
-from .errors import MaskinportenError, NetworkError
+from .cache import CachedToken, RefreshPolicy, TokenCache, TokenState, TokenStore
+from .errors import ConfigurationError, MaskinportenError, NetworkError, TokenRequestError
 from .grant import GrantBuilder, GrantClaims
+from .retry import is_finite_number
+from .singleflight import Flight, Flights, Limiter
 from .token_client import TokenClient, TokenResponse
 
-__all__ = ["TokenEvent", "TokenProvider"]
+__all__ = [
+    "DEFAULT_MAX_IN_FLIGHT",
+    "DEFAULT_REMEMBER_REFUSALS",
+    "TokenEvent",
+    "TokenProvider",
+    "cache_key",
+    "validate_max_in_flight",
+    "validate_remember_refusals",
+]
 
 logger = logging.getLogger("maskinporten_auth")
 
+DEFAULT_MAX_IN_FLIGHT = 32
+DEFAULT_REMEMBER_REFUSALS = 30.0
+
 #: Extra seconds a waiter allows beyond the fetch's retry deadline (signing with a remote key takes time too).
 _WAIT_SLACK = 30.0
+#: The most customers whose refusal or failed refresh is remembered at once.
+_MAX_SETBACKS = 10_000
+
+EventKind = Literal["cache_hit", "fetched", "fetch_failed", "refresh_failed", "refused"]
 
 
 @dataclass(frozen=True)
@@ -33,244 +60,375 @@ class TokenEvent:
     """What happened, for metrics (``on_event=``): wire it to OpenTelemetry, Prometheus or a log.
 
     ``kind`` is ``"cache_hit"``, ``"fetched"`` (a new token; ``duration`` and ``expires_in`` set), ``"fetch_failed"``
-    (``error`` set; the caller got the error) or ``"refresh_failed"`` (``error`` set; an early refresh failed and
-    the still-valid token was used). No token or grant is ever part of an event.
+    (``error`` set; the caller got the error), ``"refresh_failed"`` (``error`` set; an early refresh failed and
+    the still-valid token was used) or ``"refused"`` (``error`` set; Maskinporten refused this customer a moment
+    ago and the caller got that refusal again without a request). No token or grant is ever part of an event.
     """
 
-    kind: Literal["cache_hit", "fetched", "fetch_failed", "refresh_failed"]
+    kind: EventKind
     client_id: str
     scopes: tuple[str, ...]
     consumer_org: str | None
     duration: float | None = None
     expires_in: float | None = None
     error: MaskinportenError | None = None
+    systemuser_org: str | None = None
 
 
-@dataclass(frozen=True)
-class _Step:
-    """The provider's decision on a cache miss or refresh: use a value, fetch, or wait for another's fetch."""
+class _Setback(NamedTuple):
+    """Why a key is not fetched for a while: a refusal to repeat, or (``error`` None) a failed early refresh."""
 
-    value: str | None = None
-    flight: Flight | None = None
-    leader: bool = False
-    fallback: CachedToken | None = None
+    until: float
+    error: TokenRequestError | None
+
+
+def cache_key(signer_identity: str, claims: GrantClaims) -> str:
+    """The cache key of a token: a digest of everything that makes it differ, from configuration alone.
+
+    A digest rather than the values, so that a shared store never holds an identity number (``pid``) in clear.
+    """
+    parts = [
+        claims.audience,
+        claims.client_id,
+        signer_identity,
+        claims.scopes,
+        claims.consumer_org,
+        claims.resource,
+        claims.authorization_details,
+        claims.pid,
+    ]
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def validate_max_in_flight(value: object, field: str = "max_in_flight") -> int:
+    """Return ``value`` if it is a whole number of at least 1, else raise ConfigurationError."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(field, f"must be a whole number of at least 1, got {value!r}")
+    return value
+
+
+def validate_remember_refusals(value: object, field: str = "remember_refusals") -> float:
+    """Return ``value`` as seconds if it is a finite, non-negative number, else raise ConfigurationError."""
+    if not is_finite_number(value) or value < 0:  # type: ignore[operator]
+        raise ConfigurationError(field, f"must be a finite, non-negative number of seconds, got {value!r}")
+    return float(value)  # type: ignore[arg-type]
 
 
 class TokenProvider:
-    """Gives out access tokens for one grant configuration.
+    """Gives out access tokens for the views of one auth family.
 
     A cache hit takes no lock and does no I/O. From a token's refresh point, one caller refreshes it while the
-    others keep using it (or, with ``background_refresh``, a thread refreshes and no caller waits); near expiry
-    callers wait for the single fetch in flight. A failed refresh does not fail callers while the old token is
-    still valid.
+    others keep using it (async callers and ``background_refresh`` hand the refresh to a worker thread, so nobody
+    waits); near expiry callers wait for the single fetch in flight. A failed refresh does not fail callers while
+    the old token is still valid. At most ``max_in_flight`` fetches run at once; a refusal is remembered for
+    ``remember_refusals`` seconds.
+
+    Async callers never fetch on the event loop: the fetch (signing included) runs in a worker thread on the pooled
+    sync connection, and the caller waits for it without blocking its loop. A cancelled caller leaves the fetch
+    running; its token serves the next caller.
     """
 
     def __init__(
         self,
-        grants: GrantBuilder,
         client: TokenClient,
         *,
-        cache: TokenCache | None = None,
+        store: TokenStore | None = None,
         refresh: RefreshPolicy | None = None,
         background_refresh: bool = False,
         on_event: Callable[[TokenEvent], None] | None = None,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        remember_refusals: float = DEFAULT_REMEMBER_REFUSALS,
     ) -> None:
-        self.grants = grants
+        if store is not None and not isinstance(store, TokenStore):
+            raise ConfigurationError("cache", f"must be a TokenStore (such as TokenCache), got {type(store).__name__}")
         self.client = client
-        self.cache = cache if cache is not None else TokenCache()
+        self.store = store if store is not None else TokenCache()
         self.refresh = refresh or RefreshPolicy()
         self.background_refresh = background_refresh
         self.on_event = on_event
-        self._key: Hashable | None = None
-        self._cooldown_until = 0.0
+        self.max_in_flight = max_in_flight
+        self.remember_refusals = remember_refusals
+        self._flights = Flights()
+        self._limiter = Limiter(max_in_flight)
+        self._setbacks: OrderedDict[str, _Setback] = OrderedDict()
+        self._setbacks_lock = threading.Lock()
+        self._workers: ThreadPoolExecutor | None = None
+        self._workers_lock = threading.Lock()
         forksafe.register(self)
 
     @property
-    def cache_key(self) -> Hashable:
-        """The cache key: environment, client, key, scopes, consumer_org, resource, authorization_details, pid."""
-        if self._key is None:
-            claims = self.grants.claims
-            self._key = (
-                claims.audience,
-                claims.client_id,
-                self.grants.signer.key_identity,
-                claims.scopes,
-                claims.consumer_org,
-                claims.resource,
-                json.dumps(claims.authorization_details, sort_keys=True),
-                claims.pid,
-            )
-        return self._key
+    def peak_in_flight(self) -> int:
+        """The most fetches that have run at once so far (for tests and benchmarks)."""
+        return self._limiter.peak
 
-    def with_claims(self, claims: GrantClaims) -> TokenProvider:
-        """Return a provider for other claims with the same signer, token client, cache and policies."""
-        return TokenProvider(
-            GrantBuilder(self.grants.signer, claims),
-            self.client,
-            cache=self.cache,
-            refresh=self.refresh,
-            background_refresh=self.background_refresh,
-            on_event=self.on_event,
-        )
+    # The hot path
 
-    def _fresh(self) -> str | None:
-        """The cached token while it needs no refresh: the hot path, with no lock and no I/O."""
-        token = self.cache.get(self.cache_key)
+    def get_token(self, grants: GrantBuilder, key: str) -> str:
+        """Return a valid access token for ``grants``' claims, fetching one if needed (blocking)."""
+        token = self.store.get(key)
         if token is not None and time.monotonic() < token.refresh_at:
             if self.on_event is not None:
-                self._emit("cache_hit")
+                self._emit("cache_hit", grants.claims)
             return token.value
-        return None
+        return self._get(grants, key)
 
-    def get_token(self) -> str:
-        """Return a valid access token, fetching one if needed (blocking)."""
-        value = self._fresh()
-        if value is not None:
-            return value
-        while True:
-            step = self._next_step()
-            if step.value is not None:
-                return step.value
-            assert step.flight is not None
-            if step.leader:
-                return self._lead(step.flight, step.fallback)
-            if not step.flight.wait(self._wait_timeout()):
-                raise self._wait_timed_out()
-            value = self._waited(step.flight)
-            if value is not None:
-                return value
+    async def aget_token(self, grants: GrantBuilder, key: str) -> str:
+        """Return a valid access token for ``grants``' claims without blocking the event loop."""
+        token = self.store.get(key)
+        if token is not None and time.monotonic() < token.refresh_at:
+            if self.on_event is not None:
+                self._emit("cache_hit", grants.claims)
+            return token.value
+        return await self._aget(grants, key)
 
-    async def aget_token(self) -> str:
-        """Return a valid access token, fetching one if needed, without blocking the event loop."""
-        value = self._fresh()
-        if value is not None:
-            return value
-        while True:
-            step = self._next_step()
-            if step.value is not None:
-                return step.value
-            assert step.flight is not None
-            if step.leader:
-                return await self._alead(step.flight, step.fallback)
-            if not await step.flight.wait_async(self._wait_timeout()):
-                raise self._wait_timed_out()
-            value = self._waited(step.flight)
-            if value is not None:
-                return value
-
-    def invalidate(self, value: str) -> None:
-        """Forget ``value`` if it is still the cached token (the API rejected it with 401)."""
-        if self.cache.invalidate(self.cache_key, value):
+    def invalidate(self, key: str, value: str) -> None:
+        """Forget ``value`` if it is still the token cached for ``key`` (the API rejected it with 401)."""
+        if self.store.invalidate(key, value):
             logger.info("the API rejected the cached token (401); fetching a new one")
 
-    def _next_step(self) -> _Step:
-        key = self.cache_key
-        token = self.cache.get(key)
-        now = time.monotonic()
-        if token is not None and now < token.refresh_at:
-            return _Step(value=token.value)
-        if token is not None and now < token.must_refresh_at:
-            if now < self._cooldown_until:
-                return _Step(value=token.value)
-            flight, leader = self.cache.begin_fetch(key, join=False)
-            if not leader or flight is None:
-                return _Step(value=token.value)
-            if self.background_refresh:
-                threading.Thread(
-                    target=self._lead, args=(flight, token), name="maskinporten-refresh", daemon=True
-                ).start()
-                return _Step(value=token.value)
-            return _Step(flight=flight, leader=True, fallback=token)
-        flight, leader = self.cache.begin_fetch(key, join=True)
-        return _Step(flight=flight, leader=leader, fallback=token)
+    # Cache misses and refreshes
 
-    def _lead(self, flight: Flight, fallback: CachedToken | None) -> str:
-        started = time.monotonic()
+    def _get(self, grants: GrantBuilder, key: str) -> str:
+        while True:
+            token = self.store.get(key)
+            now = time.monotonic()
+            state = token.state(now) if token is not None else TokenState.EXPIRED
+            if token is not None and state is TokenState.FRESH:
+                return token.value
+            if token is not None and state is TokenState.REFRESH_DUE:
+                flight = self._begin_refresh(key, now)
+                if flight is None:
+                    return token.value
+                if self.background_refresh:
+                    self._in_worker(grants, key, flight, token)
+                    return token.value
+                return self._lead(grants, key, flight, token)
+            usable = self._unless_refused(grants, key, token, now)
+            if usable is not None:
+                return usable
+            flight, leader = self._flights.begin(key, join=True)
+            assert flight is not None
+            if leader:
+                return self._lead(grants, key, flight, token)
+            if not flight.wait(self._patience()):
+                raise self._wait_timed_out()
+            value = self._outcome(key, flight)
+            if value is not None:
+                return value
+
+    async def _aget(self, grants: GrantBuilder, key: str) -> str:
+        while True:
+            token = self.store.get(key)
+            now = time.monotonic()
+            state = token.state(now) if token is not None else TokenState.EXPIRED
+            if token is not None and state is TokenState.FRESH:
+                return token.value
+            if token is not None and state is TokenState.REFRESH_DUE:
+                flight = self._begin_refresh(key, now)
+                if flight is not None:
+                    self._in_worker(grants, key, flight, token, asyncio.get_running_loop())
+                return token.value
+            usable = self._unless_refused(grants, key, token, now)
+            if usable is not None:
+                return usable
+            flight, leader = self._flights.begin(key, join=True)
+            assert flight is not None
+            if leader:
+                self._in_worker(grants, key, flight, token, asyncio.get_running_loop())
+            if not await flight.wait_async(self._patience()):
+                raise self._wait_timed_out()
+            value = self._outcome(key, flight)
+            if value is not None:
+                return value
+
+    def _begin_refresh(self, key: str, now: float) -> Flight | None:
+        """The flight of an early refresh this caller should start, or None (paused, or another caller has it)."""
+        setback = self._setbacks.get(key)
+        if setback is not None and now < setback.until:
+            return None
+        flight, leader = self._flights.begin(key, join=False)
+        return flight if leader else None
+
+    def _unless_refused(self, grants: GrantBuilder, key: str, token: CachedToken | None, now: float) -> str | None:
+        """With a refusal remembered for ``key``: the still-valid token if there is one, else raise the refusal."""
+        setback = self._setbacks.get(key)
+        if setback is None or setback.error is None or now >= setback.until:
+            return None
+        if token is not None and now < token.expires_at:
+            return token.value
+        if self.on_event is not None:
+            self._emit("refused", grants.claims, error=setback.error)
+        raise copy.copy(setback.error)
+
+    def _in_worker(
+        self,
+        grants: GrantBuilder,
+        key: str,
+        flight: Flight,
+        fallback: CachedToken | None,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        """Run the fetch in a worker thread; with ``loop``, an application's httpx.AsyncClient posts on it."""
         try:
-            response = self.client.fetch(self.grants.build)
+            self._executor().submit(self._lead, grants, key, flight, fallback, loop)
+        except RuntimeError as exc:  # the interpreter is shutting down
+            self._flights.end(key, flight, error=NetworkError(f"no worker thread to fetch a token: {exc}"))
+
+    def _lead(
+        self,
+        grants: GrantBuilder,
+        key: str,
+        flight: Flight,
+        fallback: CachedToken | None,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> str:
+        """Fetch the token of ``flight`` (in the caller's thread or a worker), store it and wake the waiters."""
+        try:
+            with self._limiter.slot():
+                flight.start()
+                started = time.monotonic()
+                with self.store.fetching(key, self._patience()):
+                    shared = self.store.load(key)
+                    if shared is not None and shared.state(time.monotonic()) is TokenState.FRESH:
+                        self._flights.end(key, flight, token=shared)  # another process of the fleet fetched it
+                        return shared.value
+                    response = self.client.fetch(grants.build, loop=loop)
+                    token = self.refresh.schedule(response.access_token, response.expires_in, started)
+                    self.store.put(key, token)
         except MaskinportenError as exc:
-            return self._failed(flight, fallback, exc, started)
+            return self._failed(grants, key, flight, fallback, exc, flight.started_at)
         except BaseException:
-            self.cache.end_fetch(self.cache_key, flight)
+            self._flights.end(key, flight)
             raise
-        return self._fetched(flight, response, started)
+        self._fetched(grants, key, flight, token, response, started)
+        return token.value
 
-    async def _alead(self, flight: Flight, fallback: CachedToken | None) -> str:
-        started = time.monotonic()
-        try:
-            response = await self.client.afetch(self.grants.abuild)
-        except MaskinportenError as exc:
-            return self._failed(flight, fallback, exc, started)
-        except BaseException:  # cancelled: the flight is abandoned and a waiter takes over
-            self.cache.end_fetch(self.cache_key, flight)
-            raise
-        return self._fetched(flight, response, started)
-
-    def _fetched(self, flight: Flight, response: TokenResponse, started: float) -> str:
-        token = self.refresh.schedule(response.access_token, response.expires_in, started, response.scope)
-        self.cache.end_fetch(self.cache_key, flight, token=token)
+    def _fetched(
+        self,
+        grants: GrantBuilder,
+        key: str,
+        flight: Flight,
+        token: CachedToken,
+        response: TokenResponse,
+        started: float,
+    ) -> None:
+        if key in self._setbacks:
+            with self._setbacks_lock:
+                self._setbacks.pop(key, None)
+        self._flights.end(key, flight, token=token)
         duration = time.monotonic() - started
-        claims = self.grants.claims
+        claims = grants.claims
         logger.info(
             "Maskinporten token obtained: client_id=%s scopes=%s consumer_org=%s duration=%.0fms expires_in=%ds",
             claims.client_id,
             " ".join(claims.scopes),
-            claims.consumer_org,
+            claims.consumer_org or claims.systemuser_org,
             duration * 1000,
             response.expires_in,
         )
         if self.on_event is not None:
-            self._emit("fetched", duration=duration, expires_in=response.expires_in)
-        return token.value
+            self._emit("fetched", claims, duration=duration, expires_in=response.expires_in)
 
-    def _failed(self, flight: Flight, fallback: CachedToken | None, error: MaskinportenError, started: float) -> str:
-        self.cache.end_fetch(self.cache_key, flight, error=error)
+    def _failed(
+        self,
+        grants: GrantBuilder,
+        key: str,
+        flight: Flight,
+        fallback: CachedToken | None,
+        error: MaskinportenError,
+        started: float | None,
+    ) -> str:
         now = time.monotonic()
-        duration = now - started
+        duration = now - started if started is not None else None
+        refused = isinstance(error, TokenRequestError) and error.refusal and self.remember_refusals > 0
+        if refused:
+            assert isinstance(error, TokenRequestError)
+            self._remember(key, _Setback(now + self.remember_refusals, error))
         if fallback is not None and now < fallback.expires_at:
-            time_to_must = max(0.0, fallback.must_refresh_at - now)
-            self._cooldown_until = now + min(self.refresh.failure_cooldown, time_to_must / 2)
+            if not refused:
+                time_to_must = max(0.0, fallback.must_refresh_at - now)
+                self._remember(key, _Setback(now + min(self.refresh.failure_cooldown, time_to_must / 2), None))
+            self._flights.end(key, flight, error=error)
             logger.warning("early token refresh failed; still using the valid token: %s", error)
             if self.on_event is not None:
-                self._emit("refresh_failed", duration=duration, error=error)
+                self._emit("refresh_failed", grants.claims, duration=duration, error=error)
             return fallback.value
+        self._flights.end(key, flight, error=error)
         logger.warning("Maskinporten token request failed: %s", error)
         if self.on_event is not None:
-            self._emit("fetch_failed", duration=duration, error=error)
+            self._emit("fetch_failed", grants.claims, duration=duration, error=error)
         raise error
 
-    def _waited(self, flight: Flight) -> str | None:
+    def _remember(self, key: str, setback: _Setback) -> None:
+        with self._setbacks_lock:
+            self._setbacks[key] = setback
+            self._setbacks.move_to_end(key)
+            while len(self._setbacks) > _MAX_SETBACKS:
+                self._setbacks.popitem(last=False)
+
+    def _outcome(self, key: str, flight: Flight) -> str | None:
         """The value a waiter gets from a finished flight; None means the fetcher gave up, so go round again."""
         if flight.token is not None:
             return flight.token.value
         if flight.error is not None:
-            token = self.cache.get(self.cache_key)
+            token = self.store.get(key)
             if token is not None and time.monotonic() < token.expires_at:
                 return token.value
             raise flight.error
         return None
 
-    def _wait_timeout(self) -> float:
+    def _patience(self) -> float:
         return self.client.retry.deadline + _WAIT_SLACK
 
     def _wait_timed_out(self) -> NetworkError:
-        return NetworkError(f"no token arrived within {self._wait_timeout():.0f} s from the fetch in progress")
+        return NetworkError(f"no token arrived within {self._patience():.0f} s from the fetch in progress")
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._workers is None:
+            with self._workers_lock:
+                if self._workers is None:
+                    self._workers = ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="maskinporten-fetch")
+        return self._workers
 
     def _emit(
         self,
-        kind: Literal["cache_hit", "fetched", "fetch_failed", "refresh_failed"],
+        kind: EventKind,
+        claims: GrantClaims,
         *,
         duration: float | None = None,
         expires_in: float | None = None,
         error: MaskinportenError | None = None,
     ) -> None:
         assert self.on_event is not None
-        claims = self.grants.claims
-        event = TokenEvent(kind, claims.client_id, claims.scopes, claims.consumer_org, duration, expires_in, error)
+        event = TokenEvent(
+            kind,
+            claims.client_id,
+            claims.scopes,
+            claims.consumer_org,
+            duration,
+            expires_in,
+            error,
+            claims.systemuser_org,
+        )
         try:
             self.on_event(event)
         except Exception:
             logger.exception("the on_event callback failed")
 
+    # Lifecycle
+
+    def close(self) -> None:
+        """Release the worker threads and the connections this family opened; later use opens them again."""
+        workers, self._workers = self._workers, None
+        if workers is not None:
+            workers.shutdown(wait=False)
+        self.client.close()
+
     def _after_fork(self) -> None:
+        # The parent's fetches, slots and worker threads do not exist in the child.
+        self._flights.reset()
+        self._limiter.reset()
+        self._setbacks_lock = threading.Lock()
+        self._workers_lock = threading.Lock()
+        self._workers = None
         self.client.forget_connections()

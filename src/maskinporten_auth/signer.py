@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .certificates import CertificateChain
 from .errors import ConfigurationError
-from .jwk import jwk_thumbprint, rsa_public_jwk
+from .jwk import rsa_public_jwk
 
 __all__ = ["ALGORITHMS", "MIN_RSA_BITS", "Algorithm", "DigestSigner", "Signer", "digest", "validate_algorithm"]
 
@@ -81,8 +81,19 @@ class Signer(abc.ABC):
 
     @property
     def key_identity(self) -> str:
-        """A stable identity of the key, used in cache keys: by default its JWK thumbprint."""
-        return jwk_thumbprint(self.public_key())
+        """A stable identity of the key for cache keys, from configuration alone (never a call to a key service).
+
+        By default the ``kid`` or the leaf certificate's digest; signers add what names their key (a key's ARN or
+        URL, a file's thumbprint computed once).
+        """
+        return f"{type(self).__name__}:{self._registration()}"
+
+    def _registration(self) -> str:
+        """How Maskinporten knows the key: ``kid=...`` or the SHA-256 of the x5c leaf certificate."""
+        if self.kid is not None:
+            return f"kid={self.kid}"
+        leaf = (self.x5c or [""])[0]
+        return f"x5c={hashlib.sha256(leaf.encode('ascii')).hexdigest()}"
 
     def _repr_fields(self) -> list[str]:
         """The ``name=value`` pairs shown by repr; subclasses prepend what names their key (never a secret)."""
@@ -157,7 +168,26 @@ class DigestSigner(Signer):
                 self.certificate_chain.check_key(public_key)
             self._verified.set()
 
+    async def averify_key(self) -> None:
+        """:meth:`verify_key` without blocking the event loop (the first call talks to the service)."""
+        if not self._verified.is_set():
+            await asyncio.to_thread(self.verify_key)
+
+    @property
+    def key_identity(self) -> str:
+        """What names the remote key (:meth:`_key_reference`) and how it is registered, from configuration."""
+        return f"{self.backend}:{self._key_reference()}:{self._registration()}"
+
+    @abc.abstractmethod
+    def _key_reference(self) -> str:
+        """The key's address in its service (ARN, URL, mount and name, pinned version), from configuration only."""
+
     def sign(self, signing_input: bytes) -> bytes:
         """Hash ``signing_input`` locally and have the service sign the digest."""
         self.verify_key()
         return self._sign_digest(digest(self.algorithm, signing_input))
+
+    async def asign(self, signing_input: bytes) -> bytes:
+        """Sign without blocking the event loop: the key check and the service call run in a worker thread."""
+        await self.averify_key()
+        return await asyncio.to_thread(self._sign_digest, digest(self.algorithm, signing_input))

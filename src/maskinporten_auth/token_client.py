@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import email.utils
 import json
 import logging
@@ -10,7 +11,7 @@ import math
 import reprlib
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -157,9 +158,11 @@ def error_from_response(response: httpx.Response) -> TokenRequestError:
 class TokenClient:
     """Posts grants to one environment's token endpoint, retrying what is worth retrying.
 
-    ``http_client`` and ``async_http_client`` let the application bring its own transport (proxies, custom CA);
-    by default a sync client is created once and an async one per fetch, so one TokenClient serves any number of
-    threads and event loops.
+    A fetch runs in one thread from its first attempt to its last: the caller's, or a worker thread for asyncio
+    callers. By default every fetch goes through one pooled ``httpx.Client`` (created on first use, with up to
+    ``max_connections`` kept alive), so connections and TLS sessions are reused across fetches, threads and event
+    loops. ``http_client`` and ``async_http_client`` let the application bring its own transport (proxies, custom
+    CA); a fetch started from an event loop posts through ``async_http_client`` on that loop when one is given.
     """
 
     def __init__(
@@ -169,10 +172,12 @@ class TokenClient:
         retry: RetryPolicy | None = None,
         http_client: httpx.Client | None = None,
         async_http_client: httpx.AsyncClient | None = None,
+        max_connections: int = 32,
     ) -> None:
         self.environment = environment
         self.retry = retry or RetryPolicy()
         self.clock = GrantClock()
+        self.max_connections = max_connections
         self._http_client = http_client
         self._owns_http_client = http_client is None
         self._async_http_client = async_http_client
@@ -182,7 +187,10 @@ class TokenClient:
         if self._http_client is None:
             with self._client_lock:
                 if self._http_client is None:
-                    self._http_client = httpx.Client(timeout=self.retry.timeout, follow_redirects=False)
+                    limits = httpx.Limits(
+                        max_connections=self.max_connections, max_keepalive_connections=self.max_connections
+                    )
+                    self._http_client = httpx.Client(timeout=self.retry.timeout, follow_redirects=False, limits=limits)
         return self._http_client
 
     def close(self) -> None:
@@ -210,42 +218,39 @@ class TokenClient:
         logger.debug("token request failed (%s); attempt %d in %.2f s", _brief(error), schedule.attempt + 1, delay)
         return delay
 
-    def fetch(self, make_grant: Callable[[float], str]) -> TokenResponse:
-        """Post a new grant from ``make_grant(now)`` for every attempt until a token arrives or retries run out."""
+    def fetch(
+        self, make_grant: Callable[[float], str], *, loop: asyncio.AbstractEventLoop | None = None
+    ) -> TokenResponse:
+        """Post a new grant from ``make_grant(now)`` for every attempt until a token arrives or retries run out.
+
+        Blocks the calling thread (never call it on an event loop). With ``loop`` (the event loop of the asyncio
+        caller this fetch is for) and an ``async_http_client``, each attempt is posted through that client on
+        ``loop``.
+        """
         schedule = self.retry.start()
         while True:
             grant = make_grant(self.clock.now())
             sent_at = time.time()
             try:
-                response = self._client().post(
-                    self.environment.token_endpoint,
-                    data={"grant_type": GRANT_TYPE, "assertion": grant},
-                    timeout=schedule.attempt_timeout(),
-                )
+                response = self._post(grant, schedule.attempt_timeout(), loop)
                 return self._outcome(response, sent_at)
             except (TokenRequestError, httpx.HTTPError) as exc:
                 error = _typed(exc)
             time.sleep(self._next_delay(schedule, error))
 
-    async def afetch(self, make_grant: Callable[[float], Awaitable[str]]) -> TokenResponse:
-        """Like :meth:`fetch`, for asyncio: ``make_grant`` is awaited and waits do not block the event loop."""
-        schedule = self.retry.start()
-        while True:
-            grant = await make_grant(self.clock.now())
-            sent_at = time.time()
-            try:
-                response = await self._apost(grant, schedule.attempt_timeout())
-                return self._outcome(response, sent_at)
-            except (TokenRequestError, httpx.HTTPError) as exc:
-                error = _typed(exc)
-            await asyncio.sleep(self._next_delay(schedule, error))
-
-    async def _apost(self, grant: str, timeout: float) -> httpx.Response:
+    def _post(self, grant: str, timeout: float, loop: asyncio.AbstractEventLoop | None) -> httpx.Response:
         form = {"grant_type": GRANT_TYPE, "assertion": grant}
-        if self._async_http_client is not None:
-            return await self._async_http_client.post(self.environment.token_endpoint, data=form, timeout=timeout)
-        async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
-            return await client.post(self.environment.token_endpoint, data=form)
+        if loop is None or self._async_http_client is None:
+            return self._client().post(self.environment.token_endpoint, data=form, timeout=timeout)
+        client = self._async_http_client
+        posted = asyncio.run_coroutine_threadsafe(
+            client.post(self.environment.token_endpoint, data=form, timeout=timeout), loop
+        )
+        try:
+            return posted.result(timeout + 1.0)
+        except concurrent.futures.TimeoutError:
+            posted.cancel()
+            raise httpx.TimeoutException("the event loop did not complete the request in time") from None
 
 
 def _typed(exc: TokenRequestError | httpx.HTTPError) -> TokenRequestError:

@@ -110,6 +110,10 @@ class AwsKmsSigner(DigestSigner):
         """The key reference, then kid (or the number of certificates) and algorithm; nothing secret."""
         return [f"key_id={self.key_id!r}", *super()._repr_fields()]
 
+    def _key_reference(self) -> str:
+        """The key id, ARN or alias as configured."""
+        return self.key_id
+
     def _kms(self) -> KMSClient:
         if self._client is None:
             with self._setup_lock:

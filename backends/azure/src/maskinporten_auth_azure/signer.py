@@ -131,6 +131,10 @@ class AzureKeyVaultSigner(DigestSigner):
         """The key's URL: with the pinned version once the key has been looked up, else as configured."""
         return self._key.id if self._key is not None else self._key_ref.url
 
+    def _key_reference(self) -> str:
+        """The key's URL as configured (with its version when one was given)."""
+        return self._key_ref.url
+
     def __repr__(self) -> str:
         shown = f"kid={self.kid!r}" if self.kid is not None else f"x5c=<{len(self.x5c or [])} certificates>"
         return f"{type(self).__name__}({self.key_id!r}, {shown}, algorithm={self.algorithm!r})"
@@ -188,6 +192,14 @@ class AzureKeyVaultSigner(DigestSigner):
                 key = await client.get_key(ref.name, ref.version)
         return self._pin(key)
 
+    async def averify_key(self) -> None:
+        """Check the key without blocking the event loop: looked up with the SDK's async client when available."""
+        if self._use_async_client:
+            await self._aresolve_key()
+            self.verify_key()  # no I/O now that the key has been looked up
+        else:
+            await super().averify_key()
+
     def _require_rsa(self, key: KeyVaultKey) -> None:
         if key.key_type not in _RSA_KEY_TYPES:
             raise SigningError(
@@ -242,8 +254,8 @@ class AzureKeyVaultSigner(DigestSigner):
         """Sign without blocking the event loop: with the SDK's async client when aiohttp is installed."""
         if not self._use_async_client:
             return await asyncio.to_thread(self.sign, signing_input)
+        await self.averify_key()
         key = await self._aresolve_key()
-        self.verify_key()  # no I/O now that the key has been looked up
         credential = await self._async_credential()
         # One client per call: an aiohttp session belongs to the event loop that made it, and a signer may be
         # used from several loops. Signing happens once per token, so the extra connection costs little.

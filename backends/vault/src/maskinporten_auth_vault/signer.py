@@ -108,6 +108,10 @@ class VaultTransitSigner(DigestSigner):
         """The key version this signer signs with: as given, or the latest at first use (None until then)."""
         return self._pinned.version if self._pinned is not None else self._requested_version
 
+    def _key_reference(self) -> str:
+        """The mount, the key and the pinned version (``latest`` when none is configured)."""
+        return f"{self.mount_point}/{self.key_name}@{self._requested_version or 'latest'}"
+
     def _pin(self) -> _PinnedKey:
         """Read the key once, check that it can sign, and fix the version to sign with."""
         if self._pinned is None:

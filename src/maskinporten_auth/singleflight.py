@@ -1,0 +1,223 @@
+"""Coordination between the threads and event loops of one process: one fetch per key, a bound on fetches.
+
+Private to the token provider. Both primitives wake a waiter on whichever thread or event loop it waits, and
+never hold a lock while anyone waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Iterator
+
+from .cache import CachedToken
+
+__all__ = ["Flight", "Flights", "Limiter"]
+
+#: How often a waiter looks again whether a queued fetch has started (and so whether its patience runs).
+_LOOK_AGAIN = 1.0
+
+_Waiter = threading.Event | tuple[asyncio.AbstractEventLoop, "asyncio.Future[None]"]
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _wake(waiter: _Waiter) -> bool:
+    """Wake one waiter; False if its event loop has closed (nobody waits there any more)."""
+    if isinstance(waiter, threading.Event):
+        waiter.set()
+        return True
+    loop, future = waiter
+    try:
+        loop.call_soon_threadsafe(_resolve, future)
+    except RuntimeError:
+        return False
+    return True
+
+
+class Flight:
+    """One token fetch. It waits for a free slot (queued), then runs (started), then ends.
+
+    It ends with a token, an error, or neither (the fetching task was cancelled: a waiter then fetches itself).
+    Waiters' patience counts from the start, so a fetch queued behind the in-flight limit does not time them out.
+    """
+
+    def __init__(self) -> None:
+        self.token: CachedToken | None = None
+        self.error: BaseException | None = None
+        self.started_at: float | None = None
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+        self._waiters: list[_Waiter] = []
+
+    def start(self) -> None:
+        """Mark the fetch as running: from now on waiters' patience runs."""
+        self.started_at = time.monotonic()
+
+    def finish(self, token: CachedToken | None = None, error: BaseException | None = None) -> None:
+        """Record the outcome and wake every waiter."""
+        with self._lock:
+            self.token, self.error = token, error
+            self._done.set()
+            waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            _wake(waiter)
+
+    @property
+    def done(self) -> bool:
+        """Whether the fetch has ended."""
+        return self._done.is_set()
+
+    def _slice(self, patience: float) -> float | None:
+        """Seconds to wait before looking again; None when patience has run out."""
+        if self.started_at is None:
+            return _LOOK_AGAIN
+        remaining = self.started_at + patience - time.monotonic()
+        return min(remaining, _LOOK_AGAIN) if remaining > 0 else None
+
+    def wait(self, patience: float) -> bool:
+        """Block until the fetch ends; False if it ran longer than ``patience`` seconds."""
+        while not self._done.is_set():
+            timeout = self._slice(patience)
+            if timeout is None:
+                return False
+            self._done.wait(timeout)
+        return True
+
+    async def wait_async(self, patience: float) -> bool:
+        """Wait in the running event loop until the fetch ends; False if it ran longer than ``patience``."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        with self._lock:
+            if self._done.is_set():
+                return True
+            self._waiters.append((loop, future))
+        while not future.done():
+            timeout = self._slice(patience)
+            if timeout is None:
+                return False
+            await asyncio.wait({future}, timeout=timeout)
+        return True
+
+
+class Flights:
+    """The fetches in flight, at most one per cache key."""
+
+    def __init__(self) -> None:
+        self._flights: dict[str, Flight] = {}
+        self._lock = threading.Lock()
+
+    def begin(self, key: str, *, join: bool) -> tuple[Flight | None, bool]:
+        """Start the fetch for ``key``, or find the one in flight.
+
+        Returns ``(flight, True)`` when the caller must fetch, ``(flight, False)`` when it should wait for another
+        caller's fetch, and ``(None, False)`` when a fetch is in flight and ``join`` is False.
+        """
+        with self._lock:
+            flight = self._flights.get(key)
+            if flight is not None:
+                return (flight if join else None), False
+            flight = self._flights[key] = Flight()
+            return flight, True
+
+    def end(
+        self, key: str, flight: Flight, token: CachedToken | None = None, error: BaseException | None = None
+    ) -> None:
+        """Retire ``flight`` and wake its waiters with the outcome."""
+        with self._lock:
+            if self._flights.get(key) is flight:
+                del self._flights[key]
+        flight.finish(token, error)
+
+    def reset(self) -> None:
+        """Forget every flight: after a fork the parent's fetches never finish in the child."""
+        self._lock = threading.Lock()
+        self._flights = {}
+
+    def __len__(self) -> int:
+        return len(self._flights)
+
+
+class Limiter:
+    """At most ``limit`` holders at once, across threads and event loops; waiters are served first come first."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_use = 0
+        self.peak = 0
+        self._lock = threading.Lock()
+        self._waiters: deque[_Waiter] = deque()
+
+    def _take(self) -> bool:
+        if self.in_use < self.limit and not self._waiters:
+            self.in_use += 1
+            self.peak = max(self.peak, self.in_use)
+            return True
+        return False
+
+    def acquire(self) -> None:
+        """Block until a slot is free and take it."""
+        with self._lock:
+            if self._take():
+                return
+            ready = threading.Event()
+            self._waiters.append(ready)
+        ready.wait()
+
+    async def aacquire(self) -> None:
+        """Take a slot, waiting in the running event loop."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        waiter = (loop, future)
+        with self._lock:
+            if self._take():
+                return
+            self._waiters.append(waiter)
+        try:
+            await future
+        except asyncio.CancelledError:
+            with self._lock:
+                handed_over = waiter not in self._waiters
+                if not handed_over:
+                    self._waiters.remove(waiter)
+            if handed_over:
+                self.release()
+            raise
+
+    def release(self) -> None:
+        """Give the slot to the first waiter, or free it."""
+        with self._lock:
+            while self._waiters:
+                if _wake(self._waiters.popleft()):
+                    return
+            self.in_use -= 1
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[None]:
+        """Hold a slot while the block runs (threads)."""
+        self.acquire()
+        try:
+            yield
+        finally:
+            self.release()
+
+    @contextlib.asynccontextmanager
+    async def aslot(self) -> AsyncIterator[None]:
+        """Hold a slot while the block runs (asyncio)."""
+        await self.aacquire()
+        try:
+            yield
+        finally:
+            self.release()
+
+    def reset(self) -> None:
+        """Free every slot: after a fork the parent's holders never release them in the child."""
+        self._lock = threading.Lock()
+        self._waiters = deque()
+        self.in_use = 0
