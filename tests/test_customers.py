@@ -29,7 +29,7 @@ from maskinporten_auth import (
 )
 from maskinporten_auth.cache import CachedToken, TokenState
 from maskinporten_auth.orgnr import is_valid_orgno
-from maskinporten_auth.testing import MaskinportenEmulator
+from maskinporten_auth.testing import MaskinportenEmulator, longest_stall
 
 from .conftest import SCOPE, SUPPLIER, RecordingSigner
 
@@ -197,33 +197,6 @@ def test_the_cache_key_names_the_key_and_the_claims(rsa_key, other_rsa_key, mask
     assert "01017012345" not in key(pid="01017012345")
 
 
-def ticker_stalls(coroutine: Callable[[], Any]) -> tuple[Any, float]:
-    """Run ``coroutine()`` beside a 5 ms ticker; return its result and the longest gap between ticks."""
-
-    async def main() -> tuple[Any, float]:
-        gaps: list[float] = []
-        stop = asyncio.Event()
-
-        async def tick() -> None:
-            last = time.perf_counter()
-            while not stop.is_set():
-                await asyncio.sleep(0.005)
-                now = time.perf_counter()
-                gaps.append(now - last)
-                last = now
-
-        ticker = asyncio.create_task(tick())
-        await asyncio.sleep(0.02)
-        try:
-            result = await coroutine()
-        finally:
-            stop.set()
-            await ticker
-        return result, max(gaps)
-
-    return asyncio.run(main())
-
-
 def test_a_slow_blocking_signer_never_stalls_the_event_loop(make_auth, rsa_key, delegated):
     customers = orgnrs(5)
     delegated(customers)
@@ -233,7 +206,7 @@ def test_a_slow_blocking_signer_never_stalls_the_event_loop(make_auth, rsa_key, 
     async def first_tokens() -> list[str]:
         return await asyncio.gather(*(view.aget_token() for view in views))
 
-    tokens, stall = ticker_stalls(first_tokens)
+    tokens, stall = longest_stall(first_tokens)
     assert len(set(tokens)) == 5
     assert stall < 0.1, f"the event loop stalled for {stall * 1000:.0f} ms"
 

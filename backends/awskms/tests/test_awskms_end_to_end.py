@@ -13,7 +13,7 @@ from jose import jwt  # type: ignore[import-untyped]
 from maskinporten_auth_awskms import AwsKmsSigner
 
 from maskinporten_auth import InvalidGrantError, MaskinportenAuth, signer_from_uri
-from maskinporten_auth.testing import MaskinportenEmulator
+from maskinporten_auth.testing import MaskinportenEmulator, longest_stall, with_added_latency
 
 ORGNO = "313042995"
 SCOPE = "nav:example/kms.read"
@@ -93,3 +93,18 @@ def test_grant_signed_by_another_kms_key_is_rejected(
 
     with pytest.raises(InvalidGrantError):
         get_token(kms_emulator, client_id, other)
+
+
+def test_the_first_async_token_never_stalls_the_event_loop(
+    kms_emulator: MaskinportenEmulator, kms_client: Any, kms_rsa_keys: dict[str, str]
+) -> None:
+    client_id = str(uuid.uuid4())
+    registered = AwsKmsSigner(kms_rsa_keys["RSA_2048"], kid="kms-loop", client=kms_client)
+    kms_emulator.register_client(client_id, orgno=ORGNO, scopes=[SCOPE], keys={"kms-loop": registered.public_jwk()})
+    fresh = with_added_latency(AwsKmsSigner(kms_rsa_keys["RSA_2048"], kid="kms-loop", client=kms_client), 0.3)
+    auth = MaskinportenAuth(client_id, SCOPE, fresh, environment=kms_emulator.environment)
+
+    token, stall = longest_stall(auth.aget_token)
+
+    assert access_token_claims(kms_emulator, token)["client_id"] == client_id
+    assert stall < 0.1, f"the event loop stalled for {stall * 1000:.0f} ms"

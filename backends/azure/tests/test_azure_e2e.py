@@ -10,7 +10,7 @@ from jose import jwt
 from maskinporten_auth_azure import AzureKeyVaultSigner
 
 from maskinporten_auth import MaskinportenAuth
-from maskinporten_auth.testing import MaskinportenEmulator
+from maskinporten_auth.testing import MaskinportenEmulator, longest_stall, with_added_latency
 
 ORGNO = "313042995"
 SCOPE = "nav:example/azure.read"
@@ -81,3 +81,20 @@ def test_a_key_vault_certificate_as_x5c(
         signer.close()
 
     assert claims["client_amr"] == "virksomhetssertifikat"
+
+
+def test_the_first_async_token_never_stalls_the_event_loop(akv_emulator, akv_server, akv_rsa_key, akv_make_signer):
+    client_id = str(uuid.uuid4())
+    key_url = akv_server.key_url(akv_rsa_key)
+    registered = akv_make_signer(key_url, kid="akv-loop")
+    akv_emulator.register_client(client_id, orgno=ORGNO, scopes=[SCOPE], keys={"akv-loop": registered.public_jwk()})
+    fresh = with_added_latency(akv_make_signer(key_url, kid="akv-loop"), 0.3)
+    auth = MaskinportenAuth(client_id, SCOPE, fresh, environment=akv_emulator.environment)
+
+    try:
+        token, stall = longest_stall(auth.aget_token)
+    finally:
+        auth.close()
+
+    assert access_token_claims(akv_emulator, token)["client_id"] == client_id
+    assert stall < 0.1, f"the event loop stalled for {stall * 1000:.0f} ms"

@@ -9,7 +9,7 @@ from jose import jwt
 from maskinporten_auth_vault import VaultTransitSigner
 
 from maskinporten_auth import InvalidGrantError, MaskinportenAuth
-from maskinporten_auth.testing import MaskinportenEmulator
+from maskinporten_auth.testing import MaskinportenEmulator, longest_stall, with_added_latency
 
 ORGNO = "313042995"
 SCOPE = "nav:example/vault.read"
@@ -96,3 +96,18 @@ def test_documented_rotation_procedure(maskinporten_emulator, vault_root, vault_
     )
     assert token(v2)
     assert token(v1)
+
+
+def test_the_first_async_token_never_stalls_the_event_loop(maskinporten_emulator, vault_root, vault_rsa_keys):
+    registered = VaultTransitSigner(vault_rsa_keys["rsa-2048"], kid="vault-loop", client=vault_root)
+    client_id = new_client_id()
+    maskinporten_emulator.register_client(
+        client_id, orgno=ORGNO, scopes=[SCOPE], keys={"vault-loop": registered.public_jwk()}
+    )
+    fresh = with_added_latency(VaultTransitSigner(vault_rsa_keys["rsa-2048"], kid="vault-loop", client=vault_root), 0.3)
+    auth = MaskinportenAuth(client_id, SCOPE, fresh, environment=maskinporten_emulator.environment)
+
+    token, stall = longest_stall(auth.aget_token)
+
+    assert access_token_claims(maskinporten_emulator, token)["client_id"] == client_id
+    assert stall < 0.1, f"the event loop stalled for {stall * 1000:.0f} ms"

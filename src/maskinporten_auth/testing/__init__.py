@@ -1,7 +1,8 @@
-"""Test support: a local Maskinporten emulator and its pytest fixture ``maskinporten_emulator``."""
+"""Test support: a local Maskinporten emulator, its pytest fixture ``maskinporten_emulator``, and loop checks."""
 
 from .emulator import GrantRecord, MaskinportenEmulator
 from .faults import Fault
+from .loop import longest_stall, with_added_latency
 from .registry import ClientKey
 
-__all__ = ["ClientKey", "Fault", "GrantRecord", "MaskinportenEmulator"]
+__all__ = ["ClientKey", "Fault", "GrantRecord", "MaskinportenEmulator", "longest_stall", "with_added_latency"]
