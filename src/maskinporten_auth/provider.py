@@ -190,56 +190,56 @@ class TokenProvider:
 
     def _get(self, grants: GrantBuilder, key: str) -> str:
         while True:
-            token = self.store.get(key)
-            now = time.monotonic()
-            state = token.state(now) if token is not None else TokenState.EXPIRED
-            if token is not None and state is TokenState.FRESH:
-                return token.value
-            if token is not None and state is TokenState.REFRESH_DUE:
-                flight = self._begin_refresh(key, now)
-                if flight is None:
-                    return token.value
-                if self.background_refresh:
-                    self._in_worker(grants, key, flight, token)
-                    return token.value
-                return self._lead(grants, key, flight, token)
-            usable = self._unless_refused(grants, key, token, now)
-            if usable is not None:
-                return usable
-            flight, leader = self._flights.begin(key, join=True)
-            assert flight is not None
-            if leader:
-                return self._lead(grants, key, flight, token)
-            if not flight.wait(self._patience()):
+            step = self._step(grants, key, None)
+            if isinstance(step, str):
+                return step
+            if not step.wait(self._patience()):
                 raise self._wait_timed_out()
-            value = self._outcome(key, flight)
+            value = self._outcome(key, step)
             if value is not None:
                 return value
 
     async def _aget(self, grants: GrantBuilder, key: str) -> str:
+        loop = asyncio.get_running_loop()
         while True:
-            token = self.store.get(key)
-            now = time.monotonic()
-            state = token.state(now) if token is not None else TokenState.EXPIRED
-            if token is not None and state is TokenState.FRESH:
-                return token.value
-            if token is not None and state is TokenState.REFRESH_DUE:
-                flight = self._begin_refresh(key, now)
-                if flight is not None:
-                    self._in_worker(grants, key, flight, token, asyncio.get_running_loop())
-                return token.value
-            usable = self._unless_refused(grants, key, token, now)
-            if usable is not None:
-                return usable
-            flight, leader = self._flights.begin(key, join=True)
-            assert flight is not None
-            if leader:
-                self._in_worker(grants, key, flight, token, asyncio.get_running_loop())
-            if not await flight.wait_async(self._patience()):
+            step = self._step(grants, key, loop)
+            if isinstance(step, str):
+                return step
+            if not await step.wait_async(self._patience()):
                 raise self._wait_timed_out()
-            value = self._outcome(key, flight)
+            value = self._outcome(key, step)
             if value is not None:
                 return value
+
+    def _step(self, grants: GrantBuilder, key: str, loop: asyncio.AbstractEventLoop | None) -> str | Flight:
+        """Decide by the cached token's state: a token to use now, or the fetch in flight to wait for.
+
+        A thread (``loop`` None) that must fetch does so itself; an asyncio caller hands the fetch to a worker
+        thread and waits for it. An early refresh never makes anyone wait but the thread that runs it, and not
+        even that one with ``background_refresh``.
+        """
+        token = self.store.get(key)
+        now = time.monotonic()
+        state = token.state(now) if token is not None else TokenState.EXPIRED
+        if token is not None and state is TokenState.FRESH:
+            return token.value
+        if token is not None and state is TokenState.REFRESH_DUE:
+            refresh = self._begin_refresh(key, now)
+            if refresh is not None:
+                if loop is None and not self.background_refresh:
+                    return self._lead(grants, key, refresh, token)
+                self._in_worker(grants, key, refresh, token, loop)
+            return token.value
+        usable = self._unless_refused(grants, key, token, now)
+        if usable is not None:
+            return usable
+        flight, leader = self._flights.begin(key, join=True)
+        assert flight is not None
+        if leader:
+            if loop is None:
+                return self._lead(grants, key, flight, token)
+            self._in_worker(grants, key, flight, token, loop)
+        return flight
 
     def _begin_refresh(self, key: str, now: float) -> Flight | None:
         """The flight of an early refresh this caller should start, or None (paused, or another caller has it)."""
