@@ -606,3 +606,28 @@ def test_a_forked_child_fetches_async_with_its_own_workers(make_auth, delegated,
     assert child_token, "the child got no token within 30 s"
     assert os.waitstatus_to_exitcode(status) == 0
     assert claims_of(child_token)["consumer"]["ID"] == f"0192:{customers[1]}"
+
+
+def test_fetches_reuse_one_pooled_client_and_its_connections(make_auth, delegated, maskinporten_emulator, monkeypatch):
+    customers = orgnrs(40)
+    delegated(customers)
+    made: list[str] = []
+    for kind in (httpx.Client, httpx.AsyncClient):
+        original = kind.__init__
+
+        def counting(self: Any, *args: Any, _original: Any = original, _kind: type = kind, **kwargs: Any) -> None:
+            made.append(_kind.__name__)
+            _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(kind, "__init__", counting)
+    auth = make_auth(max_in_flight=4)
+
+    async def fetch_all() -> list[str]:
+        return await asyncio.gather(*(auth.with_consumer_org(customer).aget_token() for customer in customers))
+
+    assert len(set(asyncio.run(fetch_all()))) == 40
+    assert [auth.with_consumer_org(customer).get_token() for customer in customers]
+    assert made == ["Client"]  # one pooled client for every fetch, sync and async
+    connections = auth._provider.client._http_client._transport._pool.connections
+    assert 1 <= len(connections) <= 4  # kept alive and reused: at most one per fetch in flight
+    assert maskinporten_emulator.tokens_issued == 40
