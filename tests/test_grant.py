@@ -84,12 +84,6 @@ def test_a_delegation_and_a_system_user_in_one_grant_is_a_configuration_error():
     assert "system user" in caught.value.problem
 
 
-@pytest.mark.asyncio
-async def test_async_build_signs_the_same_way(signer):
-    builder = GrantBuilder(signer, GrantClaims(audience=AUD, client_id=CLIENT, scopes=(SCOPE,)))
-    assert decode(await builder.abuild(time.time()), signer)["iss"] == CLIENT
-
-
 def test_x5c_header_is_an_array_and_has_no_kid(rsa_key, certificate_chain):
     from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -127,14 +121,3 @@ def test_an_untyped_signer_failure_becomes_a_signing_error(rsa_key):
         builder.build(time.time())
     assert raised.value.backend == "local"
     assert isinstance(raised.value.__cause__, RuntimeError)
-
-
-@pytest.mark.asyncio
-async def test_an_untyped_async_signer_failure_becomes_a_signing_error(rsa_key):
-    class BrokenAsync(LocalKeySigner):
-        async def asign(self, signing_input: bytes) -> bytes:
-            raise OSError("connection lost")
-
-    builder = GrantBuilder(BrokenAsync(rsa_key, kid="k"), GrantClaims(audience=AUD, client_id=CLIENT, scopes=(SCOPE,)))
-    with pytest.raises(SigningError, match="OSError: connection lost"):
-        await builder.abuild(time.time())

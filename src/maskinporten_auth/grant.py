@@ -204,13 +204,6 @@ class GrantBuilder:
             signature = self.signer.sign(signing_input)
         return f"{signing_input.decode('ascii')}.{b64url(signature)}"
 
-    async def abuild(self, now: float) -> str:
-        """Return a newly signed grant issued at ``now``, signing without blocking the event loop."""
-        signing_input = self._signing_input(now)
-        with _signing_errors_typed(self.signer):
-            signature = await self.signer.asign(signing_input)
-        return f"{signing_input.decode('ascii')}.{b64url(signature)}"
-
 
 @contextlib.contextmanager
 def _signing_errors_typed(signer: Signer) -> Iterator[None]:
