@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime
+import os
+import select
 import threading
 import time
 import uuid
@@ -196,3 +198,29 @@ def make_auth(
         return MaskinportenAuth(registered_client, SCOPE, **options)
 
     return make
+
+
+def token_from_forked_child(get_token: Callable[[], str], *, timeout: float = 30.0) -> str:
+    """Fork; the child calls ``get_token()`` and hands the token back. Fails if the child hangs or fails."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            os.write(write_end, get_token().encode("ascii"))
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    token = ""
+    try:
+        ready, _, _ = select.select([read_end], [], [], timeout)
+        token = os.read(read_end, 1 << 16).decode("ascii") if ready else ""
+    finally:
+        os.close(read_end)
+        if not token:
+            os.kill(pid, 9)
+        _, status = os.waitpid(pid, 0)
+    assert token, f"the child got no token within {timeout:.0f} s (deadlock?)"
+    assert os.waitstatus_to_exitcode(status) == 0
+    return token

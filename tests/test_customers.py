@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
-import select
 import threading
 import time
 import tracemalloc
@@ -31,7 +30,7 @@ from maskinporten_auth.cache import CachedToken, TokenState
 from maskinporten_auth.orgnr import is_valid_orgno
 from maskinporten_auth.testing import MaskinportenEmulator, longest_stall
 
-from .conftest import SCOPE, SUPPLIER, RecordingSigner
+from .conftest import SCOPE, SUPPLIER, RecordingSigner, token_from_forked_child
 
 
 def orgnrs(count: int, start: int = 31_000_000) -> list[str]:
@@ -584,27 +583,9 @@ def test_a_forked_child_fetches_async_with_its_own_workers(make_auth, delegated,
     delegated(customers)
     auth = make_auth()
     assert asyncio.run(auth.with_consumer_org(customers[0]).aget_token())  # the parent's workers exist now
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        status = 1
-        try:
-            token = asyncio.run(asyncio.wait_for(auth.with_consumer_org(customers[1]).aget_token(), 20))
-            os.write(write_end, token.encode("ascii"))
-            status = 0
-        finally:
-            os._exit(status)
-    os.close(write_end)
-    try:
-        ready, _, _ = select.select([read_end], [], [], 30)
-        child_token = os.read(read_end, 1 << 16).decode("ascii") if ready else ""
-    finally:
-        os.close(read_end)
-        if not child_token:
-            os.kill(pid, 9)
-        _, status = os.waitpid(pid, 0)
-    assert child_token, "the child got no token within 30 s"
-    assert os.waitstatus_to_exitcode(status) == 0
+    child_token = token_from_forked_child(
+        lambda: asyncio.run(asyncio.wait_for(auth.with_consumer_org(customers[1]).aget_token(), 20))
+    )
     assert claims_of(child_token)["consumer"]["ID"] == f"0192:{customers[1]}"
 
 
