@@ -81,11 +81,11 @@ def config(emulator: MaskinportenEmulator, pem_file: Path) -> dict[str, str]:
 def test_help_lists_commands_and_exit_statuses() -> None:
     result = run("--help")
     assert result.returncode == 0
-    for text in ("keygen", "jwk", "token", "decode", "doctor", "emulator", "exit status", "3  Maskinporten"):
+    for text in ("keygen", "jwk", "token", "decode", "check", "doctor", "emulator", "exit status", "3  Maskinporten"):
         assert text in result.stdout
 
 
-@pytest.mark.parametrize("command", ["keygen", "jwk", "token", "decode", "doctor", "emulator"])
+@pytest.mark.parametrize("command", ["keygen", "jwk", "token", "decode", "check", "doctor", "emulator"])
 def test_every_command_has_help_with_examples_or_options(command: str) -> None:
     result = run(command, "--help")
     assert result.returncode == 0
