@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import re
@@ -173,6 +174,14 @@ def test_customers_from_a_file(check: Check, tmp_path: Path, emulator: Maskinpor
         ((f"{DELEGATED[1]}:payroll-1", "system user"), "READY"),
     ]
     assert emulator.token_requests == 5  # the repeated customer is checked once
+
+
+def test_customers_from_standard_input(check: Check, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"{DELEGATED[0]}\nsystemuser:{DELEGATED[1]}:payroll-1\n"))
+    code, document = json_check(check, "--customers-file", "-")
+    assert code == 0
+    customers = [(entry["customer"], entry["kind"], entry["external_ref"]) for entry in document["customers"]]
+    assert customers == [(DELEGATED[0], "consumer_org", None), (DELEGATED[1], "systemuser", "payroll-1")]
 
 
 @pytest.mark.parametrize(
