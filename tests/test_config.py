@@ -342,6 +342,12 @@ def test_password_file_bad_values(environ: dict[str, str], tmp_path: Path, conte
     assert problem in error.problem
 
 
+def test_a_password_file_path_with_a_nul_byte_is_a_configuration_error(environ: dict[str, str]) -> None:
+    error = config_error(environ | {"MASKINPORTEN_KEY_PASSWORD_FILE": "secrets/\x00password"})
+    assert error.field == "MASKINPORTEN_KEY_PASSWORD_FILE"
+    assert "not a usable file path" in error.problem
+
+
 def test_password_and_password_file_together(environ: dict[str, str], tmp_path: Path) -> None:
     path = tmp_path / "password"
     path.write_text("x")

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from .environment import Environment, resolve_environment
 from .errors import ConfigurationError, SigningError
+from .local_key import read_file
 from .orgnr import validate_orgno
 from .signer import Signer
 from .uri import signer_from_uri
@@ -166,11 +167,7 @@ class EnvConfig:
             return direct.encode("utf-8")
         if path is None:
             return None
-        try:
-            secret = Path(path).read_bytes()
-        except OSError as exc:
-            raise ConfigurationError(self.name(KEY_PASSWORD_FILE), f"cannot read {path!r}: {exc.strerror}") from None
-        secret = secret.removesuffix(b"\n").removesuffix(b"\r")
+        secret = read_file(path, self.name(KEY_PASSWORD_FILE)).removesuffix(b"\n").removesuffix(b"\r")
         if not secret:
             raise ConfigurationError(self.name(KEY_PASSWORD_FILE), f"the file {path!r} is empty")
         return secret

@@ -36,11 +36,14 @@ def _password_bytes(password: bytes | str | None) -> bytes | None:
     return password.encode("utf-8") if isinstance(password, str) else password
 
 
-def _read(path: str | os.PathLike[str], field: str) -> bytes:
+def read_file(path: str | os.PathLike[str], field: str) -> bytes:
+    """Return the file's bytes, or raise ConfigurationError naming ``field`` when it cannot be read."""
     try:
         return Path(path).read_bytes()
     except OSError as exc:
         raise ConfigurationError(field, f"cannot read {os.fspath(path)!r}: {exc.strerror}") from None
+    except ValueError:  # a NUL byte in the path
+        raise ConfigurationError(field, f"is not a usable file path: {os.fspath(path)!r}") from None
 
 
 class LocalKeySigner(Signer):
@@ -119,7 +122,7 @@ class LocalKeySigner(Signer):
     ) -> LocalKeySigner:
         """Load a PEM private key from ``path``; see :meth:`from_pem`."""
         return cls.from_pem(
-            _read(path, "key"), kid=kid, password=password, algorithm=algorithm, certificate_chain=certificate_chain
+            read_file(path, "key"), kid=kid, password=password, algorithm=algorithm, certificate_chain=certificate_chain
         )
 
     @classmethod
@@ -166,7 +169,7 @@ class LocalKeySigner(Signer):
         cls, path: str | os.PathLike[str], *, kid: str | None = None, algorithm: str | None = None
     ) -> LocalKeySigner:
         """Load a private RSA JWK from a JSON file; see :meth:`from_jwk`."""
-        return cls.from_jwk(_read(path, "jwk"), kid=kid, algorithm=algorithm)
+        return cls.from_jwk(read_file(path, "jwk"), kid=kid, algorithm=algorithm)
 
     @classmethod
     def from_pkcs12(cls, data: bytes, *, password: bytes | str | None, algorithm: str = "RS256") -> LocalKeySigner:
@@ -191,7 +194,7 @@ class LocalKeySigner(Signer):
         cls, path: str | os.PathLike[str], *, password: bytes | str | None, algorithm: str = "RS256"
     ) -> LocalKeySigner:
         """Load a PKCS#12 file (``.p12``/``.pfx``); see :meth:`from_pkcs12`."""
-        return cls.from_pkcs12(_read(path, "pkcs12"), password=password, algorithm=algorithm)
+        return cls.from_pkcs12(read_file(path, "pkcs12"), password=password, algorithm=algorithm)
 
     def sign(self, signing_input: bytes) -> bytes:
         """Sign with RSASSA-PKCS1-v1_5 and the algorithm's hash."""
@@ -233,7 +236,7 @@ def signer_from_file_uri(
 ) -> LocalKeySigner:
     """Entry point for ``file:///path``: a PEM key, or a private JWK if the file holds JSON."""
     path = _path_of(uri, "file")
-    data = _read(path, "key")
+    data = read_file(path, "key")
     if data.lstrip().startswith(b"{"):
         return LocalKeySigner.from_jwk(data, kid=kid, algorithm=algorithm)
     return LocalKeySigner.from_pem(data, kid=kid, password=password, algorithm=algorithm)
