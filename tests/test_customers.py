@@ -427,6 +427,16 @@ def test_check_tells_ready_from_refused(
     assert refused_scope.hint
 
 
+def test_a_fresh_check_asks_again_at_once(make_auth, maskinporten_emulator):
+    view = make_auth().with_consumer_org(NOT_DELEGATED)
+    assert view.check().code == "MP-251"
+    maskinporten_emulator.delegate(NOT_DELEGATED, SUPPLIER, SCOPE)
+    assert view.check().code == "MP-251"  # remembered: no new request
+    assert len(maskinporten_emulator.grants) == 1
+    assert asyncio.run(view.acheck(fresh=True))
+    assert len(maskinporten_emulator.grants) == 2
+
+
 def test_check_raises_what_is_not_an_answer(make_auth, maskinporten_emulator):
     from maskinporten_auth import RetryPolicy, ServerError
     from maskinporten_auth.testing import Fault

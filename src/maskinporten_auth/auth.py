@@ -219,17 +219,24 @@ class MaskinportenAuth(httpx.Auth):
         """Return a valid access token without blocking the event loop."""
         return await self._provider.aget_token(self._grants, self._key)
 
-    def check(self) -> Readiness:
+    def check(self, *, fresh: bool = False) -> Readiness:
         """Whether Maskinporten gives this view a token now, without raising for a refusal.
 
         Returns a :class:`~maskinporten_auth.readiness.Readiness`: truthy when ready; otherwise with the MP code,
         Maskinporten's description and a hint (a customer who has not delegated, a system user that is not set
         up, a scope not granted). Failures that say nothing about readiness (the network, the key service) raise.
+
+        A refusal is remembered for ``remember_refusals`` seconds; ``fresh=True`` forgets it first and asks
+        Maskinporten again (an onboarding screen's "I have delegated now, check again").
         """
+        if fresh:
+            self._provider.forget_refusal(self._key)
         return readiness(self.get_token)
 
-    async def acheck(self) -> Readiness:
+    async def acheck(self, *, fresh: bool = False) -> Readiness:
         """:meth:`check` without blocking the event loop."""
+        if fresh:
+            self._provider.forget_refusal(self._key)
         return await areadiness(self.aget_token)
 
     def close(self) -> None:

@@ -359,6 +359,13 @@ class TokenProvider:
             self._emit("fetch_failed", grants.claims, duration=duration, error=error)
         raise error
 
+    def forget_refusal(self, key: str) -> None:
+        """Forget a refusal remembered for ``key``, so that the next call asks Maskinporten again."""
+        with self._setbacks_lock:
+            setback = self._setbacks.get(key)
+            if setback is not None and setback.error is not None:
+                del self._setbacks[key]
+
     def _remember(self, key: str, setback: _Setback) -> None:
         with self._setbacks_lock:
             self._setbacks[key] = setback
