@@ -24,6 +24,7 @@ from .retry import is_finite_number
 __all__ = ["DEFAULT_MAX_ENTRIES", "CachedToken", "RefreshPolicy", "TokenCache", "TokenState", "TokenStore"]
 
 DEFAULT_MAX_ENTRIES = 50_000
+"""How many tokens a :class:`TokenCache` holds by default: about 65 MB with 1-KB tokens."""
 
 
 class TokenState(enum.Enum):
@@ -43,12 +44,14 @@ class TokenState(enum.Enum):
 class CachedToken:
     """An access token and its deadlines on this process's monotonic clock. The token is left out of the repr.
 
-    ``refresh_at``: from here one caller refreshes while the others keep using this token.
-    ``must_refresh_at``: from here nobody sends it; callers wait for a new one.
-    ``expires_at``: the token's end, measured from before its request was sent.
+    A store shared between processes keeps the deadlines as wall-clock times (monotonic clocks differ between
+    processes) and converts on the way in and out.
 
-    A store shared between processes keeps these as wall-clock times (monotonic clocks differ between processes)
-    and converts on the way in and out.
+    Attributes:
+        value: the access token.
+        expires_at: the token's end, measured from before its request was sent.
+        refresh_at: from here one caller refreshes while the others keep using this token.
+        must_refresh_at: from here nobody sends it; callers wait for a new one.
     """
 
     value: str = field(repr=False)
