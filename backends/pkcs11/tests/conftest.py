@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 from maskinporten_auth_pkcs11 import Pkcs11Signer
+from maskinporten_auth_pkcs11.module import TokenSelector
 from pkcs11 import Attribute, CertificateType, KeyType, ObjectClass
 from pkcs11 import exceptions as p11
 
@@ -88,7 +89,7 @@ class SoftHsm:
         return pkcs11.lib(self.module)
 
     def token(self, role: str) -> Any:
-        return self.lib().get_token(token_label=self.labels[role])
+        return TokenSelector(label=self.labels[role]).find(self.lib())
 
     def pin_file(self, directory: Path) -> Path:
         path = directory / f"pin-{uuid.uuid4().hex[:8]}"

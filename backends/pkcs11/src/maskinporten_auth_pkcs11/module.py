@@ -69,13 +69,27 @@ class TokenSelector:
         return f"token {self.label!r}" if self.label is not None else f"slot {self.slot}"
 
     def find(self, lib: Library) -> pkcs11.Token:
-        """Return the token this selects; NoSuchToken (or the module's error) when there is none."""
-        if self.label is not None:
-            return lib.get_token(token_label=self.label)
+        """Return the token this selects; NoSuchToken or MultipleTokensReturned when there is not exactly one.
+
+        A slot whose token cannot be read (SoftHSM2 answers CKR_GENERAL_ERROR for a token whose files are gone) is
+        passed over rather than failing the search for the others, which python-pkcs11's ``get_token`` would do.
+        """
+        found = []
         for slot in lib.get_slots(token_present=True):
-            if slot.slot_id == self.slot:
-                return slot.get_token()
-        raise p11.NoSuchToken(f"no token in slot {self.slot}")
+            if self.slot is not None and slot.slot_id != self.slot:
+                continue
+            try:
+                token = slot.get_token()
+            except p11.PKCS11Error:
+                logger.debug("passing over slot %s: its token cannot be read", slot.slot_id, exc_info=True)
+                continue
+            if self.label is None or token.label == self.label:
+                found.append(token)
+        if not found:
+            raise p11.NoSuchToken(f"no {self} is present")
+        if len(found) > 1:
+            raise p11.MultipleTokensReturned(f"{len(found)} tokens are labelled {self.label!r}")
+        return found[0]
 
 
 class Module:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -25,6 +26,8 @@ from .errors import BACKEND, REMOVED_HINT, signing_error
 from .module import Pin, SessionLost, TokenSelector, module
 
 __all__ = ["Pkcs11Signer"]
+
+logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
@@ -261,6 +264,7 @@ class Pkcs11Signer(Signer):
         key = session.get_key(object_class=ObjectClass.PRIVATE_KEY, label=self.key_label, id=self.key_id)
         if not isinstance(key, pkcs11.SignMixin):
             raise SigningError("the private key object cannot sign", backend=BACKEND, key=self.key_name)
+        logger.debug("found the private key %s in a new session", self.key_name)
         return key
 
     def _token_certificates(self, key: pkcs11.SignMixin) -> tuple[x509.Certificate, list[x509.Certificate]]:
