@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 import pkcs11
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
@@ -100,12 +101,23 @@ def _read_pin(pin: object, pin_file: object) -> Pin:
     return Pin(pin)
 
 
+def _issued_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        certificate.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
 def _issuers(leaf: x509.Certificate, others: Sequence[x509.Certificate]) -> list[x509.Certificate]:
-    """The certificates among ``others`` that issued ``leaf``, its issuer, and so on, in that order."""
+    """The certificates among ``others`` that issued ``leaf``, its issuer, and so on, in that order.
+
+    An issuer is recognised by its signature, not only its name: a token may hold several generations of a CA.
+    """
     chain: list[x509.Certificate] = []
     current = leaf
     while current.issuer != current.subject:
-        issuer = next((cert for cert in others if cert.subject == current.issuer and cert not in chain), None)
+        issuer = next((cert for cert in others if cert not in chain and _issued_by(current, cert)), None)
         if issuer is None:
             break
         chain.append(issuer)
