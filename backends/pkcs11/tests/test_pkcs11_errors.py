@@ -60,6 +60,18 @@ def test_a_missing_key_names_the_key(softhsm, softhsm_signer, softhsm_key):
     assert "--list-objects" in caught.value.hint
 
 
+def test_a_file_that_is_no_pkcs11_module_is_a_signing_error_with_a_hint(softhsm, tmp_path):
+    not_a_module = tmp_path / "libvendor.so"
+    not_a_module.write_bytes(b"not a shared library")
+    signer = Pkcs11Signer(not_a_module, token_label="t", key_label="k", pin=softhsm.pin, kid="k")
+
+    with pytest.raises(SigningError, match="cannot load the PKCS#11 module") as caught:
+        signer.sign(b"x")
+
+    assert "vendor's PKCS#11 library" in caught.value.hint
+    assert softhsm.pin not in str(caught.value)
+
+
 def test_a_missing_token_is_a_signing_error(softhsm):
     signer = Pkcs11Signer(softhsm.module, token_label="no-such-token", key_label="k", pin=softhsm.pin, kid="k")
 

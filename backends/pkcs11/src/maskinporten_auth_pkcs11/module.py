@@ -24,8 +24,9 @@ import pkcs11
 from pkcs11 import exceptions as p11
 
 from maskinporten_auth import forksafe
+from maskinporten_auth.errors import SigningError
 
-from .errors import STALE
+from .errors import BACKEND, STALE
 
 if TYPE_CHECKING:
     from pkcs11._pkcs11 import lib as Library
@@ -111,7 +112,15 @@ class Module:
 
     def _loaded(self) -> Library:
         if self._lib is None:
-            self._lib = pkcs11.lib(self.path)
+            try:
+                self._lib = pkcs11.lib(self.path)
+            except p11.PKCS11Error as exc:
+                raise SigningError(
+                    f"cannot load the PKCS#11 module {self.path}: {type(exc).__name__}: {exc}",
+                    backend=BACKEND,
+                    hint="library_path (module-path) must be the HSM vendor's PKCS#11 library for this machine, with "
+                    "its client configuration in place (SOFTHSM2_CONF for SoftHSM2, Chrystoki.conf for Luna, ...)",
+                ) from exc
             logger.debug("loaded PKCS#11 module %s (%s)", self.path, self._lib.manufacturer_id)
         elif self._reinitialise:
             self._reinitialise = False
@@ -146,7 +155,8 @@ class Module:
             try:
                 session = found.open(user_pin=pin.reveal())
             except p11.UserAlreadyLoggedIn:
-                # Another session of this process is logged in to the token; a new session shares that login.
+                # Another session of this process is logged in to the token; a new session shares that login. (The
+                # session python-pkcs11 opened for the refused login stays open until the module is finalised.)
                 session = found.open()
             self._sessions[token] = session
             logger.debug("opened a PKCS#11 session on %s of %s", token, self.path)
@@ -170,15 +180,29 @@ class SessionLost(Exception):
         super().__init__(f"{type(first).__name__}, then {type(second).__name__} in a new session")
 
 
-_modules: dict[str, Module] = {}
-_modules_lock: Final = threading.Lock()
+class _Modules:
+    """The process's modules by real path; its lock is replaced in a child forked while another thread held it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_path: dict[str, Module] = {}
+        forksafe.register(self)
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
+
+    def get(self, path: str) -> Module:
+        key = os.path.realpath(path)
+        with self._lock:
+            found = self._by_path.get(key)
+            if found is None:
+                found = self._by_path[key] = Module(path)
+            return found
+
+
+_MODULES: Final = _Modules()
 
 
 def module(path: str) -> Module:
     """Return this process's :class:`Module` for the library at ``path`` (one per real path)."""
-    key = os.path.realpath(path)
-    with _modules_lock:
-        found = _modules.get(key)
-        if found is None:
-            found = _modules[key] = Module(path)
-        return found
+    return _MODULES.get(path)
