@@ -16,6 +16,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ from pkcs11 import exceptions as p11
 
 PACKAGE = "softhsm2"
 MODULE_PATHS = ("/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so")
-INSTALL_TIMEOUT = 600
+INSTALL_TIMEOUT = 240  # seconds for apt-get update and install together, within pytest's 300-s test timeout
 
 
 def _installed() -> str | None:
@@ -43,11 +44,17 @@ def _installed() -> str | None:
     return found if found is not None and shutil.which("softhsm2-util") else None
 
 
-def _apt_get(*args: str) -> subprocess.CompletedProcess[str]:
+def _apt_get(*args: str, deadline: float) -> str | None:
+    """Run apt-get; return None on success, else what went wrong."""
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    return subprocess.run(
-        ["apt-get", *args], env=env, capture_output=True, text=True, timeout=INSTALL_TIMEOUT, check=False
-    )
+    try:
+        result = subprocess.run(["apt-get", *args], env=env, capture_output=True, text=True, check=False,
+                                timeout=max(deadline - time.monotonic(), 1))  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return f"apt-get {' '.join(args)} took longer than {INSTALL_TIMEOUT} s"
+    if result.returncode != 0:
+        return f"apt-get {' '.join(args)} failed: {(result.stderr or result.stdout).strip()[-1500:]}"
+    return None
 
 
 def find_module() -> tuple[str | None, str]:
@@ -59,11 +66,12 @@ def find_module() -> tuple[str | None, str]:
         return None, f"the Debian package {PACKAGE!r} is not installed and apt-get is not available here"
     if os.geteuid() != 0:
         return None, f"the Debian package {PACKAGE!r} is not installed; run: sudo apt-get install -y {PACKAGE}"
-    for step in (("update",), ("install", "-y", "--no-install-recommends", PACKAGE)):
-        result = _apt_get(*step)
-        if result.returncode != 0:
-            tail = (result.stderr or result.stdout).strip()[-1500:]
-            return None, f"apt-get {' '.join(step)} failed while installing {PACKAGE!r}: {tail}"
+    deadline = time.monotonic() + INSTALL_TIMEOUT
+    wait_for_lock = ("-o", f"DPkg::Lock::Timeout={INSTALL_TIMEOUT // 2}")  # another apt-get may be running
+    for step in (("update",), (*wait_for_lock, "install", "-y", "--no-install-recommends", PACKAGE)):
+        problem = _apt_get(*step, deadline=deadline)
+        if problem is not None:
+            return None, f"installing {PACKAGE!r}: {problem}"
     found = _installed()
     if found is None:
         return None, f"apt-get installed {PACKAGE!r} but no module was found at {', '.join(MODULE_PATHS)}"
