@@ -10,6 +10,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from maskinporten_auth_pkcs11 import Pkcs11Signer
 from maskinporten_auth_pkcs11.errors import signing_error
+from maskinporten_auth_pkcs11.module import TokenSelector
 from pkcs11 import exceptions as p11
 
 from maskinporten_auth import ConfigurationError, SigningError
@@ -21,19 +22,27 @@ def everything_shown(caught: BaseException, signer: Pkcs11Signer, caplog: pytest
     return "\n".join([chain, repr(signer), str(signer), caplog.text])
 
 
-def test_a_wrong_pin_is_a_signing_error_with_a_hint(softhsm, softhsm_new_key, caplog):
+def test_a_wrong_pin_is_a_signing_error_with_a_hint_and_never_tried_twice(softhsm, softhsm_new_key, caplog,
+                                                                          monkeypatch):  # fmt: skip
     caplog.set_level(logging.DEBUG)
     key = softhsm_new_key("nologin")  # the fixture's session logged out again: nobody is logged in to this token
+    token_lookups = []
+    find = TokenSelector.find
+    monkeypatch.setattr(TokenSelector, "find", lambda self, lib: token_lookups.append(self) or find(self, lib))
     wrong = secrets.token_urlsafe(48)
     signer = Pkcs11Signer(softhsm.module, token_label=softhsm.labels["nologin"], key_label=key.label, pin=wrong,
                           kid="k")  # fmt: skip
 
     with pytest.raises(SigningError) as caught:
         signer.sign(b"x")
+    with pytest.raises(SigningError, match="PinIncorrect"):
+        signer.sign(b"x")  # a retry: the refused PIN is not sent to the token again
 
+    assert len(token_lookups) == 1
     assert caught.value.backend == "pkcs11"
     assert "PinIncorrect" in str(caught.value)
     assert "PIN is wrong" in caught.value.hint
+    assert "never tries a refused PIN again" in caught.value.hint
     assert softhsm.labels["nologin"] in caught.value.key
     shown = everything_shown(caught.value, signer, caplog)
     assert wrong not in shown

@@ -33,8 +33,8 @@ REMOVED_HINT: Final = (
 )
 
 _HINTS: Final[dict[type[p11.PKCS11Error], str]] = {
-    p11.PinIncorrect: "the PIN is wrong: check the pin or pin_file (pin-source); repeated wrong PINs lock the "
-    "token's user PIN on most HSMs",
+    p11.PinIncorrect: "the PIN is wrong: fix the pin or pin_file (pin-source) and build a new signer (restart); this "
+    "signer never tries a refused PIN again, since repeated wrong PINs lock the user PIN on most HSMs",
     p11.PinLocked: "the user PIN is locked after too many wrong PINs: the token's security officer must unlock or "
     "reset it (e.g. pkcs11-tool --init-pin --login --login-type so, or the vendor's tool)",
     p11.PinExpired: "the user PIN has expired: set a new one with the vendor's tool (pkcs11-tool --change-pin)",

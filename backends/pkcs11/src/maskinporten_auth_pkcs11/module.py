@@ -35,16 +35,23 @@ __all__ = ["Module", "Pin", "SessionLost", "TokenSelector", "module"]
 
 _T = TypeVar("_T")
 
+_PIN_REFUSED: Final = (p11.PinIncorrect, p11.PinLocked, p11.PinExpired, p11.PinInvalid, p11.PinLenRange)
+
 logger = logging.getLogger(__name__)
 
 
 class Pin:
-    """A PIN that never shows itself: its repr and str are ``<hidden>``, and it is not picklable."""
+    """A PIN that never shows itself: its repr and str are ``<hidden>``, and it is not picklable.
 
-    __slots__ = ("_value",)
+    ``refused`` keeps the token's answer when it refused the PIN, so that the PIN is never tried again: HSMs lock
+    the user PIN after a few wrong attempts, and callers retry token fetches.
+    """
+
+    __slots__ = ("_value", "refused")
 
     def __init__(self, value: str) -> None:
         self._value = value
+        self.refused: p11.PKCS11Error | None = None
 
     def reveal(self) -> str:
         """The PIN itself, for ``C_Login`` only."""
@@ -151,9 +158,14 @@ class Module:
     def _session(self, token: TokenSelector, pin: Pin) -> pkcs11.Session:
         session = self._sessions.get(token)
         if session is None:
+            if pin.refused is not None:
+                raise pin.refused
             found = token.find(self._loaded())
             try:
                 session = found.open(user_pin=pin.reveal())
+            except _PIN_REFUSED as exc:
+                pin.refused = exc
+                raise
             except p11.UserAlreadyLoggedIn:
                 # Another session of this process is logged in to the token; a new session shares that login. (The
                 # session python-pkcs11 opened for the refused login stays open until the module is finalised.)
