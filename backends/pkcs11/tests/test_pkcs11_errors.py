@@ -105,7 +105,7 @@ def test_a_key_that_could_leave_the_token_is_refused(softhsm_new_key, softhsm_si
     assert "CKA_EXTRACTABLE false" in caught.value.hint
 
 
-def test_a_certificate_for_another_key_is_refused_before_signing(softhsm_key, softhsm_new_key, softhsm_signer,
+def test_a_certificate_for_another_key_is_refused(softhsm_key, softhsm_new_key, softhsm_signer,
                                                                  softhsm_issue_chain):  # fmt: skip
     other = softhsm_new_key()
     leaf, _ca = softhsm_issue_chain(other.public_key)

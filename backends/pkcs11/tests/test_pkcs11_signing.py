@@ -7,7 +7,7 @@ from cryptography.hazmat.primitives import serialization
 from maskinporten_auth_pkcs11 import Pkcs11Signer
 
 from maskinporten_auth import ConfigurationError, SigningError
-from maskinporten_auth.jwk import jwk_thumbprint, public_key_from_jwk
+from maskinporten_auth.jwk import public_key_from_jwk
 
 
 @pytest.mark.parametrize("algorithm", ["RS256", "RS384", "RS512"])
@@ -73,12 +73,6 @@ def test_key_identity_comes_from_configuration_without_touching_the_device(softh
     assert softhsm.pin not in signer().key_identity
     with pytest.raises(SigningError, match="no-such-token"):
         signer().sign(b"x")
-
-
-def test_cli_jwk_thumbprint_matches_the_token_key(softhsm_key, softhsm_signer):
-    signer = softhsm_signer(softhsm_key, kid=None)
-
-    assert jwk_thumbprint(signer.public_key()) == jwk_thumbprint(softhsm_key.public_key)
 
 
 @pytest.mark.parametrize(
