@@ -2,8 +2,9 @@
 
 The remote servers are started with the code of the backends' own test suites (backends/*/tests/conftest.py and
 backends/azure/tests/fake_key_vault.py), imported by file path, so the bench and the tests exercise the same
-servers: LocalStack's KMS, an OpenBao dev server (Vault Transit) and the project's TLS Key Vault. A backend whose
-server cannot be started within a bounded time is reported as skipped, with the reason.
+servers: LocalStack's KMS, an OpenBao dev server (Vault Transit), the project's TLS Key Vault and a SoftHSM2
+token (PKCS#11). A backend whose server cannot be started within a bounded time is reported as skipped, with the
+reason.
 
 Each acquisition clears the token cache and calls ``get_token()``: a grant is built, signed and posted to the
 emulator over a warm connection. The signers take turns (interleaved rounds); the ratio is the median over rounds
@@ -150,10 +151,26 @@ def azure_key_vault(tmp: _TmpPathFactory) -> Iterator[Signer]:
             signer.close()
 
 
+@contextlib.contextmanager
+def pkcs11_softhsm(tmp: _TmpPathFactory) -> Iterator[Signer]:
+    conftest = _load("bench_pkcs11_conftest", BACKENDS / "pkcs11" / "tests" / "conftest.py")
+    from maskinporten_auth_pkcs11 import Pkcs11Signer
+
+    module, why = conftest.find_module()
+    if module is None:
+        raise Skipped(why)
+    with _generator_fixture(conftest.softhsm, tmp) as softhsm:
+        key = _fixture_body(conftest.softhsm_new_key)(softhsm)()
+        yield Pkcs11Signer(
+            softhsm.module, token_label=softhsm.labels["main"], key_label=key.label, pin=softhsm.pin, kid="bench-p11"
+        )
+
+
 REMOTES: dict[str, Callable[[_TmpPathFactory], contextlib.AbstractContextManager[Signer]]] = {
     "AWS KMS (LocalStack)": aws_kms,
     "Vault Transit (OpenBao dev server)": vault_transit,
     "Azure Key Vault (the project's TLS Key Vault server)": azure_key_vault,
+    "PKCS#11 (SoftHSM2 token)": pkcs11_softhsm,
 }
 
 

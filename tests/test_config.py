@@ -403,6 +403,7 @@ def test_backend_key_uris(
         ("awskms:///alias/mp", "maskinporten-auth[aws-kms]"),
         ("vault-transit://transit/mp", "maskinporten-auth[vault]"),
         ("azurekv://v.vault.azure.net/keys/mp", "maskinporten-auth[azure]"),
+        ("pkcs11:token=hsm;object=mp?module-path=/usr/lib/softhsm/libsofthsm2.so", "maskinporten-auth[pkcs11]"),
     ],
 )
 def test_missing_backend_names_the_package(

@@ -25,6 +25,7 @@ _PACKAGES = {
     "awskms": "maskinporten-auth[aws-kms]",
     "vault-transit": "maskinporten-auth[vault]",
     "azurekv": "maskinporten-auth[azure]",
+    "pkcs11": "maskinporten-auth[pkcs11]",
 }
 
 
