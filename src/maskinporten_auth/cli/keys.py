@@ -34,13 +34,14 @@ examples:
 """
 
 _JWK_EPILOG = """\
-The key may be any key URI (file:, pkcs12:, awskms:, vault-transit:, azurekv:) or a local file. Only public key
+The key may be any key URI (file:, pkcs12:, awskms:, vault-transit:, azurekv:, pkcs11:) or a local file. Only public key
 material is printed. Without a kid, the key's RFC 7638 thumbprint is suggested and used.
 
 examples:
   maskinporten jwk key.pem --kid 2026-01
   maskinporten jwk awskms:///alias/maskinporten --set
   maskinporten jwk 'vault-transit://transit/maskinporten?version=2' --pem
+  maskinporten jwk 'pkcs11:token=hsm;object=maskinporten;type=private?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/run/secrets/pin'
 """
 
 
