@@ -41,7 +41,7 @@ examples:
   maskinporten jwk key.pem --kid 2026-01
   maskinporten jwk awskms:///alias/maskinporten --set
   maskinporten jwk 'vault-transit://transit/maskinporten?version=2' --pem
-  maskinporten jwk 'pkcs11:token=hsm;object=maskinporten;type=private?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/run/secrets/pin'
+  maskinporten jwk 'pkcs11:token=hsm;object=mp?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:pin.txt'
 """
 
 
