@@ -2,11 +2,14 @@
 
 import logging
 
+from .altinn import AltinnAuth
 from .auth import MaskinportenAuth
 from .cache import RefreshPolicy, TokenCache, TokenStore
 from .environment import PROD, TEST, Environment
 from .errors import (
     AccessDeniedError,
+    AltinnExchangeError,
+    AuthorizationDetailsError,
     ClockSkewError,
     ConfigurationError,
     DelegationError,
@@ -18,9 +21,10 @@ from .errors import (
     RateLimitedError,
     ServerError,
     SigningError,
+    SystemUserError,
     TokenRequestError,
 )
-from .grant import systemuser_authorization
+from .grant import consent_authorization, systemuser_authorization
 from .local_key import LocalKeySigner
 from .provider import TokenEvent
 from .readiness import Readiness
@@ -32,6 +36,9 @@ __all__ = [
     "PROD",
     "TEST",
     "AccessDeniedError",
+    "AltinnAuth",
+    "AltinnExchangeError",
+    "AuthorizationDetailsError",
     "ClockSkewError",
     "ConfigurationError",
     "DelegationError",
@@ -51,10 +58,12 @@ __all__ = [
     "ServerError",
     "Signer",
     "SigningError",
+    "SystemUserError",
     "TokenCache",
     "TokenEvent",
     "TokenRequestError",
     "TokenStore",
+    "consent_authorization",
     "signer_from_uri",
     "systemuser_authorization",
 ]

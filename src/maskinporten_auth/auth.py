@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import asyncio
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,7 @@ from .grant import (
     DEFAULT_GRANT_LIFETIME,
     GrantBuilder,
     GrantClaims,
+    consent_authorization,
     systemuser_authorization,
     validate_authorization_details,
     validate_pid,
@@ -39,10 +41,63 @@ from .token_client import TokenClient
 if TYPE_CHECKING:
     import requests
 
-__all__ = ["MaskinportenAuth"]
+__all__ = ["BearerAuth", "MaskinportenAuth"]
 
 
-class MaskinportenAuth(httpx.Auth):
+class BearerAuth(httpx.Auth, abc.ABC):
+    """``auth=`` for httpx (sync and async) and requests that sends a cached bearer token and handles a 401.
+
+    A subclass gives the token (:meth:`get_token`, :meth:`aget_token`) and forgets a token the API rejected
+    (:meth:`_rejected`). When the API answers 401, the token is forgotten, a new one obtained and the request resent
+    once, if its body can be sent again.
+    """
+
+    @abc.abstractmethod
+    def get_token(self) -> str:
+        """Return a valid token (cached, or fetched now)."""
+
+    @abc.abstractmethod
+    async def aget_token(self) -> str:
+        """Return a valid token without blocking the event loop."""
+
+    @abc.abstractmethod
+    def _rejected(self, token: str) -> None:
+        """Forget ``token``, which the API rejected with 401 (if it is still the cached one)."""
+
+    # httpx
+
+    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        """httpx's hook for ``httpx.Client``."""
+        token = self.get_token()
+        request.headers["Authorization"] = f"Bearer {token}"
+        response = yield request
+        if response.status_code == 401 and _replayable(request):
+            self._rejected(token)
+            request.headers["Authorization"] = f"Bearer {self.get_token()}"
+            yield request
+
+    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        """httpx's hook for ``httpx.AsyncClient``."""
+        token = await self.aget_token()
+        request.headers["Authorization"] = f"Bearer {token}"
+        response = yield request
+        if response.status_code == 401 and _replayable(request):
+            self._rejected(token)
+            request.headers["Authorization"] = f"Bearer {await self.aget_token()}"
+            yield request
+
+    # requests
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        """requests' hook: ``requests.get(url, auth=auth)``."""
+        token = self.get_token()
+        request.headers["Authorization"] = f"Bearer {token}"
+        if request.body is None or isinstance(request.body, (bytes, str)):
+            request.register_hook("response", _RequestsRetryOn401(self, token))  # type: ignore[no-untyped-call]
+        return request
+
+
+class MaskinportenAuth(BearerAuth):
     """Adds ``Authorization: Bearer <Maskinporten access token>`` to each request.
 
     One object serves ``httpx.Client``, ``httpx.AsyncClient`` and ``requests`` at once, from any number of threads
@@ -176,6 +231,11 @@ class MaskinportenAuth(httpx.Auth):
         return self._grants.claims.systemuser_org
 
     @property
+    def claims(self) -> GrantClaims:
+        """What this view's grants ask for (read-only)."""
+        return self._grants.claims
+
+    @property
     def signer(self) -> Signer:
         """The signer of the grants."""
         return self._grants.signer
@@ -210,6 +270,16 @@ class MaskinportenAuth(httpx.Auth):
         """
         detail = systemuser_authorization(orgno, external_ref)
         return self._view(self._grants.claims.for_customer(systemuser=detail))
+
+    def with_consent(self, consent_id: str, from_party: str) -> MaskinportenAuth:
+        """Return a view that asks for tokens under the Altinn consent (samtykke) ``consent_id``.
+
+        The grant asks for ``authorization_details`` of type ``urn:altinn:consent`` with the consent's ``id`` and
+        ``from``: whoever consented, given as an organisation number, a national identity number or a party URN
+        (:func:`~maskinporten_auth.grant.consent_authorization`). Each consent gets its own cached token. Shares
+        everything with this object, as :meth:`with_consumer_org` does; a consent this object named is replaced.
+        """
+        return self._view(self._grants.claims.for_consent(consent_authorization(consent_id, from_party)))
 
     def get_token(self) -> str:
         """Return a valid access token (cached, or fetched now)."""
@@ -262,37 +332,8 @@ class MaskinportenAuth(httpx.Auth):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    # httpx
-
-    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        """httpx's hook for ``httpx.Client``."""
-        token = self.get_token()
-        request.headers["Authorization"] = f"Bearer {token}"
-        response = yield request
-        if response.status_code == 401 and _replayable(request):
-            self._provider.invalidate(self._key, token)
-            request.headers["Authorization"] = f"Bearer {self.get_token()}"
-            yield request
-
-    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        """httpx's hook for ``httpx.AsyncClient``."""
-        token = await self.aget_token()
-        request.headers["Authorization"] = f"Bearer {token}"
-        response = yield request
-        if response.status_code == 401 and _replayable(request):
-            self._provider.invalidate(self._key, token)
-            request.headers["Authorization"] = f"Bearer {await self.aget_token()}"
-            yield request
-
-    # requests
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        """requests' hook: ``requests.get(url, auth=auth)``."""
-        token = self.get_token()
-        request.headers["Authorization"] = f"Bearer {token}"
-        if request.body is None or isinstance(request.body, (bytes, str)):
-            request.register_hook("response", _RequestsRetryOn401(self, token))  # type: ignore[no-untyped-call]
-        return request
+    def _rejected(self, token: str) -> None:
+        self._provider.invalidate(self._key, token)
 
     def __repr__(self) -> str:
         claims = self._grants.claims
@@ -314,7 +355,7 @@ def _replayable(request: httpx.Request) -> bool:
 class _RequestsRetryOn401:
     """A requests response hook: on 401, refresh the token once and resend the request once."""
 
-    def __init__(self, auth: MaskinportenAuth, token: str) -> None:
+    def __init__(self, auth: BearerAuth, token: str) -> None:
         self._auth = auth
         self._token = token
 
@@ -323,7 +364,7 @@ class _RequestsRetryOn401:
             return response
         from requests.cookies import extract_cookies_to_jar
 
-        self._auth._provider.invalidate(self._auth._key, self._token)
+        self._auth._rejected(self._token)
         token = self._auth.get_token()
         response.content  # noqa: B018 - read the body so the connection can be reused
         response.close()

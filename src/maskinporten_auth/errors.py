@@ -10,6 +10,8 @@ import re
 
 __all__ = [
     "AccessDeniedError",
+    "AltinnExchangeError",
+    "AuthorizationDetailsError",
     "ClockSkewError",
     "ConfigurationError",
     "DelegationError",
@@ -21,6 +23,7 @@ __all__ = [
     "RateLimitedError",
     "ServerError",
     "SigningError",
+    "SystemUserError",
     "TokenRequestError",
     "hint_for",
 ]
@@ -135,6 +138,33 @@ class DelegationError(AccessDeniedError):
     """The customer (``consumer_org``) has not delegated the scope to the supplier in Altinn (MP-251)."""
 
 
+class AuthorizationDetailsError(TokenRequestError):
+    """Maskinporten refused the grant's ``authorization_details`` (``invalid_authorization_details``).
+
+    MP-301: a ``type`` it does not know; MP-302: fields it does not know; MP-303: values it does not accept (a
+    malformed ``systemuser_org``, a consent that does not exist). A refusal, remembered briefly.
+    """
+
+
+class SystemUserError(AuthorizationDetailsError):
+    """The Altinn system user is not set up as the grant asks (MP-303, ``invalid_altinn_customer_configuration``).
+
+    Altinn's documented causes: your system in the system register has no (or another) ClientId; the system user
+    request was made with an ``externalRef`` the grant did not send; ``systemuser_org`` is not the system user's
+    owner (for an agent system user: the agent, not one of its clients). ``hint`` names the cause when
+    Maskinporten's description tells which, and lists all three otherwise.
+    """
+
+
+class AltinnExchangeError(TokenRequestError):
+    """Altinn's token exchange refused the Maskinporten token (a 4xx answer other than 429).
+
+    ``status`` is the exchange's HTTP status; ``description`` its message, when it gave one. Transient failures of
+    the exchange raise the retryable types instead (:class:`NetworkError`, :class:`ServerError`,
+    :class:`RateLimitedError`, :class:`InvalidResponseError`), with messages that name the exchange.
+    """
+
+
 class ServerError(TokenRequestError):
     """Maskinporten answered with a 5xx status. Retryable."""
 
@@ -171,6 +201,35 @@ class InvalidResponseError(TokenRequestError):
 
 
 _REFUSAL_CODES = frozenset({"MP-200", "MP-201", "MP-250", "MP-251", "MP-301", "MP-302", "MP-303"})
+#: The MP codes of refused ``authorization_details`` (maskinporten-protocol.md §4, §5).
+AUTHORIZATION_DETAILS_CODES = frozenset({"MP-301", "MP-302", "MP-303"})
+#: The OAuth error of an Altinn system user that is not set up as the grant says (MP-303).
+SYSTEMUSER_NOT_SET_UP = "invalid_altinn_customer_configuration"
+
+_MP303_CLIENT_ID = (
+    "your system in Altinn's system register must list this integration's client_id (ClientId); add it to the "
+    "system's registration"
+)
+_MP303_EXTERNAL_REF = (
+    "the system user request was created with an externalRef: send the same value (with_systemuser(orgno, "
+    "external_ref=...))"
+)
+_MP303_OWNER = (
+    "systemuser_org must be the organisation that owns the system user: your customer (not your own organisation "
+    "number) and, for an agent system user (klientdelegering), the agent, not one of its clients"
+)
+_INVALID_VALUES = (
+    "authorization_details has a value Maskinporten does not accept: systemuser_org must be "
+    '{"authority": "iso6523-actorid-upis", "ID": "0192:<orgno>"} with a valid organisation number, a consent id a '
+    "UUID and from a party URN"
+)
+#: Maskinporten's MP-303 descriptions as far as they tell the cause apart, and what to do about each.
+_MP303_CAUSES: tuple[tuple[str, str], ...] = (
+    ("clientid", _MP303_CLIENT_ID),
+    ("client id", _MP303_CLIENT_ID),
+    ("externalref", _MP303_EXTERNAL_REF),
+    ("owner", _MP303_OWNER),
+)
 
 _HINTS: dict[str, str] = {
     "MP-012": "a grant was sent twice; every request must carry a fresh grant with a new jti",
@@ -187,6 +246,17 @@ _HINTS: dict[str, str] = {
     "MP-250": "your organisation has not been granted access to this scope by the API owner",
     "MP-251": "the customer has not delegated this scope to you in Altinn; their daglig leder (or someone "
     "with the right role) must delegate it to your organisation number",
+    "MP-301": "authorization_details has a type Maskinporten does not support; use urn:altinn:systemuser or "
+    "urn:altinn:consent",
+    "MP-302": "authorization_details has fields Maskinporten does not know; a system user takes type, "
+    "systemuser_org and externalRef, a consent type, id and from",
+    "MP-303": "the system user is not set up as the grant says; check that (1) "
+    + _MP303_CLIENT_ID
+    + ", (2) "
+    + _MP303_EXTERNAL_REF
+    + ", (3) "
+    + _MP303_OWNER
+    + "; and that the customer has approved the system user request",
 }
 
 _DESCRIPTION_HINTS: tuple[tuple[str, str], ...] = (
@@ -211,9 +281,14 @@ def mp_code(error_uri: str | None) -> str | None:
 
 def hint_for(code: str | None, description: str | None = None, error: str | None = None) -> str | None:
     """Return a plain-words hint for an MP code, a description or an OAuth error, or None."""
+    lowered = (description or "").lower()
+    if code == "MP-303" and error == "invalid_authorization_details":
+        return _INVALID_VALUES
+    if code == "MP-303" or error == SYSTEMUSER_NOT_SET_UP:
+        cause = next((hint for needle, hint in _MP303_CAUSES if needle in lowered), None)
+        return cause or _HINTS["MP-303"]
     if code and code in _HINTS:
         return _HINTS[code]
-    lowered = (description or "").lower()
     for needle, hint in _DESCRIPTION_HINTS:
         if needle in lowered:
             return hint

@@ -18,9 +18,19 @@ from .jwk import b64url
 from .orgnr import validate_orgno
 from .signer import Signer
 
-__all__ = ["MAX_GRANT_LIFETIME", "GrantBuilder", "GrantClaims", "systemuser_authorization"]
+__all__ = [
+    "MAX_GRANT_LIFETIME",
+    "GrantBuilder",
+    "GrantClaims",
+    "consent_authorization",
+    "party_urn",
+    "systemuser_authorization",
+]
 
 SYSTEMUSER_TYPE: Final = "urn:altinn:systemuser"
+CONSENT_TYPE: Final = "urn:altinn:consent"
+ORGANIZATION_URN: Final = "urn:altinn:organization:identifier-no:"
+PERSON_URN: Final = "urn:altinn:person:identifier-no:"
 MAX_GRANT_LIFETIME: Final = 120
 DEFAULT_GRANT_LIFETIME: Final = 60
 
@@ -82,6 +92,43 @@ def systemuser_authorization(orgno: str, external_ref: str | None = None) -> dic
             raise ConfigurationError("external_ref", f"must be a non-empty printable string, got {external_ref!r}")
         detail["externalRef"] = external_ref
     return detail
+
+
+def party_urn(party: str, field: str = "from_party") -> str:
+    """Return the Altinn party URN of ``party``: an organisation number, a national identity number, or a URN.
+
+    ``"310539759"`` becomes ``urn:altinn:organization:identifier-no:310539759`` and an 11-digit identity number
+    ``urn:altinn:person:identifier-no:<pid>``; a URN of either kind is checked and returned as it is.
+    """
+    if not isinstance(party, str) or not party:
+        raise ConfigurationError(
+            field, f"must be an organisation number, a national identity number or a party URN, got {party!r}"
+        )
+    if party.startswith(ORGANIZATION_URN):
+        validate_orgno(party[len(ORGANIZATION_URN) :], field)
+        return party
+    if party.startswith(PERSON_URN):
+        validate_pid(party[len(PERSON_URN) :], field)
+        return party
+    if party.startswith("urn:"):
+        raise ConfigurationError(field, f"must be a URN starting {ORGANIZATION_URN!r} or {PERSON_URN!r}, got {party!r}")
+    if len(party) == 11:
+        validate_pid(party, field)
+        return PERSON_URN + party
+    return ORGANIZATION_URN + validate_orgno(party, field)
+
+
+def consent_authorization(consent_id: str | uuid.UUID, from_party: str) -> dict[str, Any]:
+    """Return the ``authorization_details`` entry that asks for a token under an Altinn consent (samtykke).
+
+    ``consent_id`` is the consent request's id (a UUID); ``from_party`` is whoever gave the consent: an
+    organisation number, a national identity number, or their party URN (see :func:`party_urn`).
+    """
+    try:
+        consent = consent_id if isinstance(consent_id, uuid.UUID) else uuid.UUID(str(consent_id))
+    except ValueError:
+        raise ConfigurationError("consent_id", f"must be a UUID, got {consent_id!r}") from None
+    return {"type": CONSENT_TYPE, "id": str(consent), "from": party_urn(from_party)}
 
 
 def validate_authorization_details(value: object, field: str = "authorization_details") -> tuple[Any, ...] | None:
@@ -157,8 +204,15 @@ class GrantClaims:
         Whatever customer these claims named (a ``consumer_org`` or a system user) is replaced; other
         ``authorization_details`` stay.
         """
-        others = tuple(d for d in self.authorization_details or () if d.get("type") != SYSTEMUSER_TYPE)
-        details = (*others, systemuser) if systemuser is not None else others
+        return self._replacing(SYSTEMUSER_TYPE, systemuser, consumer_org=consumer_org)
+
+    def for_consent(self, consent: dict[str, Any]) -> GrantClaims:
+        """The same claims under another consent (a ``urn:altinn:consent`` detail), replacing any consent named."""
+        return self._replacing(CONSENT_TYPE, consent, consumer_org=self.consumer_org)
+
+    def _replacing(self, kind: str, detail: dict[str, Any] | None, consumer_org: str | None) -> GrantClaims:
+        others = tuple(d for d in self.authorization_details or () if d.get("type") != kind)
+        details = (*others, detail) if detail is not None else others
         return replace(self, consumer_org=consumer_org, authorization_details=details or None)
 
     def at(self, now: float) -> dict[str, Any]:

@@ -5,6 +5,11 @@ An *auth family* is a :class:`~maskinporten_auth.MaskinportenAuth` and every vie
 connection pool to Maskinporten, one bound on fetches in flight and one memory of refusals. A view brings only its
 grant claims and its cache key.
 
+Where tokens come from is the provider's :class:`TokenSource`: Maskinporten's token endpoint
+(:class:`~maskinporten_auth.token_client.TokenClient`, one per auth family) or Altinn's token exchange
+(:class:`~maskinporten_auth.altinn.AltinnExchange`, one per :class:`~maskinporten_auth.AltinnAuth` family). Both get
+the same cache, refresh policy, single flight, in-flight limit and refusal memory.
+
 Framework-free; the auth adapters are thin wrappers around :meth:`TokenProvider.get_token` and
 :meth:`TokenProvider.aget_token`.
 """
@@ -22,21 +27,23 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Generic, Literal, NamedTuple, Protocol, TypeVar
 
 from . import forksafe
 from .cache import CachedToken, RefreshPolicy, TokenCache, TokenState, TokenStore
 from .errors import ConfigurationError, MaskinportenError, NetworkError, TokenRequestError
-from .grant import GrantBuilder, GrantClaims
+from .grant import GrantClaims
 from .retry import is_finite_number
 from .singleflight import Flight, Flights, Limiter
-from .token_client import TokenClient, TokenResponse
+from .token_client import TokenResponse
 
 __all__ = [
     "DEFAULT_MAX_IN_FLIGHT",
     "DEFAULT_REMEMBER_REFUSALS",
     "TokenEvent",
     "TokenProvider",
+    "TokenRequest",
+    "TokenSource",
     "cache_key",
     "validate_max_in_flight",
     "validate_remember_refusals",
@@ -51,6 +58,9 @@ DEFAULT_REMEMBER_REFUSALS = 30.0
 _WAIT_SLACK = 30.0
 #: The most customers whose refusal or failed refresh is remembered at once.
 _MAX_SETBACKS = 10_000
+
+#: How log lines name the tokens of each source.
+_TITLES = {"maskinporten": "Maskinporten", "altinn": "Altinn"}
 
 EventKind = Literal["cache_hit", "fetched", "fetch_failed", "refresh_failed", "refused"]
 
@@ -73,6 +83,47 @@ class TokenEvent:
     expires_in: float | None = None
     error: MaskinportenError | None = None
     systemuser_org: str | None = None
+    source: str = "maskinporten"
+    """Which token: ``"maskinporten"``, or ``"altinn"`` for an Altinn token exchanged from a Maskinporten token."""
+
+
+class TokenRequest(Protocol):
+    """What a view hands the provider for one token: its grant claims name it in events and log lines."""
+
+    @property
+    def claims(self) -> GrantClaims:
+        """The Maskinporten grant claims behind the token."""
+        ...
+
+
+RequestT = TypeVar("RequestT", bound=TokenRequest)
+RequestT_contra = TypeVar("RequestT_contra", bound=TokenRequest, contravariant=True)
+
+
+class TokenSource(Protocol[RequestT_contra]):
+    """Where a provider's tokens come from. ``obtain`` blocks (never call it on an event loop) and retries."""
+
+    @property
+    def name(self) -> str:
+        """What log lines and events call the tokens: ``"maskinporten"`` or ``"altinn"``."""
+        ...
+
+    @property
+    def deadline(self) -> float:
+        """Seconds after which :meth:`obtain` has given up; waiters for a fetch allow this and some slack."""
+        ...
+
+    def obtain(self, request: RequestT_contra, loop: asyncio.AbstractEventLoop | None) -> TokenResponse:
+        """Fetch a new token for ``request``; ``loop`` is the asyncio caller's event loop, if any."""
+        ...
+
+    def close(self) -> None:
+        """Close the connections the source opened; later use opens them again."""
+        ...
+
+    def forget_connections(self) -> None:
+        """Drop (without closing) the connections the source owns: after ``os.fork()`` they are the parent's."""
+        ...
 
 
 class _Setback(NamedTuple):
@@ -114,8 +165,8 @@ def validate_remember_refusals(value: object, field: str = "remember_refusals") 
     return float(value)  # type: ignore[arg-type]
 
 
-class TokenProvider:
-    """Gives out access tokens for the views of one auth family.
+class TokenProvider(Generic[RequestT]):
+    """Gives out access tokens for the views of one auth family, fetched from its :class:`TokenSource`.
 
     A cache hit takes no lock and does no I/O. From a token's refresh point, one caller refreshes it while the
     others keep using it (async callers and ``background_refresh`` hand the refresh to a worker thread, so nobody
@@ -130,7 +181,7 @@ class TokenProvider:
 
     def __init__(
         self,
-        client: TokenClient,
+        client: TokenSource[RequestT],
         *,
         store: TokenStore | None = None,
         refresh: RefreshPolicy | None = None,
@@ -157,61 +208,71 @@ class TokenProvider:
         forksafe.register(self)
 
     @property
+    def patience(self) -> float:
+        """Seconds a caller waits for the fetch in flight: the source's deadline and some slack."""
+        return self.client.deadline + _WAIT_SLACK
+
+    @property
     def peak_in_flight(self) -> int:
         """The most fetches that have run at once so far (for tests and benchmarks)."""
         return self._limiter.peak
 
     # The hot path
 
-    def get_token(self, grants: GrantBuilder, key: str) -> str:
-        """Return a valid access token for ``grants``' claims, fetching one if needed (blocking)."""
+    def get_token(self, request: RequestT, key: str) -> str:
+        """Return a valid access token for ``request``, fetching one if needed (blocking)."""
         token = self.store.get(key)
         if token is not None and time.monotonic() < token.refresh_at:
             if self.on_event is not None:
-                self._emit("cache_hit", grants.claims)
+                self._emit("cache_hit", request.claims)
             return token.value
-        return self._get(grants, key)
+        return self._get(request, key)
 
-    async def aget_token(self, grants: GrantBuilder, key: str) -> str:
-        """Return a valid access token for ``grants``' claims without blocking the event loop."""
+    async def aget_token(self, request: RequestT, key: str) -> str:
+        """Return a valid access token for ``request`` without blocking the event loop."""
         token = self.store.get(key)
         if token is not None and time.monotonic() < token.refresh_at:
             if self.on_event is not None:
-                self._emit("cache_hit", grants.claims)
+                self._emit("cache_hit", request.claims)
             return token.value
-        return await self._aget(grants, key)
+        return await self._aget(request, key)
 
-    def invalidate(self, key: str, value: str) -> None:
-        """Forget ``value`` if it is still the token cached for ``key`` (the API rejected it with 401)."""
+    def invalidate(self, key: str, value: str) -> bool:
+        """Forget ``value`` if it is still the token cached for ``key`` (the API rejected it with 401).
+
+        Returns whether it was dropped: of a burst of 401s for one token, only the first drops it.
+        """
         if self.store.invalidate(key, value):
-            logger.info("the API rejected the cached token (401); fetching a new one")
+            logger.info("the API rejected the cached %s token (401); fetching a new one", self.client.name)
+            return True
+        return False
 
     # Cache misses and refreshes
 
-    def _get(self, grants: GrantBuilder, key: str) -> str:
+    def _get(self, request: RequestT, key: str) -> str:
         while True:
-            step = self._step(grants, key, None)
+            step = self._step(request, key, None)
             if isinstance(step, str):
                 return step
-            if not step.wait(self._patience()):
+            if not step.wait(self.patience):
                 raise self._wait_timed_out()
             value = self._outcome(key, step)
             if value is not None:
                 return value
 
-    async def _aget(self, grants: GrantBuilder, key: str) -> str:
+    async def _aget(self, request: RequestT, key: str) -> str:
         loop = asyncio.get_running_loop()
         while True:
-            step = self._step(grants, key, loop)
+            step = self._step(request, key, loop)
             if isinstance(step, str):
                 return step
-            if not await step.wait_async(self._patience()):
+            if not await step.wait_async(self.patience):
                 raise self._wait_timed_out()
             value = self._outcome(key, step)
             if value is not None:
                 return value
 
-    def _step(self, grants: GrantBuilder, key: str, loop: asyncio.AbstractEventLoop | None) -> str | Flight:
+    def _step(self, request: RequestT, key: str, loop: asyncio.AbstractEventLoop | None) -> str | Flight:
         """Decide by the cached token's state: a token to use now, or the fetch in flight to wait for.
 
         A thread (``loop`` None) that must fetch does so itself; an asyncio caller hands the fetch to a worker
@@ -227,18 +288,18 @@ class TokenProvider:
             refresh = self._begin_refresh(key, now)
             if refresh is not None:
                 if loop is None and not self.background_refresh:
-                    return self._lead(grants, key, refresh, token)
-                self._in_worker(grants, key, refresh, token, loop)
+                    return self._lead(request, key, refresh, token)
+                self._in_worker(request, key, refresh, token, loop)
             return token.value
-        usable = self._unless_refused(grants, key, token, now)
+        usable = self._unless_refused(request, key, token, now)
         if usable is not None:
             return usable
         flight, leader = self._flights.begin(key, join=True)
         assert flight is not None
         if leader:
             if loop is None:
-                return self._lead(grants, key, flight, token)
-            self._in_worker(grants, key, flight, token, loop)
+                return self._lead(request, key, flight, token)
+            self._in_worker(request, key, flight, token, loop)
         return flight
 
     def _begin_refresh(self, key: str, now: float) -> Flight | None:
@@ -249,7 +310,7 @@ class TokenProvider:
         flight, leader = self._flights.begin(key, join=False)
         return flight if leader else None
 
-    def _unless_refused(self, grants: GrantBuilder, key: str, token: CachedToken | None, now: float) -> str | None:
+    def _unless_refused(self, request: RequestT, key: str, token: CachedToken | None, now: float) -> str | None:
         """With a refusal remembered for ``key``: the still-valid token if there is one, else raise the refusal."""
         setback = self._setbacks.get(key)
         if setback is None or setback.error is None or now >= setback.until:
@@ -257,12 +318,12 @@ class TokenProvider:
         if token is not None and now < token.expires_at:
             return token.value
         if self.on_event is not None:
-            self._emit("refused", grants.claims, error=setback.error)
+            self._emit("refused", request.claims, error=setback.error)
         raise copy.copy(setback.error)
 
     def _in_worker(
         self,
-        grants: GrantBuilder,
+        request: RequestT,
         key: str,
         flight: Flight,
         fallback: CachedToken | None,
@@ -270,13 +331,13 @@ class TokenProvider:
     ) -> None:
         """Run the fetch in a worker thread; with ``loop``, an application's httpx.AsyncClient posts on it."""
         try:
-            self._executor().submit(self._lead, grants, key, flight, fallback, loop)
+            self._executor().submit(self._lead, request, key, flight, fallback, loop)
         except RuntimeError as exc:  # the interpreter is shutting down
             self._flights.end(key, flight, error=NetworkError(f"no worker thread to fetch a token: {exc}"))
 
     def _lead(
         self,
-        grants: GrantBuilder,
+        request: RequestT,
         key: str,
         flight: Flight,
         fallback: CachedToken | None,
@@ -287,25 +348,25 @@ class TokenProvider:
             with self._limiter.slot():
                 flight.start()
                 started = time.monotonic()
-                with self.store.fetching(key, self._patience()):
+                with self.store.fetching(key, self.patience):
                     shared = self.store.load(key)
                     if shared is not None and shared.state(time.monotonic()) is TokenState.FRESH:
                         self._flights.end(key, flight, token=shared)  # another process of the fleet fetched it
                         return shared.value
-                    response = self.client.fetch(grants.build, loop=loop)
+                    response = self.client.obtain(request, loop)
                     token = self.refresh.schedule(response.access_token, response.expires_in, started)
                     self.store.put(key, token)
         except MaskinportenError as exc:
-            return self._failed(grants, key, flight, fallback, exc, flight.started_at)
+            return self._failed(request, key, flight, fallback, exc, flight.started_at)
         except BaseException:
             self._flights.end(key, flight)
             raise
-        self._fetched(grants, key, flight, token, response, started)
+        self._fetched(request, key, flight, token, response, started)
         return token.value
 
     def _fetched(
         self,
-        grants: GrantBuilder,
+        request: RequestT,
         key: str,
         flight: Flight,
         token: CachedToken,
@@ -317,9 +378,10 @@ class TokenProvider:
                 self._setbacks.pop(key, None)
         self._flights.end(key, flight, token=token)
         duration = time.monotonic() - started
-        claims = grants.claims
+        claims = request.claims
         logger.info(
-            "Maskinporten token obtained: client_id=%s scopes=%s consumer_org=%s duration=%.0fms expires_in=%ds",
+            "%s token obtained: client_id=%s scopes=%s consumer_org=%s duration=%.0fms expires_in=%ds",
+            _TITLES.get(self.client.name, self.client.name),
             claims.client_id,
             " ".join(claims.scopes),
             claims.consumer_org or claims.systemuser_org,
@@ -331,7 +393,7 @@ class TokenProvider:
 
     def _failed(
         self,
-        grants: GrantBuilder,
+        request: RequestT,
         key: str,
         flight: Flight,
         fallback: CachedToken | None,
@@ -351,12 +413,12 @@ class TokenProvider:
             self._flights.end(key, flight, error=error)
             logger.warning("early token refresh failed; still using the valid token: %s", error)
             if self.on_event is not None:
-                self._emit("refresh_failed", grants.claims, duration=duration, error=error)
+                self._emit("refresh_failed", request.claims, duration=duration, error=error)
             return fallback.value
         self._flights.end(key, flight, error=error)
-        logger.warning("Maskinporten token request failed: %s", error)
+        logger.warning("%s token request failed: %s", _TITLES.get(self.client.name, self.client.name), error)
         if self.on_event is not None:
-            self._emit("fetch_failed", grants.claims, duration=duration, error=error)
+            self._emit("fetch_failed", request.claims, duration=duration, error=error)
         raise error
 
     def forget_refusal(self, key: str) -> None:
@@ -384,11 +446,8 @@ class TokenProvider:
             raise flight.error
         return None
 
-    def _patience(self) -> float:
-        return self.client.retry.deadline + _WAIT_SLACK
-
     def _wait_timed_out(self) -> NetworkError:
-        return NetworkError(f"no token arrived within {self._patience():.0f} s from the fetch in progress")
+        return NetworkError(f"no token arrived within {self.patience:.0f} s from the fetch in progress")
 
     def _executor(self) -> ThreadPoolExecutor:
         if self._workers is None:
@@ -416,6 +475,7 @@ class TokenProvider:
             expires_in,
             error,
             claims.systemuser_org,
+            self.client.name,
         )
         try:
             self.on_event(event)

@@ -13,14 +13,17 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from .clock import GrantClock
 from .environment import Environment
 from .errors import (
+    AUTHORIZATION_DETAILS_CODES,
+    SYSTEMUSER_NOT_SET_UP,
     AccessDeniedError,
+    AuthorizationDetailsError,
     ClockSkewError,
     DelegationError,
     InvalidGrantError,
@@ -29,11 +32,15 @@ from .errors import (
     NetworkError,
     RateLimitedError,
     ServerError,
+    SystemUserError,
     TokenRequestError,
     hint_for,
     mp_code,
 )
 from .retry import RetryPolicy, RetrySchedule
+
+if TYPE_CHECKING:
+    from .grant import GrantBuilder
 
 __all__ = ["GRANT_TYPE", "TokenClient", "TokenResponse", "error_from_response", "parse_token_response"]
 
@@ -136,6 +143,10 @@ def error_from_response(response: httpx.Response) -> TokenRequestError:
         if status == 503 and response.headers.get("retry-after") is not None:
             return RateLimitedError("Maskinporten is unavailable", retry_after=_retry_after(response), **details)
         return ServerError(f"Maskinporten failed with HTTP {status}", **details)
+    if error == SYSTEMUSER_NOT_SET_UP:
+        return SystemUserError("Maskinporten found no system user set up as the grant asks", **details)
+    if error == "invalid_authorization_details" or code in AUTHORIZATION_DETAILS_CODES:
+        return AuthorizationDetailsError("Maskinporten refused the grant's authorization_details", **details)
     if error is None:
         return TokenRequestError(
             f"the token endpoint answered HTTP {status} without an OAuth error ({_content_kind(response)}); "
@@ -182,6 +193,18 @@ class TokenClient:
         self._owns_http_client = http_client is None
         self._async_http_client = async_http_client
         self._client_lock = threading.Lock()
+
+    #: What the provider calls this source in its log lines and events.
+    name = "maskinporten"
+
+    @property
+    def deadline(self) -> float:
+        """Seconds after which a fetch has given up: the retry policy's deadline."""
+        return self.retry.deadline
+
+    def obtain(self, grants: GrantBuilder, loop: asyncio.AbstractEventLoop | None) -> TokenResponse:
+        """The token source of a provider: :meth:`fetch` with a new grant from ``grants`` for every attempt."""
+        return self.fetch(grants.build, loop=loop)
 
     def _client(self) -> httpx.Client:
         if self._http_client is None:
