@@ -87,7 +87,9 @@ def test_views_share_the_family_and_cost_little(make_auth, delegated):
     assert per_view < 2048, f"a view costs {per_view:.0f} bytes"
 
 
-def test_with_systemuser_asks_for_the_customers_system_user(make_auth, maskinporten_emulator):
+def test_with_systemuser_asks_for_the_customers_system_user(make_auth, maskinporten_emulator, registered_client):
+    for reference in ("lonn-1", None):
+        maskinporten_emulator.add_systemuser(CUSTOMER, registered_client, system_id="lonn", external_ref=reference)
     auth = make_auth()
     token = auth.with_systemuser(CUSTOMER, external_ref="lonn-1").get_token()
     claims = maskinporten_emulator.grants[-1].claims

@@ -701,11 +701,14 @@ def test_systemuser_authorization_details_are_echoed_with_ids(
         "systemuser_org": {"authority": "iso6523-actorid-upis", "id": f"0192:{CUSTOMER}"},
         "externalRef": "ref-1",
     }
+    systemuser_id = emulator.add_systemuser(CUSTOMER, CLIENT_ID, system_id=f"{SUPPLIER}_lonn", external_ref="ref-1")
     claims = verify_access_token(emulator, post_grant(emulator, grant(authorization_details=[detail])))
     (echoed,) = claims["authorization_details"]
     assert {name: echoed[name] for name in detail} == detail
-    assert str(uuid.UUID(echoed["systemuser_id"][0])) == echoed["systemuser_id"][0]
-    assert echoed["system_id"]
+    assert echoed["systemuser_id"] == [systemuser_id]
+    assert str(uuid.UUID(systemuser_id)) == systemuser_id
+    assert echoed["system_id"] == f"{SUPPLIER}_lonn"
+    assert claims["consumer"]["ID"] == f"0192:{SUPPLIER}"  # the vendor
 
 
 @pytest.mark.parametrize(

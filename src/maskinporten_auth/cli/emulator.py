@@ -31,6 +31,9 @@ the given key (or public JWK) with the given scopes, prints the `export` lines t
 examples:
   maskinporten emulator --key dev.pem --kid dev --scope nav:oppfolgingsplan/lps.write --port 8080
   maskinporten emulator --key dev.pem --kid dev --scope test:api --delegate 310539759
+  maskinporten emulator --key dev.pem --kid dev --scope nav:inntektsmelding/lps.write --systemuser 310539759
+
+Altinn's token exchange answers on the same server: AltinnAuth(auth, environment=<the printed URL>).
   maskinporten emulator --public-jwk partner.jwk.json --client-id partner --scope test:api
 """
 
@@ -55,6 +58,13 @@ def register(subparsers: Any) -> None:
         default=[],
         metavar="CONSUMER_ORG",
         help="have this customer delegate every scope to --orgno in (emulated) Altinn; repeatable",
+    )
+    parser.add_argument(
+        "--systemuser",
+        action="append",
+        default=[],
+        metavar="ORGNO[:EXTERNAL_REF]",
+        help="have this customer approve a system user of the client's system in (emulated) Altinn; repeatable",
     )
     parser.add_argument(
         "--public-jwk", type=Path, metavar="PATH", help="register this public JWK instead of the key's public half"
@@ -93,6 +103,7 @@ def emulator(args: argparse.Namespace) -> ExitCode:
         client_id = config.get(CLIENT_ID) or str(uuid.uuid4())
         orgno = validate_orgno(args.orgno, "--orgno")
         consumers = [validate_orgno(org, "--delegate") for org in args.delegate]
+        systemusers = [_systemuser(value) for value in args.systemuser]
     exports = {config.name(CLIENT_ID): client_id, config.name(SCOPES): " ".join(scopes)}
     registration: dict[str, Any]
     if args.public_jwk is not None:
@@ -119,6 +130,8 @@ def emulator(args: argparse.Namespace) -> ExitCode:
         for consumer in consumers:
             for scope in scopes:
                 server.delegate(consumer, orgno, scope)
+        for customer, external_ref in systemusers:
+            server.add_systemuser(customer, client_id, system_id=f"{orgno}_emulated", external_ref=external_ref)
     except ValueError as exc:
         raise CliError(str(exc)) from None
     try:
@@ -127,7 +140,8 @@ def emulator(args: argparse.Namespace) -> ExitCode:
         raise CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
     signal.signal(signal.SIGTERM, _stop)
     try:
-        _print_exports(config, {config.name(ENV): server.issuer, **exports}, consumers)
+        _print_exports(config, {config.name(ENV): server.issuer, **exports}, consumers, systemusers)
+        print(f"# Altinn's token exchange: AltinnAuth(auth, environment={server.url!r})")
         warn(f"Maskinporten emulator at {server.url} (client {client_id}, organisation {orgno}); Ctrl-C stops it.")
         threading.Event().wait()
     except KeyboardInterrupt:
@@ -137,11 +151,21 @@ def emulator(args: argparse.Namespace) -> ExitCode:
     return ExitCode.OK
 
 
-def _print_exports(config: EnvConfig, exports: dict[str, str], consumers: list[str]) -> None:
+def _systemuser(value: str) -> tuple[str, str | None]:
+    orgno, _, external_ref = value.partition(":")
+    return validate_orgno(orgno, "--systemuser"), external_ref or None
+
+
+def _print_exports(
+    config: EnvConfig, exports: dict[str, str], consumers: list[str], systemusers: list[tuple[str, str | None]]
+) -> None:
     for name, value in exports.items():
         print(f"export {name}={shlex.quote(value)}")
     if config.name(KEY) not in exports:
         print(f"# set {config.name(KEY)} to the private key of the registered JWK")
     for consumer in consumers:
         print(f"# {consumer} has delegated the scopes: export {config.name('CONSUMER_ORG')}={consumer} to act for it")
+    for customer, external_ref in systemusers:
+        reference = f", external_ref={external_ref!r}" if external_ref else ""
+        print(f"# {customer} approved a system user: auth.with_systemuser({customer!r}{reference})")
     sys.stdout.flush()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import json
 import logging
 import threading
 import time
@@ -16,7 +17,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ..environment import Environment
+from ..jwk import public_key_from_jwk
 from ..jws import RSA_ALGORITHMS, CompactJws, MalformedJws
+from .altinn import ALTINN_TOKEN_LIFETIME, SystemRegister, exchange_claims
 from .faults import Fault, FaultQueue
 from .registry import KeyInput, Registry
 from .rejection import Rejection
@@ -82,6 +85,12 @@ class MaskinportenEmulator:
         delegation_source: the ``delegation_source`` claim of tokens issued through Altinn delegation.
         signing_key: the RSA key that signs access tokens; by default a fresh one (sharing one between emulators
             saves the key generation, about 60 ms, per emulator).
+        altinn_token_lifetime: the lifetime in seconds of the Altinn tokens the emulated exchange issues.
+
+    It also plays Altinn 3: :meth:`add_systemuser` fills an emulated system register, against which system-user grants
+    are checked as Maskinporten does (MP-303 with each documented cause), and Altinn's token exchange answers at
+    ``{url}/authentication/api/v1/exchange/maskinporten`` (so :attr:`url` is a platform base URL for
+    :class:`~maskinporten_auth.AltinnAuth`).
 
     Use it as a context manager (or call :meth:`start` and :meth:`stop`), or block in :meth:`serve_forever`.
     """
@@ -96,6 +105,7 @@ class MaskinportenEmulator:
         clock_offset: float = 0.0,
         delegation_source: str = "https://tt02.altinn.no",
         signing_key: rsa.RSAPrivateKey | None = None,
+        altinn_token_lifetime: int = ALTINN_TOKEN_LIFETIME,
     ) -> None:
         self.host = host
         self.port = port
@@ -103,8 +113,12 @@ class MaskinportenEmulator:
         self.clock_offset = clock_offset
         self.delegation_source = delegation_source
         self._scope_lifetimes = dict(scope_lifetimes or {})
+        self.altinn_token_lifetime = altinn_token_lifetime
         self._registry = Registry()
+        self._systems = SystemRegister()
         self._faults = FaultQueue()
+        self._exchange_faults = FaultQueue()
+        self._exchanges = 0
         self._signer = AccessTokenSigner(signing_key)
         self._lock = threading.Lock()
         self._records: list[GrantRecord] = []
@@ -239,6 +253,27 @@ class MaskinportenEmulator:
         with self._lock:
             self._registry.delegate(consumer_org, supplier_org, scope)
 
+    def add_systemuser(
+        self,
+        owner_orgno: str,
+        supplier_client_id: str | None,
+        *,
+        system_id: str,
+        external_ref: str | None = None,
+        clients: Iterable[str] = (),
+    ) -> str:
+        """Add an Altinn system user that customer ``owner_orgno`` approved for the vendor's system ``system_id``.
+
+        ``supplier_client_id`` is registered on the system in the system register (None registers none, as a vendor
+        who forgot). ``external_ref`` is the reference the system user request was made with (by default the
+        owner's organisation number); ``clients`` makes it an agent system user for those customers. Returns the
+        system user's id, which tokens carry in ``systemuser_id``.
+        """
+        with self._lock:
+            return self._systems.add_systemuser(
+                owner_orgno, supplier_client_id, system_id=system_id, external_ref=external_ref, clients=clients
+            ).id
+
     def set_scope_lifetime(self, scope: str, seconds: int) -> None:
         """Give tokens for ``scope`` a lifetime of ``seconds`` (Maskinporten's ``at_max_age``)."""
         if seconds < 1:
@@ -284,9 +319,15 @@ class MaskinportenEmulator:
         self._faults.add(queued, times)
         return queued
 
+    def inject_exchange_fault(self, fault: Fault, *, times: int = 1) -> Fault:
+        """Spoil the next ``times`` requests to Altinn's token exchange with ``fault`` (as :meth:`inject_fault`)."""
+        self._exchange_faults.add(fault, times)
+        return fault
+
     def clear_faults(self) -> None:
         """Forget every queued fault."""
         self._faults.clear()
+        self._exchange_faults.clear()
 
     # What happened
 
@@ -313,6 +354,39 @@ class MaskinportenEmulator:
         """How many access tokens were issued."""
         with self._lock:
             return self._tokens_issued
+
+    @property
+    def exchanges(self) -> int:
+        """How many Altinn tokens the exchange issued."""
+        with self._lock:
+            return self._exchanges
+
+    # Altinn's token exchange
+
+    def answer_exchange(self, authorization: str | None, query: str) -> Answer:
+        """Answer one ``GET /authentication/api/v1/exchange/maskinporten``: an Altinn token, or 401."""
+        fault = self._exchange_faults.next()
+        if fault is not None and fault.delay and self._stopping.wait(fault.delay):
+            return Answer(disconnect="drop")
+        if fault is not None and fault.replaces_answer:
+            return self._fault_answer(fault)
+        test = parse_qs(query).get("test", ["false"])[0].lower() == "true"
+        claims = exchange_claims(
+            authorization,
+            public_key=public_key_from_jwk(self.jwks["keys"][0]),
+            maskinporten_issuer=self.issuer,
+            platform=self.url,
+            now=self.now(),
+            test=test,
+            lifetime=self.altinn_token_lifetime,
+        )
+        if claims is None:
+            problem = {"title": "Unauthorized", "status": 401, "detail": "Not a valid Maskinporten token."}
+            return Answer(401, json.dumps(problem).encode("utf-8"), "application/problem+json")
+        with self._lock:
+            self._exchanges += 1
+        logger.info("Altinn token issued to %s", claims.get("client_id"))
+        return Answer(200, json.dumps(self._signer.sign(claims)).encode("utf-8"), "application/json")
 
     # Token endpoint
 
@@ -365,9 +439,15 @@ class MaskinportenEmulator:
         with self._lock:
             validator = GrantValidator(self._registry, issuer=self.issuer, now=now, jti_seen_before=jti_seen_before)
             grant = validator.validate(assertion)
+            details = self._systems.token_details(grant)
             lifetime = min(self._scope_lifetimes.get(scope, self.token_lifetime) for scope in grant.scopes)
         claims = access_token_claims(
-            grant, issuer=self.issuer, now=now, lifetime=lifetime, delegation_source=self.delegation_source
+            grant,
+            issuer=self.issuer,
+            now=now,
+            lifetime=lifetime,
+            delegation_source=self.delegation_source,
+            authorization_details=details,
         )
         with self._lock:
             self._tokens_issued += 1

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal, Protocol
 
+from .altinn import EXCHANGE_PATH
+
 __all__ = ["METADATA_PATH", "Answer", "EmulatorServer", "TokenApplication"]
 
 METADATA_PATH = "/.well-known/oauth-authorization-server"
@@ -51,6 +53,9 @@ class TokenApplication(Protocol):
     def answer_token_request(self, content_type: str | None, body: bytes) -> Answer:
         """Handle ``POST /token``."""
 
+    def answer_exchange(self, authorization: str | None, query: str) -> Answer:
+        """Handle ``GET`` of Altinn's Maskinporten token exchange."""
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -76,6 +81,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(Answer.json(200, app.jwks))
         elif path == "/token":
             self._send(Answer.json(405, {"error": "invalid_request", "error_description": "Use POST."}))
+        elif path == EXCHANGE_PATH:
+            query = self.path.split("?", 1)[1] if "?" in self.path else ""
+            self._answer(app.answer_exchange(self.headers.get("Authorization"), query))
         else:
             self._send(Answer.json(404, {"error": "not_found", "error_description": f"No resource at {path}."}))
 
@@ -89,7 +97,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(Answer.json(411, {"error": "invalid_request", "error_description": "Content-Length needed."}))
             return
         body = self.rfile.read(int(length))
-        answer = self.server.app.answer_token_request(self.headers.get("Content-Type"), body)
+        self._answer(self.server.app.answer_token_request(self.headers.get("Content-Type"), body))
+
+    def _answer(self, answer: Answer) -> None:
+        """Send ``answer``, or drop or reset the connection as it says."""
         if answer.disconnect is not None:
             self.close_connection = True
             if answer.disconnect == "reset":

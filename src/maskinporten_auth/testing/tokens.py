@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import datetime
 import secrets
-import uuid
 from typing import Any
 
 from cryptography import x509
@@ -15,7 +14,7 @@ from cryptography.x509.oid import NameOID
 
 from ..jwk import jwk_thumbprint, rsa_public_jwk
 from ..jws import sign_rs256
-from .validation import SYSTEMUSER, AcceptedGrant, orgno_of_party
+from .validation import AcceptedGrant
 
 __all__ = ["AccessTokenSigner", "access_token_claims"]
 
@@ -58,25 +57,19 @@ class AccessTokenSigner:
         return sign_rs256(self._key, {"typ": "JWT", "kid": self.kid}, claims)
 
 
-def _echoed_authorization_details(grant: AcceptedGrant) -> list[Any]:
-    """The grant's authorization_details, each system user completed with ``systemuser_id`` and ``system_id``."""
-    echoed = []
-    for detail in grant.claims["authorization_details"]:
-        if detail["type"] == SYSTEMUSER:
-            party = f"{grant.client.client_id}/{orgno_of_party(detail['systemuser_org'])}"
-            detail = {
-                **detail,
-                "systemuser_id": [str(uuid.uuid5(uuid.NAMESPACE_URL, party))],
-                "system_id": f"{grant.client.orgno}_{grant.client.client_id}",
-            }
-        echoed.append(detail)
-    return echoed
-
-
 def access_token_claims(
-    grant: AcceptedGrant, *, issuer: str, now: float, lifetime: int, delegation_source: str
+    grant: AcceptedGrant,
+    *,
+    issuer: str,
+    now: float,
+    lifetime: int,
+    delegation_source: str,
+    authorization_details: list[Any] | None = None,
 ) -> dict[str, Any]:
-    """The claims of the access token for ``grant``, issued at ``now`` for ``lifetime`` seconds."""
+    """The claims of the access token for ``grant``, issued at ``now`` for ``lifetime`` seconds.
+
+    ``authorization_details`` is what the token says of the grant's (system users completed with their ids).
+    """
     issued_at = int(now)
     claims: dict[str, Any] = {
         "iss": issuer,
@@ -97,6 +90,6 @@ def access_token_claims(
         claims["aud"] = resource[0] if isinstance(resource, list) and len(resource) == 1 else resource
     if "pid" in grant.claims:
         claims["pid"] = grant.claims["pid"]
-    if "authorization_details" in grant.claims:
-        claims["authorization_details"] = _echoed_authorization_details(grant)
+    if authorization_details is not None:
+        claims["authorization_details"] = authorization_details
     return claims
