@@ -14,13 +14,14 @@ import email.utils
 import hashlib
 import json
 import math
-import reprlib
+import re
 import threading
 import time
 
 import httpx
 
 from .auth import BearerAuth, MaskinportenAuth
+from .cache import TokenStore
 from .environment import validate_url
 from .errors import (
     AltinnExchangeError,
@@ -45,6 +46,8 @@ PLATFORMS = {"tt02": "https://platform.tt02.altinn.no", "prod": "https://platfor
 _MASKINPORTEN_OF = {"tt02": "test", "prod": "prod"}
 EXCHANGE_PATH = "/authentication/api/v1/exchange/maskinporten"
 _MAX_LIFETIME = 24 * 3600
+#: A JWT, or any long run of token characters, in a text the exchange sent back.
+_TOKEN_LIKE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*|[A-Za-z0-9_~+/=-]{40,}")
 
 _HINT_401 = (
     "Altinn did not accept the Maskinporten token: tt02 takes tokens from Maskinporten's test environment and prod "
@@ -101,8 +104,11 @@ def _altinn_token(response: httpx.Response) -> TokenResponse:
     return TokenResponse(access_token=text, expires_in=lifetime, scope=claims.get("scope"), token_type="Bearer")
 
 
-def _problem(response: httpx.Response) -> str | None:
-    """The exchange's own explanation of a failure (an RFC 9457 problem's detail or title), briefly."""
+def _problem(response: httpx.Response, secret: str) -> str | None:
+    """The exchange's own explanation of a failure (an RFC 9457 problem's detail or title), briefly.
+
+    Anything that looks like a token (and ``secret``, the Maskinporten token sent) is blanked out.
+    """
     try:
         body = json.loads(response.content)
     except (ValueError, RecursionError):
@@ -112,18 +118,21 @@ def _problem(response: httpx.Response) -> str | None:
     text = next(
         (body[name] for name in ("detail", "title", "error_description") if isinstance(body.get(name), str)), None
     )
-    return reprlib.repr(text)[1:-1] if text is not None else None
+    if text is None:
+        return None
+    text = _TOKEN_LIKE.sub("<token>", text.replace(secret, "<token>"))
+    return " ".join(text.split())[:200]  # one line: a description never forges log lines
 
 
-def _exchange_error(response: httpx.Response) -> TokenRequestError:
+def _exchange_error(response: httpx.Response, maskinporten_token: str) -> TokenRequestError:
     status = response.status_code
-    description = _problem(response)
+    description = _problem(response, maskinporten_token)
     if status == 429:
         after = response.headers.get("retry-after")
         retry_after = float(after) if after is not None and after.isdigit() else None
         return RateLimitedError("Altinn's token exchange is rate limiting", status=status, retry_after=retry_after)
     if status >= 500:
-        return ServerError(f"Altinn's token exchange failed with HTTP {status}", status=status, description=description)
+        return ServerError(f"Altinn's token exchange failed with HTTP {status}", status=status)
     hint = _HINT_401 if status == 401 else _HINT_403 if status == 403 else None
     return AltinnExchangeError(
         f"Altinn's token exchange refused the Maskinporten token with HTTP {status}",
@@ -190,7 +199,7 @@ class AltinnExchange:
                 )
                 if response.status_code == 200:
                     return _altinn_token(response)
-                raise _exchange_error(response)
+                raise _exchange_error(response, maskinporten_token)
             except (TokenRequestError, httpx.HTTPError) as exc:
                 error = _typed(exc)
             if error.status == 401 and not renewed:
@@ -311,6 +320,11 @@ class AltinnAuth(BearerAuth):
     def exchange_url(self) -> str:
         """The exchange endpoint, e.g. ``https://platform.tt02.altinn.no/authentication/api/v1/exchange/maskinporten``."""
         return self._exchange.url
+
+    @property
+    def cache(self) -> TokenStore:
+        """The token store: the wrapped auth family's, which holds its Maskinporten and Altinn tokens."""
+        return self._provider.store
 
     @property
     def cache_key(self) -> str:

@@ -70,6 +70,9 @@ class TokenRequestError(MaskinportenError):
         hint: what to do about it, in plain words.
     """
 
+    #: Who gave the answer, in the message: ``Maskinporten`` (or ``Altinn`` for the token exchange).
+    answered_by = "Maskinporten"
+
     def __init__(
         self,
         message: str,
@@ -93,7 +96,7 @@ class TokenRequestError(MaskinportenError):
         if details:
             parts.append(f"[{details}]")
         if description:
-            parts.append(f"Maskinporten says: {description}")
+            parts.append(f"{self.answered_by} says: {description}")
         if hint:
             parts.append(f"Hint: {hint}")
         super().__init__(" ".join(parts))
@@ -163,6 +166,8 @@ class AltinnExchangeError(TokenRequestError):
     the exchange raise the retryable types instead (:class:`NetworkError`, :class:`ServerError`,
     :class:`RateLimitedError`, :class:`InvalidResponseError`), with messages that name the exchange.
     """
+
+    answered_by = "Altinn"
 
 
 class ServerError(TokenRequestError):
