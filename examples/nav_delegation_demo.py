@@ -4,8 +4,13 @@ Regnskap AS (313042995) makes accounting software. Its customer Baker AS (310539
 scope ``nav:oppfolgingsplan/lps.write`` to Regnskap AS. Regnskap AS's integration then asks Maskinporten for a
 token with ``consumer_org=310539759`` and sends the plan to NAV's API.
 
-Here Maskinporten is the local emulator and NAV's API a stand-in that accepts only valid tokens with the scope.
-Run it with ``nox -s demo`` (or ``python examples/nav_delegation_demo.py`` with maskinporten-auth installed).
+Next to that story, Regnskap AS's payroll system sends Baker AS's inntektsmelding (``nav:inntektsmelding/lps.write``)
+through an Altinn system user that Baker AS approved for the system, and calls an API hosted on Altinn with the
+Maskinporten token exchanged for an Altinn token.
+
+Here Maskinporten (and Altinn's system register and token exchange) is the local emulator and NAV's APIs
+stand-ins that accept only valid tokens with their scope. Run it with ``nox -s demo`` (or
+``python examples/nav_delegation_demo.py`` with maskinporten-auth installed).
 """
 
 from __future__ import annotations
@@ -22,14 +27,17 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from maskinporten_auth import DelegationError, LocalKeySigner, MaskinportenAuth, TokenEvent
+from maskinporten_auth import AltinnAuth, DelegationError, LocalKeySigner, MaskinportenAuth, SystemUserError, TokenEvent
 from maskinporten_auth.testing import MaskinportenEmulator
 from maskinporten_auth.testing.protected_api import ProtectedApi
 
 SCOPE = "nav:oppfolgingsplan/lps.write"
+INNTEKTSMELDING = "nav:inntektsmelding/lps.write"
+SYSTEM_ID = "313042995_lonn"  # Regnskap AS's payroll system in Altinn's system register
 SUPPLIER = "313042995"  # Regnskap AS
 CUSTOMER = "310539759"  # Baker AS, who delegated the scope
 OTHER_CUSTOMER = "313990265"  # a customer who has not
+MELDING = {"arbeidsgiver": CUSTOMER, "arbeidstaker": "Ola Nordmann", "beregnetInntekt": 52000, "aar": 2026}
 PLAN = {"arbeidstaker": "Kari Nordmann", "tiltak": ["tilrettelagt arbeidstid"], "evalueringsdato": "2026-12-15"}
 
 
@@ -68,8 +76,10 @@ def main() -> None:
 
             step("Regnskap AS registers its integration in Maskinporten with the public key")
             client_id = str(uuid.uuid4())
-            maskinporten.register_client(client_id, orgno=SUPPLIER, scopes=[SCOPE], keys={kid: public_jwk})
-            print(f"client_id={client_id}, orgno={SUPPLIER}, scope={SCOPE}")
+            maskinporten.register_client(
+                client_id, orgno=SUPPLIER, scopes=[SCOPE, INNTEKTSMELDING], keys={kid: public_jwk}
+            )
+            print(f"client_id={client_id}, orgno={SUPPLIER}, scopes={SCOPE} {INNTEKTSMELDING}")
 
             step("Baker AS's daglig leder delegates the scope to Regnskap AS in Altinn")
             maskinporten.delegate(CUSTOMER, SUPPLIER, SCOPE)
@@ -119,6 +129,44 @@ def main() -> None:
                 name: claims[name] for name in ("iss", "client_id", "scope", "consumer", "supplier") if name in claims
             }
             print(json.dumps(shown, indent=2))
+
+            systemuser_story(maskinporten, auth, client_id)
+
+
+def systemuser_story(maskinporten: MaskinportenEmulator, auth: MaskinportenAuth, client_id: str) -> None:
+    """The same supplier sends an inntektsmelding through Baker AS's system user, then calls an Altinn-hosted API."""
+    altinn_issuer = f"{maskinporten.url}/authentication/api/v1/openid/"
+    nav = ProtectedApi(lambda: maskinporten.jwks, issuer=maskinporten.issuer, scope=INNTEKTSMELDING)
+    altinn_app = ProtectedApi(lambda: maskinporten.jwks, issuer=altinn_issuer, scope=INNTEKTSMELDING)
+    with nav, altinn_app:
+        step("Regnskap AS lists its client id on its payroll system in Altinn's system register; Baker AS approves")
+        print("(the vendor's system user request, approved by someone who can act for Baker AS in Altinn)")
+        systemuser_id = maskinporten.add_systemuser(CUSTOMER, client_id, system_id=SYSTEM_ID)
+        print(f"system {SYSTEM_ID}: system user {systemuser_id} owned by {CUSTOMER}")
+
+        step("The payroll system sends Baker AS's inntektsmelding to NAV as the system user")
+        payroll = MaskinportenAuth(client_id, INNTEKTSMELDING, auth.signer, environment=maskinporten.environment)
+        baker = payroll.with_systemuser(CUSTOMER)  # a view: the same key, cache and connections for every customer
+        response = httpx.post(f"{nav.url}/api/v1/inntektsmelding", json=MELDING, auth=baker)
+        print(f"HTTP {response.status_code}; the token as NAV verified it:")
+        claims = nav.calls[-1].claims or {}
+        (detail,) = claims["authorization_details"]
+        print(json.dumps({"consumer": claims["consumer"], "authorization_details": [detail]}, indent=2))
+
+        step(f"The system asks for {OTHER_CUSTOMER}, who has approved no system user")
+        try:
+            payroll.with_systemuser(OTHER_CUSTOMER).get_token()
+        except SystemUserError as error:
+            print(f"{type(error).__name__}: status={error.status} error={error.error} code={error.code}")
+            print(f"hint: {error.hint}")
+
+        step("An API hosted on Altinn wants an Altinn token: AltinnAuth exchanges the Maskinporten token")
+        altinn = AltinnAuth(baker, environment=maskinporten.url)  # "tt02" or "prod" outside the emulator
+        for _ in range(3):
+            status = httpx.post(f"{altinn_app.url}/instances", json=MELDING, auth=altinn).status_code
+        print(f"HTTP {status} three times; Altinn tokens exchanged: {maskinporten.exchanges}")
+        altinn_claims = altinn_app.calls[-1].claims or {}
+        print(f"Altinn token: iss={altinn_claims['iss']} orgNumber={altinn_claims['urn:altinn:orgNumber']}")
 
 
 if __name__ == "__main__":

@@ -255,13 +255,13 @@ _HINTS: dict[str, str] = {
     "urn:altinn:consent",
     "MP-302": "authorization_details has fields Maskinporten does not know; a system user takes type, "
     "systemuser_org and externalRef, a consent type, id and from",
-    "MP-303": "the system user is not set up as the grant says; check that (1) "
+    "MP-303": "the system user is not set up as the grant says. Check: (1) "
     + _MP303_CLIENT_ID
-    + ", (2) "
+    + "; (2) "
     + _MP303_EXTERNAL_REF
-    + ", (3) "
+    + "; (3) "
     + _MP303_OWNER
-    + "; and that the customer has approved the system user request",
+    + "; (4) the customer has approved the system user request",
 }
 
 _DESCRIPTION_HINTS: tuple[tuple[str, str], ...] = (
