@@ -393,6 +393,17 @@ def test_exchange_failures_are_retried_then_typed(make_auth, maskinporten_emulat
         AltinnAuth(view, environment=maskinporten_emulator.url, retry=fast).get_token()
 
 
+@pytest.mark.parametrize("quoted", [False, True], ids=["text", "json-string"])
+def test_the_exchange_body_is_read_bare_or_as_a_json_string(make_auth, maskinporten_emulator, systemuser_id, quoted):
+    altinn_token = jwt.encode({"exp": int(time.time()) + 600, "scope": INNTEKTSMELDING}, "k" * 32, algorithm="HS256")
+    body, kind = (json.dumps(altinn_token), "application/json") if quoted else (altinn_token, "text/plain")
+    maskinporten_emulator.inject_exchange_fault(Fault(status=200, body=body, content_type=kind))
+    auth = AltinnAuth(make_auth().with_systemuser(CUSTOMER), environment=maskinporten_emulator.url)
+    assert auth.get_token() == altinn_token
+    cached = auth.cache.get(auth.cache_key)
+    assert cached is not None and 590 < cached.expires_at - time.monotonic() <= 600
+
+
 def test_a_401_from_the_exchange_renews_the_maskinporten_token_once(make_auth, maskinporten_emulator, systemuser_id):
     view = make_auth().with_systemuser(CUSTOMER)
     problem = {"title": "Unauthorized", "status": 401, "detail": "Invalid token"}

@@ -19,7 +19,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
+from jose import jwt
 
+from maskinporten_auth import AltinnAuth, LocalKeySigner, MaskinportenAuth
 from maskinporten_auth.jwk import jwk_thumbprint, public_key_from_jwk
 from maskinporten_auth.testing import Fault, MaskinportenEmulator
 
@@ -538,3 +540,23 @@ def test_emulator_command_needs_scopes(pem_file: Path) -> None:
     result = run("emulator", "--key", str(pem_file), "--kid", KID)
     assert result.returncode == 2
     assert "MASKINPORTEN_SCOPES: is not set" in result.stderr
+
+
+def test_emulator_command_with_a_system_user_and_the_altinn_exchange(pem_file: Path) -> None:
+    emulator = RunningEmulator("--key", str(pem_file), "--kid", KID, "--scope", SCOPE, "--systemuser", CUSTOMER)
+    try:
+        exports = emulator.exports()
+        notes = [emulator.lines.get(timeout=30) for _ in range(2)]
+        auth = MaskinportenAuth(
+            exports["MASKINPORTEN_CLIENT_ID"],
+            SCOPE,
+            LocalKeySigner.from_pem_file(pem_file, kid=KID),
+            environment=exports["MASKINPORTEN_ENV"],
+        )
+        token = jwt.get_unverified_claims(auth.with_systemuser(CUSTOMER).get_token())
+        altinn = AltinnAuth(auth.with_systemuser(CUSTOMER), environment=exports["MASKINPORTEN_ENV"].rstrip("/"))
+        assert jwt.get_unverified_claims(altinn.get_token())["authorization_details"] == token["authorization_details"]
+    finally:
+        emulator.stop()
+    assert notes[0] == f"# {CUSTOMER} approved a system user: auth.with_systemuser('{CUSTOMER}')"
+    assert notes[1].startswith("# Altinn's token exchange: AltinnAuth(auth, environment='http://127.0.0.1:")
