@@ -427,6 +427,8 @@ def test_a_maskinporten_refusal_reaches_the_caller_typed_and_remembered(make_aut
         asyncio.run(auth.aget_token())
     assert not auth.check() and maskinporten_emulator.token_requests == requests_before
     assert maskinporten_emulator.exchanges == 0
+    maskinporten_emulator.add_systemuser(NOBODY, auth.auth.client_id, system_id=SYSTEM)  # approved now
+    assert asyncio.run(auth.acheck(fresh=True)) and maskinporten_emulator.exchanges == 1
 
 
 def test_test_true_asks_for_the_test_organisation(make_auth, maskinporten_emulator, systemuser_id):

@@ -354,13 +354,25 @@ class AltinnAuth(BearerAuth):
             if maskinporten is not None:
                 self._auth._rejected(maskinporten.value)
 
-    def check(self) -> Readiness:
-        """Whether Maskinporten and Altinn's exchange give this view a token now, without raising for a refusal."""
+    def check(self, *, fresh: bool = False) -> Readiness:
+        """Whether Maskinporten and Altinn's exchange give this view a token now, without raising for a refusal.
+
+        ``fresh=True`` first forgets a remembered refusal (of the Altinn token and of the Maskinporten token behind
+        it) and asks again, as :meth:`MaskinportenAuth.check` does.
+        """
+        if fresh:
+            self._forget_refusals()
         return readiness(self.get_token)
 
-    async def acheck(self) -> Readiness:
+    async def acheck(self, *, fresh: bool = False) -> Readiness:
         """:meth:`check` without blocking the event loop."""
+        if fresh:
+            self._forget_refusals()
         return await areadiness(self.aget_token)
+
+    def _forget_refusals(self) -> None:
+        self._provider.forget_refusal(self._key)
+        self._auth._provider.forget_refusal(self._auth._key)
 
     def close(self) -> None:
         """Release the exchange's connections and worker threads (the wrapped MaskinportenAuth stays open)."""
