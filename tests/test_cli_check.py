@@ -43,6 +43,12 @@ def emulator(maskinporten_emulator: MaskinportenEmulator, rsa_key: rsa.RSAPrivat
     maskinporten_emulator.register_client(CLIENT_ID, orgno=SUPPLIER, scopes=[SCOPE], keys={KID: rsa_key.public_key()})
     for customer in DELEGATED:
         maskinporten_emulator.delegate(customer, SUPPLIER, SCOPE)
+    # Every customer approved system users of the supplier's system (with the default and two other externalRefs).
+    for customer in (*DELEGATED, NOT_DELEGATED):
+        for reference in (None, "payroll-1", "x"):
+            maskinporten_emulator.add_systemuser(
+                customer, CLIENT_ID, system_id=f"{SUPPLIER}_payroll", external_ref=reference
+            )
     return maskinporten_emulator
 
 

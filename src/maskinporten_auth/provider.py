@@ -59,9 +59,6 @@ _WAIT_SLACK = 30.0
 #: The most customers whose refusal or failed refresh is remembered at once.
 _MAX_SETBACKS = 10_000
 
-#: How log lines name the tokens of each source.
-_TITLES = {"maskinporten": "Maskinporten", "altinn": "Altinn"}
-
 EventKind = Literal["cache_hit", "fetched", "fetch_failed", "refresh_failed", "refused"]
 
 
@@ -381,7 +378,7 @@ class TokenProvider(Generic[RequestT]):
         claims = request.claims
         logger.info(
             "%s token obtained: client_id=%s scopes=%s consumer_org=%s duration=%.0fms expires_in=%ds",
-            _TITLES.get(self.client.name, self.client.name),
+            self.client.name.capitalize(),
             claims.client_id,
             " ".join(claims.scopes),
             claims.consumer_org or claims.systemuser_org,
@@ -416,7 +413,7 @@ class TokenProvider(Generic[RequestT]):
                 self._emit("refresh_failed", request.claims, duration=duration, error=error)
             return fallback.value
         self._flights.end(key, flight, error=error)
-        logger.warning("%s token request failed: %s", _TITLES.get(self.client.name, self.client.name), error)
+        logger.warning("%s token request failed: %s", self.client.name.capitalize(), error)
         if self.on_event is not None:
             self._emit("fetch_failed", request.claims, duration=duration, error=error)
         raise error

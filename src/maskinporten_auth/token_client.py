@@ -176,6 +176,9 @@ class TokenClient:
     CA); a fetch started from an event loop posts through ``async_http_client`` on that loop when one is given.
     """
 
+    #: What the provider calls this source in its log lines and events.
+    name = "maskinporten"
+
     def __init__(
         self,
         environment: Environment,
@@ -193,9 +196,6 @@ class TokenClient:
         self._owns_http_client = http_client is None
         self._async_http_client = async_http_client
         self._client_lock = threading.Lock()
-
-    #: What the provider calls this source in its log lines and events.
-    name = "maskinporten"
 
     @property
     def deadline(self) -> float:
