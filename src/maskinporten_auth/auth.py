@@ -174,6 +174,12 @@ class MaskinportenAuth(BearerAuth):
             raise ConfigurationError("refresh", "must be a RefreshPolicy")
         if on_event is not None and not callable(on_event):
             raise ConfigurationError("on_event", "must be callable")
+        if http_client is not None and not isinstance(http_client, httpx.Client):
+            raise ConfigurationError("http_client", f"must be an httpx.Client, got {type(http_client).__name__}")
+        if async_http_client is not None and not isinstance(async_http_client, httpx.AsyncClient):
+            raise ConfigurationError(
+                "async_http_client", f"must be an httpx.AsyncClient, got {type(async_http_client).__name__}"
+            )
         max_in_flight = validate_max_in_flight(max_in_flight)
         client = TokenClient(
             self.environment,

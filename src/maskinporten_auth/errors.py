@@ -64,7 +64,7 @@ class TokenRequestError(MaskinportenError):
     Attributes:
         status: the HTTP status, or None when no response arrived.
         error: the OAuth ``error`` field (``invalid_grant``, ``invalid_scope``, ``forbidden``, ...).
-        code: the MP code from ``error_uri`` (``"MP-251"``), when Maskinporten gave one.
+        code: the MP code (``"MP-251"``) from ``error_uri`` or ``error_description``, when Maskinporten gave one.
         description: Maskinporten's ``error_description``, verbatim.
         trace_id: the trace id Maskinporten put in the description, for its support desk.
         hint: what to do about it, in plain words.
@@ -276,12 +276,17 @@ _MP_CODE = re.compile(r"MP-\d{3}")
 _TRACE_ID = re.compile(r"trace_id:\s*([\w-]+)")
 
 
-def mp_code(error_uri: str | None) -> str | None:
-    """Return the MP code (``"MP-251"``) in an ``error_uri``, or None."""
-    if not error_uri:
-        return None
-    found = _MP_CODE.search(error_uri)
-    return found.group(0) if found else None
+def mp_code(*texts: str | None) -> str | None:
+    """Return the first MP code (``"MP-251"``) in ``texts``, or None.
+
+    Maskinporten puts the code in ``error_uri``, in ``error_description``, or in both (maskinporten-protocol.md
+    §4): pass both, ``error_uri`` first.
+    """
+    for text in texts:
+        found = _MP_CODE.search(text) if text else None
+        if found:
+            return found.group(0)
+    return None
 
 
 def hint_for(code: str | None, description: str | None = None, error: str | None = None) -> str | None:

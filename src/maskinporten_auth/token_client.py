@@ -8,6 +8,7 @@ import email.utils
 import json
 import logging
 import math
+import re
 import reprlib
 import threading
 import time
@@ -38,6 +39,7 @@ from .errors import (
     mp_code,
 )
 from .retry import RetryPolicy, RetrySchedule
+from .transport import apost_form, post_form
 
 if TYPE_CHECKING:
     from .grant import GrantBuilder
@@ -46,6 +48,8 @@ __all__ = ["GRANT_TYPE", "TokenClient", "TokenResponse", "error_from_response", 
 
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 _MAX_EXPIRES_IN = 24 * 3600
+#: RFC 6750 §2.1 b64token: what a Bearer token may hold, so that it can go into an Authorization header as it is.
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
 logger = logging.getLogger("maskinporten_auth")
 
@@ -71,6 +75,13 @@ def parse_token_response(response: httpx.Response) -> TokenResponse:
     token = body.get("access_token")
     if not isinstance(token, str) or not token:
         raise InvalidResponseError("the token response has no access_token", status=response.status_code)
+    if not _B64TOKEN.fullmatch(token):
+        # The token itself is never quoted: it is a secret, and its bad characters could forge log lines.
+        raise InvalidResponseError(
+            "the access_token is not an RFC 6750 b64token: it holds characters (control characters, spaces or "
+            "non-ASCII) that cannot go into an Authorization header",
+            status=response.status_code,
+        )
     token_type = body.get("token_type", "Bearer")
     if not isinstance(token_type, str) or token_type.lower() != "bearer":
         raise InvalidResponseError(f"the token type is {token_type!r}, not Bearer", status=response.status_code)
@@ -129,7 +140,7 @@ def error_from_response(response: httpx.Response) -> TokenRequestError:
     error = body.get("error") if isinstance(body.get("error"), str) else None
     description = body.get("error_description") if isinstance(body.get("error_description"), str) else None
     error_uri = body.get("error_uri") if isinstance(body.get("error_uri"), str) else None
-    code = mp_code(error_uri)
+    code = mp_code(error_uri, description)
     details: dict[str, Any] = {
         "status": status,
         "error": error,
@@ -137,6 +148,14 @@ def error_from_response(response: httpx.Response) -> TokenRequestError:
         "description": description,
         "hint": hint_for(code, description, error),
     }
+    if 300 <= status < 400:
+        location = response.headers.get("location")
+        return TokenRequestError(
+            f"the token endpoint answered with a redirect (HTTP {status}"
+            + (f" to {reprlib.repr(location)}" if location else "")
+            + "), which is never followed: the grant goes to the configured token endpoint only",
+            **{**details, "hint": "set the environment's token_endpoint to the address Maskinporten documents"},
+        )
     if status == 429:
         return RateLimitedError("Maskinporten is rate limiting", retry_after=_retry_after(response), **details)
     if status >= 500:
@@ -264,10 +283,9 @@ class TokenClient:
     def _post(self, grant: str, timeout: float, loop: asyncio.AbstractEventLoop | None) -> httpx.Response:
         form = {"grant_type": GRANT_TYPE, "assertion": grant}
         if loop is None or self._async_http_client is None:
-            return self._client().post(self.environment.token_endpoint, data=form, timeout=timeout)
-        client = self._async_http_client
+            return post_form(self._client(), self.environment.token_endpoint, form, timeout)
         posted = asyncio.run_coroutine_threadsafe(
-            client.post(self.environment.token_endpoint, data=form, timeout=timeout), loop
+            apost_form(self._async_http_client, self.environment.token_endpoint, form, timeout), loop
         )
         try:
             return posted.result(timeout + 1.0)

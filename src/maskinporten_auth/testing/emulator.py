@@ -407,6 +407,8 @@ class MaskinportenEmulator:
                 rejection, answer = refused, Answer.json(refused.status, refused.body(self.url))
             if fault is not None:
                 answer = dataclasses.replace(answer, headers={**answer.headers, **fault.headers})
+        if fault is not None and fault.drip:
+            answer = dataclasses.replace(answer, drip=fault.drip, drip_body_only=fault.drip_body_only)
         with self._lock:
             record.fault = fault
             record.status = None if answer.disconnect else answer.status

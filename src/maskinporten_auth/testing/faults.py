@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 import threading
+import zlib
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -32,6 +33,9 @@ class Fault:
     - ``status`` (with optional ``body`` and ``content_type``): answer with this instead of validating the grant.
       A dict or list body is sent as JSON, a str as UTF-8 text.
     - ``headers``: added to the answer, the fault's or, without ``status``, the normal one (e.g. a skewed ``Date``).
+    - ``drip``: send the answer (the fault's or the normal one) one byte every ``drip`` seconds, from the status
+      line on, or from the body on with ``drip_body_only``, until it is sent, the client hangs up or the emulator
+      stops.
 
     The grant is recorded either way. The class methods build the common cases.
     """
@@ -43,10 +47,14 @@ class Fault:
     delay: float = 0.0
     drop: bool = False
     reset: bool = False
+    drip: float = 0.0
+    drip_body_only: bool = False
 
     def __post_init__(self) -> None:
-        if self.delay < 0:
-            raise ValueError("delay must not be negative")
+        if self.delay < 0 or self.drip < 0:
+            raise ValueError("delay and drip must not be negative")
+        if (self.drop or self.reset) and self.drip:
+            raise ValueError("a dropped or reset connection has no answer to drip")
         if self.drop and self.reset:
             raise ValueError("a connection is either dropped or reset, not both")
         if (self.drop or self.reset) and (self.status is not None or self.body is not None):
@@ -85,6 +93,26 @@ class Fault:
     def slow(cls, seconds: float) -> Fault:
         """Answer normally, but only after ``seconds``."""
         return cls(delay=seconds)
+
+    @classmethod
+    def drip_feed(cls, seconds_per_byte: float, *, body_only: bool = False) -> Fault:
+        """Answer normally, but one byte every ``seconds_per_byte``: from the status line on, or the body only."""
+        return cls(drip=seconds_per_byte, drip_body_only=body_only)
+
+    @classmethod
+    def redirect(cls, location: str, status: int = 307) -> Fault:
+        """A redirect to ``location`` (307 keeps the method and body: a client that follows it resends the grant)."""
+        return cls(status=status, headers={"Location": location})
+
+    @classmethod
+    def gzip_bomb(cls, decoded_size: int) -> Fault:
+        """A 200 whose gzip body (one member) inflates to ``decoded_size`` zero bytes, about 1000 times its size."""
+        compressor = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+        block = bytes(1 << 20)
+        parts = [compressor.compress(block) for _ in range(decoded_size // len(block))]
+        parts.append(compressor.compress(bytes(decoded_size % len(block))))
+        parts.append(compressor.flush())
+        return cls(status=200, body=b"".join(parts), content_type=_JSON, headers={"Content-Encoding": "gzip"})
 
     @classmethod
     def dropped_connection(cls) -> Fault:

@@ -23,13 +23,18 @@ logger = logging.getLogger("maskinporten_auth.testing")
 
 @dataclass(frozen=True)
 class Answer:
-    """What to send back: a status, a body and headers, or ``disconnect`` to drop or reset the connection."""
+    """What to send back: a status, a body and headers, or ``disconnect`` to drop or reset the connection.
+
+    ``drip`` sends the answer one byte every ``drip`` seconds (from the body on with ``drip_body_only``).
+    """
 
     status: int = 200
     body: bytes = b""
     content_type: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     disconnect: Literal["drop", "reset"] | None = None
+    drip: float = 0.0
+    drip_body_only: bool = False
 
     @classmethod
     def json(cls, status: int, value: Any, headers: dict[str, str] | None = None) -> Answer:
@@ -114,11 +119,27 @@ class _Handler(BaseHTTPRequestHandler):
             headers["Content-Type"] = answer.content_type
         headers.update(answer.headers)
         headers["Content-Length"] = str(len(answer.body))
-        self.send_response_only(answer.status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(answer.body)
+        reason = self.responses.get(answer.status, ("",))[0]
+        lines = [f"{self.protocol_version} {answer.status} {reason}", *(f"{k}: {v}" for k, v in headers.items())]
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        if not answer.drip:
+            self.wfile.write(head + answer.body)
+        elif answer.drip_body_only:
+            self.wfile.write(head)
+            self._drip(answer.body, answer.drip)
+        else:
+            self._drip(head + answer.body, answer.drip)
+
+    def _drip(self, data: bytes, interval: float) -> None:
+        """Send ``data`` a byte at a time until it is sent, the client hangs up or the server closes."""
+        self.close_connection = True
+        for index in range(len(data)):
+            try:
+                self.wfile.write(data[index : index + 1])
+            except OSError:
+                return
+            if self.server.closing.wait(interval):
+                return
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s - " + format, self.address_string(), *args)
@@ -136,6 +157,7 @@ class EmulatorServer(ThreadingHTTPServer):
         self._connections_lock = threading.Lock()
         self._open_connections: set[socket.socket] = set()
         self._connections_to_reset: set[socket.socket] = set()
+        self.closing = threading.Event()
         super().__init__(address, _Handler)
 
     def track(self, connection: socket.socket) -> None:
@@ -165,7 +187,8 @@ class EmulatorServer(ThreadingHTTPServer):
             super().shutdown_request(request)
 
     def close_open_connections(self) -> None:
-        """Shut down every open connection, waking handlers blocked on idle keep-alive connections."""
+        """Shut down every open connection, waking handlers blocked on idle keep-alive connections or dripping."""
+        self.closing.set()
         with self._connections_lock:
             connections = list(self._open_connections)
         for connection in connections:

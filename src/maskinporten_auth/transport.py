@@ -1,0 +1,240 @@
+"""One form POST to the token endpoint, bounded in time and size, never redirected.
+
+httpx's timeouts apply to each network operation, so a server that drips one byte a second never trips them. Here
+one attempt gets one deadline that covers the connection pool, connect, TLS, the request, the response headers and
+the body:
+
+- sync (:func:`post_form`): every network stream the request touches is *armed*: its ``read`` and ``write`` take
+  the time left before the deadline of the attempt running in the current thread (a context variable) as their
+  timeout, and raise httpcore's ``ReadTimeout``/``WriteTimeout`` once it has passed. Streams are armed as httpcore
+  opens them (its ``trace`` extension reports each new TCP, TLS and proxy stream) and when a response hands its
+  stream over (``network_stream``), so a kept-alive connection is bounded when it is used again. This needs no
+  thread, works in any worker thread, and leaves the application's own requests on a shared client alone (their
+  context has no deadline). The one gap: the response headers of a kept-alive connection the application opened
+  itself and that no token request has used yet are bounded per read only.
+- async (:func:`apost_form`): the whole exchange runs under ``asyncio.wait_for``.
+
+The response body is read as a stream and capped twice: at :data:`MAX_ENCODED_BYTES` as it arrives and at
+:data:`MAX_DECODED_BYTES` after decompression, which is done here, chunk by chunk with a bounded output, so a gzip
+bomb never inflates past the cap. Redirects are never followed, whatever the client's ``follow_redirects``: the grant
+goes to the configured token endpoint only, and a 3xx answer is returned like any other non-200.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import time
+import zlib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import httpcore
+import httpx
+
+from .errors import InvalidResponseError
+
+__all__ = ["MAX_DECODED_BYTES", "MAX_ENCODED_BYTES", "apost_form", "post_form"]
+
+#: The most bytes of a token response body read from the network. A token response is a few kilobytes.
+MAX_ENCODED_BYTES = 256 * 1024
+#: The most bytes of a token response body after decompression.
+MAX_DECODED_BYTES = 256 * 1024
+
+#: The monotonic deadline of the token request running in this context, or None outside one.
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("maskinporten_auth_deadline", default=None)
+_ARMED = "_maskinporten_auth_armed"
+_DEADLINE_PASSED = "the attempt's deadline passed before the whole answer arrived"
+
+
+def post_form(client: httpx.Client, url: str, form: Mapping[str, str], timeout: float) -> httpx.Response:
+    """POST ``form`` to ``url`` with ``client``; the answer must arrive in full within ``timeout`` seconds.
+
+    Returns a response whose content is read, decoded and at most :data:`MAX_DECODED_BYTES`; a 3xx is returned
+    as it is, not followed. Raises ``httpx.TimeoutException`` when the deadline passes, another ``httpx.HTTPError``
+    when the exchange fails, and :class:`InvalidResponseError` when the body is too large or in an unknown encoding.
+    """
+    request = _build_request(client, url, form, timeout, trace=_arm_reported_stream)
+    token = _deadline.set(time.monotonic() + timeout)
+    try:
+        response = client.send(request, stream=True, follow_redirects=False)
+        try:
+            _arm(response.extensions.get("network_stream"))
+            body = _BoundedBody(response)
+            for chunk in response.iter_raw():
+                body.feed(chunk)
+            return body.response()
+        finally:
+            response.close()
+    finally:
+        _deadline.reset(token)
+
+
+async def apost_form(client: httpx.AsyncClient, url: str, form: Mapping[str, str], timeout: float) -> httpx.Response:
+    """Like :func:`post_form`, with an ``httpx.AsyncClient``; the deadline cancels the exchange wherever it is."""
+    request = _build_request(client, url, form, timeout)
+
+    async def exchange() -> httpx.Response:
+        response = await client.send(request, stream=True, follow_redirects=False)
+        try:
+            body = _BoundedBody(response)
+            async for chunk in response.aiter_raw():
+                body.feed(chunk)
+            return body.response()
+        finally:
+            await response.aclose()
+
+    try:
+        return await asyncio.wait_for(exchange(), timeout)
+    except asyncio.TimeoutError:
+        raise httpx.ReadTimeout(_DEADLINE_PASSED, request=request) from None
+
+
+def _build_request(
+    client: httpx.Client | httpx.AsyncClient,
+    url: str,
+    form: Mapping[str, str],
+    timeout: float,
+    trace: Callable[[str, dict[str, Any]], None] | None = None,
+) -> httpx.Request:
+    # No compression is asked for (a token response is small); one that comes anyway is decoded here, bounded.
+    return client.build_request(
+        "POST",
+        url,
+        data=dict(form),
+        headers={"Accept": "application/json", "Accept-Encoding": "identity"},
+        timeout=timeout,
+        extensions={} if trace is None else {"trace": trace},
+    )
+
+
+def _time_left(error: type[httpcore.TimeoutException], timeout: float | None) -> float | None:
+    """The timeout for one network operation: ``timeout`` cut to the time left, or ``error`` when none is left."""
+    deadline = _deadline.get()
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise error(_DEADLINE_PASSED)
+    return left if timeout is None else min(timeout, left)
+
+
+def _arm(stream: object) -> None:
+    """Make ``stream`` (an ``httpcore.NetworkStream``) honour the deadline of the token request using it."""
+    if not isinstance(stream, httpcore.NetworkStream) or getattr(stream, _ARMED, False):
+        return
+    read, write = stream.read, stream.write
+
+    def bounded_read(max_bytes: int, timeout: float | None = None) -> bytes:
+        return read(max_bytes, _time_left(httpcore.ReadTimeout, timeout))
+
+    def bounded_write(buffer: bytes, timeout: float | None = None) -> None:
+        write(buffer, _time_left(httpcore.WriteTimeout, timeout))
+
+    stream.read = bounded_read  # type: ignore[method-assign]
+    stream.write = bounded_write  # type: ignore[method-assign]
+    setattr(stream, _ARMED, True)
+
+
+def _arm_reported_stream(event: str, info: dict[str, Any]) -> None:
+    """httpcore ``trace`` callback: arm each stream it opens (TCP, TLS, proxy tunnel) as it reports it."""
+    if event.endswith(".complete"):
+        _arm(info.get("return_value"))
+
+
+class _BoundedBody:
+    """Collects a streamed response's raw body and decodes it, failing as soon as a cap is passed."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._response = response
+        self._encoded = 0
+        self._decoded = 0
+        self._chunks: list[bytes] = []
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("identity", "", *_INFLATERS):
+            raise self._invalid(f"its Content-Encoding {encoding[:40]!r} is not supported (gzip, deflate or none)")
+        self._encoding = encoding
+        self._inflater = _INFLATERS[encoding]() if encoding in _INFLATERS else None
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_ENCODED_BYTES:
+            raise self._too_large(f"it declares {int(declared)} bytes")
+
+    def _invalid(self, problem: str) -> InvalidResponseError:
+        status = self._response.status_code
+        return InvalidResponseError(
+            f"the token endpoint's answer (HTTP {status}) is unusable: {problem}", status=status
+        )
+
+    def _too_large(self, detail: str) -> InvalidResponseError:
+        return self._invalid(f"the body is larger than a token response can be ({detail})")
+
+    def feed(self, chunk: bytes) -> None:
+        """Take the next raw chunk."""
+        self._encoded += len(chunk)
+        if self._encoded > MAX_ENCODED_BYTES:
+            raise self._too_large(f"over {MAX_ENCODED_BYTES} bytes on the wire")
+        if self._inflater is None:
+            self._append(chunk)
+            return
+        try:
+            # At most one byte beyond the room left comes out: enough to show that the cap was passed.
+            self._append(self._inflater.decompress(chunk, MAX_DECODED_BYTES - self._decoded + 1))
+        except zlib.error:
+            raise self._invalid(f"the body is not valid {self._encoding} data") from None
+
+    def _append(self, data: bytes) -> None:
+        self._decoded += len(data)
+        if self._decoded > MAX_DECODED_BYTES:
+            raise self._too_large(f"over {MAX_DECODED_BYTES} bytes decoded")
+        self._chunks.append(data)
+
+    def response(self) -> httpx.Response:
+        """The response with its decoded body (and no Content-Encoding left to apply)."""
+        if self._inflater is not None and self._encoded and not self._inflater.eof:
+            raise self._invalid(f"the {self._encoding} body is cut off")
+        kept = [(name, value) for name, value in self._response.headers.multi_items() if name not in _RECODED]
+        return httpx.Response(
+            self._response.status_code,
+            headers=kept,
+            content=b"".join(self._chunks),
+            request=self._response.request,
+        )
+
+
+_RECODED = ("content-encoding", "content-length", "transfer-encoding")
+
+
+class _Inflater:
+    """Streaming gzip or deflate decompression with a cap on each step's output (zlib's ``max_length``).
+
+    All input is consumed or the output hit the cap, so nothing is held back that a final flush would release.
+    """
+
+    def __init__(self, wbits: int) -> None:
+        self._zlib = zlib.decompressobj(wbits)
+        self._raw_deflate_allowed = wbits == zlib.MAX_WBITS
+
+    @property
+    def eof(self) -> bool:
+        """Whether the compressed stream ended properly."""
+        return self._zlib.eof
+
+    def decompress(self, data: bytes, max_length: int) -> bytes:
+        """Decompress ``data`` into at most ``max_length`` bytes; raise ``zlib.error`` for corrupt data."""
+        try:
+            return self._zlib.decompress(data, max_length)
+        except zlib.error:
+            # "deflate" is zlib-wrapped by the standard, but some servers send raw deflate (httpx allows it too).
+            if not self._raw_deflate_allowed:
+                raise
+            self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
+            return self._zlib.decompress(data, max_length)
+        finally:
+            self._raw_deflate_allowed = False
+
+
+_INFLATERS = {
+    "gzip": lambda: _Inflater(zlib.MAX_WBITS | 16),
+    "x-gzip": lambda: _Inflater(zlib.MAX_WBITS | 16),
+    "deflate": lambda: _Inflater(zlib.MAX_WBITS),
+}
