@@ -14,9 +14,11 @@ import os
 import socket
 import threading
 import time
+import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import httpx
 import pytest
 
 from maskinporten_auth import (
@@ -93,6 +95,18 @@ FAULT_KINDS = {
     "expires-in-negative": FaultKind(Fault.invalid_expires_in(-120), InvalidResponseError),
     "expires-in-null": FaultKind(Fault.invalid_expires_in(None), InvalidResponseError),
     "expires-in-huge": FaultKind(Fault.invalid_expires_in(10**400), InvalidResponseError),
+    # A drip faster than the attempt timeout: no single read ever times out, only the attempt's deadline cuts it.
+    "drip-headers": FaultKind(Fault.drip_feed(0.1), NetworkError),
+    "drip-body": FaultKind(Fault.drip_feed(0.1, body_only=True), NetworkError),
+    "gzip-bomb": FaultKind(Fault.gzip_bomb(64 << 20), InvalidResponseError),  # 64 KiB that inflate to 64 MiB
+    "huge-body": FaultKind(
+        Fault(status=200, body=bytes(10 << 20), content_type="application/json"), InvalidResponseError
+    ),
+    "access-token-crlf": FaultKind(
+        Fault.valid_looking_token("eyJhbGciOi.e30.c2ln\r\nX-Injected: 1"), InvalidResponseError
+    ),
+    "access-token-non-ascii": FaultKind(Fault.valid_looking_token("eyJhbGciOi.e30.c2lnø"), InvalidResponseError),
+    "access-token-space": FaultKind(Fault.valid_looking_token("eyJhbGciOi.e30 c2ln"), InvalidResponseError),
 }
 
 
@@ -156,6 +170,71 @@ def test_a_response_slower_than_the_deadline_is_cut_off_at_the_deadline(
     assert policy.deadline - 0.1 <= elapsed < policy.deadline + SLACK
     assert len(maskinporten_emulator.grants) == 1
     assert_every_attempt_had_a_new_grant(maskinporten_emulator, recording_signer.jtis)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("body_only", [False, True], ids=["headers", "body"])
+def test_a_one_byte_a_second_drip_is_cut_off_at_the_attempt_deadline(
+    body_only, mode, make_auth, maskinporten_emulator, recording_signer
+):
+    # Each byte comes well within the 2-s timeout, so only a deadline over the whole attempt can end it.
+    policy = RetryPolicy(attempts=1, deadline=4.0, timeout=2.0)
+    maskinporten_emulator.inject_fault(Fault.drip_feed(1.0, body_only=body_only))
+    error, elapsed = timed(lambda: get_token(make_auth(retry=policy), mode))
+    assert isinstance(error, NetworkError), error
+    assert "timed out" in str(error)
+    assert policy.timeout - 0.1 <= elapsed < policy.timeout + 1.5
+    assert_every_attempt_had_a_new_grant(maskinporten_emulator, recording_signer.jtis)
+
+
+def test_a_drip_on_a_kept_alive_connection_is_cut_off_too(make_auth, maskinporten_emulator, recording_signer):
+    """The second attempt reuses the first one's connection, which the client saw open before this attempt."""
+    policy = RetryPolicy(attempts=2, deadline=10.0, backoff=0.01, max_backoff=0.01, timeout=1.0)
+    maskinporten_emulator.inject_fault(Fault.server_error(500))
+    maskinporten_emulator.inject_fault(Fault.drip_feed(0.2))
+    connections: list[object] = []
+    with httpx.Client(
+        event_hooks={"response": [lambda r: connections.append(r.extensions["network_stream"])]}
+    ) as client:
+        error, elapsed = timed(make_auth(retry=policy, http_client=client).get_token)
+    assert isinstance(error, NetworkError), error
+    assert elapsed < 2 * policy.timeout + SLACK
+    assert len(maskinporten_emulator.grants) == 2
+    assert connections[0] is not None and connections == connections[:1] * len(connections)
+    assert_every_attempt_had_a_new_grant(maskinporten_emulator, recording_signer.jtis)
+
+
+def test_a_gzip_bomb_fails_fast_in_bounded_memory(make_auth, maskinporten_emulator):
+    bomb = Fault.gzip_bomb(256 << 20)
+    assert len(bomb.encoded_body()[0]) < 1 << 20  # under a megabyte on the wire
+    maskinporten_emulator.inject_fault(bomb)
+    auth = make_auth(retry=RetryPolicy(attempts=1))
+    tracemalloc.start()
+    try:
+        error, _ = timed(auth.get_token)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert isinstance(error, InvalidResponseError), error
+    assert "larger than a token response" in str(error)
+    assert peak < 16 << 20
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_is_never_followed_whatever_the_client(status, mode, make_auth, maskinporten_emulator):
+    async_client = httpx.AsyncClient(follow_redirects=True)
+    with MaskinportenEmulator() as elsewhere, httpx.Client(follow_redirects=True) as client:
+        maskinporten_emulator.inject_fault(Fault.redirect(elsewhere.url + "/token", status), times=5)
+        auth = make_auth(retry=MATRIX_POLICY, http_client=client, async_http_client=async_client)
+        error, _ = timed(lambda: get_token(auth, mode))
+        assert elsewhere.token_requests == 0
+    asyncio.run(async_client.aclose())
+    assert type(error) is TokenRequestError
+    assert not error.retryable
+    assert error.status == status
+    assert "redirect" in str(error) and elsewhere.url in str(error)
+    assert len(maskinporten_emulator.grants) == 1
 
 
 FINAL_ANSWERS = {

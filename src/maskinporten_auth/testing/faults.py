@@ -96,8 +96,14 @@ class Fault:
 
     @classmethod
     def drip_feed(cls, seconds_per_byte: float, *, body_only: bool = False) -> Fault:
-        """Answer normally, but one byte every ``seconds_per_byte``: from the status line on, or the body only."""
-        return cls(drip=seconds_per_byte, drip_body_only=body_only)
+        """A 200 token response, one byte every ``seconds_per_byte``: from the status line on, or the body only.
+
+        The token in it is made up (no token is issued), and the body pads it to a kilobyte, so that even a fast
+        drip outlasts any sensible timeout.
+        """
+        token = "eyJhbGciOiJSUzI1NiJ9.e30." + "c2ln" * 240
+        body = {"access_token": token, "token_type": "Bearer", "expires_in": 120}
+        return cls(status=200, body=body, drip=seconds_per_byte, drip_body_only=body_only)
 
     @classmethod
     def redirect(cls, location: str, status: int = 307) -> Fault:
@@ -140,6 +146,11 @@ class Fault:
     def missing_access_token(cls) -> Fault:
         """A 200 JSON body without ``access_token``."""
         return cls(status=200, body={"token_type": "Bearer", "expires_in": 120, "scope": "unknown"})
+
+    @classmethod
+    def valid_looking_token(cls, access_token: str) -> Fault:
+        """A 200 token response that is valid but for its ``access_token``, given verbatim (e.g. with CR/LF)."""
+        return cls(status=200, body={"access_token": access_token, "token_type": "Bearer", "expires_in": 120})
 
     @classmethod
     def invalid_expires_in(cls, expires_in: Any = "soon") -> Fault:
