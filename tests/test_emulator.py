@@ -67,10 +67,11 @@ def make_certificate(
     issuer: tuple[x509.Certificate, rsa.RSAPrivateKey] | None = None,
     ca: bool = False,
     expired: bool = False,
+    subject_attributes: tuple[x509.NameAttribute, ...] = (),
 ) -> x509.Certificate:
     """A certificate for ``subject_key``, self-signed or issued by ``issuer`` (certificate, key)."""
     now = datetime.datetime.now(datetime.timezone.utc)
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name), *subject_attributes])
     issuer_name, signing_key = (subject, subject_key) if issuer is None else (issuer[0].subject, issuer[1])
     not_after = now - datetime.timedelta(days=1) if expired else now + datetime.timedelta(days=30)
     return (
@@ -334,9 +335,23 @@ def test_repeated_parameter_is_invalid_request(emulator: MaskinportenEmulator, g
     assert_rejected(response, 400, "invalid_request", None, "repeated: assertion")
 
 
-@pytest.mark.parametrize("assertion", ["not-a-jwt", "a.b", "e30.e30.", "W10.e30.c2ln", "e30.e30.c2ln.x", "e30.e*.c2ln"])
-def test_malformed_jws_is_mp_100(emulator: MaskinportenEmulator, assertion: str) -> None:
-    assert_rejected(post_grant(emulator, assertion), 400, "invalid_grant", "MP-100", "Malformed JWT")
+# Maskinporten's troubleshooting page documents MP-011 invalid_request for an assertion that is not a JWT (this test
+# expected invalid_grant MP-100 before), and MP-124 for an empty signature part ("e30.e30." was one of these cases).
+@pytest.mark.parametrize(
+    "assertion", ["not-a-jwt", "a.b", "W10.e30.c2ln", "e30.e30.c2ln.x", "e30.e*.c2ln", ".e30.c2ln"]
+)
+def test_an_assertion_that_is_not_a_jwt_is_mp_011(emulator: MaskinportenEmulator, assertion: str) -> None:
+    response = post_grant(emulator, assertion)
+    assert_rejected(response, 400, "invalid_request", "MP-011", "Invalid assertion. Invalid parameter value")
+
+
+@pytest.mark.parametrize("assertion", ["e30.e30.", "valid-but-unsigned"])
+def test_an_empty_signature_is_mp_124(
+    emulator: MaskinportenEmulator, grant: Callable[..., str], assertion: str
+) -> None:
+    if assertion == "valid-but-unsigned":
+        assertion = grant().rsplit(".", 1)[0] + "."
+    assert_rejected(post_grant(emulator, assertion), 400, "invalid_grant", "MP-124", "Invalid JWT signature")
 
 
 # The header
@@ -358,6 +373,13 @@ def test_header_needs_exactly_one_of_kid_and_x5c(
     header = {"alg": "RS256", "kid": KID, "x5c": [der_b64(leaf)]} if both else {"alg": "RS256"}
     response = post_grant(emulator, hand_signed_grant(client_key, header, claims_for(emulator)))
     assert_rejected(response, 400, "invalid_grant", None, "exactly one of kid and x5c")
+
+
+@pytest.mark.parametrize("crit", [["exp"], ["urn:example:extension"], []])
+def test_a_crit_header_is_rejected(emulator: MaskinportenEmulator, client_key: rsa.RSAPrivateKey, crit: Any) -> None:
+    header = {"alg": "RS256", "kid": KID, "crit": crit, "urn:example:extension": True}
+    response = post_grant(emulator, hand_signed_grant(client_key, header, claims_for(emulator)))
+    assert_rejected(response, 400, "invalid_grant", None, "crit names extensions Maskinporten does not understand")
 
 
 def test_x5c_as_a_string_is_mp_123(
@@ -441,6 +463,52 @@ def test_x5c_trusted_only_for_another_client_is_mp_120(
     claims = claims_for(certificate_client, iss="other-client")
     response = post_grant(certificate_client, jose_grant(client_key, claims, x5c=[der_b64(leaf)]))
     assert_rejected(response, 400, "invalid_grant", "MP-120", "not one registered for this client")
+
+
+def test_x5c_through_an_issuer_that_is_not_a_ca_is_mp_120(
+    certificate_client: MaskinportenEmulator,
+    client_key: rsa.RSAPrivateKey,
+    ca: tuple[x509.Certificate, rsa.RSAPrivateKey],
+    stranger_key: rsa.RSAPrivateKey,
+) -> None:
+    """Full path validation: an end-entity certificate of the trusted CA cannot issue certificates itself."""
+    not_a_ca = make_certificate(stranger_key, "Some End Entity", issuer=ca)
+    leaf_of_it = make_certificate(client_key, "REGNSKAP AS", issuer=(not_a_ca, stranger_key))
+    x5c = [der_b64(leaf_of_it), der_b64(not_a_ca), der_b64(ca[0])]
+    response = post_grant(certificate_client, jose_grant(client_key, claims_for(certificate_client), x5c=x5c))
+    assert_rejected(response, 400, "invalid_grant", "MP-120", "invalid certificate")
+
+
+@pytest.mark.parametrize(
+    "attribute",
+    [
+        x509.NameAttribute(NameOID.ORGANIZATION_IDENTIFIER, f"NTRNO-{CUSTOMER}"),
+        x509.NameAttribute(NameOID.SERIAL_NUMBER, CUSTOMER),
+    ],
+    ids=["organizationIdentifier", "serialNumber"],
+)
+def test_x5c_issued_to_another_organisation_is_mp_122(
+    certificate_client: MaskinportenEmulator,
+    client_key: rsa.RSAPrivateKey,
+    ca: tuple[x509.Certificate, rsa.RSAPrivateKey],
+    attribute: x509.NameAttribute,
+) -> None:
+    their_leaf = make_certificate(client_key, "BAKER AS", issuer=ca, subject_attributes=(attribute,))
+    x5c = [der_b64(their_leaf), der_b64(ca[0])]
+    response = post_grant(certificate_client, jose_grant(client_key, claims_for(certificate_client), x5c=x5c))
+    assert_rejected(response, 400, "invalid_grant", "MP-122", "Does not match certificate orgno")
+
+
+def test_x5c_issued_to_the_clients_own_organisation_is_accepted(
+    certificate_client: MaskinportenEmulator,
+    client_key: rsa.RSAPrivateKey,
+    ca: tuple[x509.Certificate, rsa.RSAPrivateKey],
+) -> None:
+    attribute = x509.NameAttribute(NameOID.ORGANIZATION_IDENTIFIER, f"NTRNO-{SUPPLIER}")
+    own_leaf = make_certificate(client_key, "REGNSKAP AS", issuer=ca, subject_attributes=(attribute,))
+    x5c = [der_b64(own_leaf), der_b64(ca[0])]
+    response = post_grant(certificate_client, jose_grant(client_key, claims_for(certificate_client), x5c=x5c))
+    assert verify_access_token(certificate_client, response)["client_amr"] == "virksomhetssertifikat"
 
 
 def test_x5c_with_an_expired_certificate_is_mp_121(
@@ -657,21 +725,23 @@ def test_unknown_scope_with_consumer_org_is_mp_200_not_mp_251(
     assert_rejected(response, 400, "invalid_scope", "MP-200", "not:registered")
 
 
-def test_consumer_org_of_the_client_itself_needs_no_delegation(
+# The troubleshooting page documents this refusal; the emulator accepted it before (as needing no delegation).
+def test_consumer_org_of_the_client_itself_is_refused(
     emulator: MaskinportenEmulator, grant: Callable[..., str]
 ) -> None:
-    claims = verify_access_token(emulator, post_grant(emulator, grant(consumer_org=SUPPLIER)))
-    assert claims["consumer"]["ID"] == f"0192:{SUPPLIER}" and "supplier" not in claims
+    response = post_grant(emulator, grant(consumer_org=SUPPLIER))
+    assert_rejected(
+        response, 400, "invalid_request", None, "Det er samme organisasjonsnummer både på klient og i consumer_org"
+    )
 
 
 @pytest.mark.parametrize(
     ("resource", "audience"),
     [
-        ("https://api.nav.no/", "https://api.nav.no/"),
         (["https://api.nav.no/"], "https://api.nav.no/"),
         (["https://a.example/", "https://b.example/"], ["https://a.example/", "https://b.example/"]),
     ],
-    ids=["string", "array-of-one", "array-of-two"],
+    ids=["array-of-one", "array-of-two"],
 )
 def test_resource_becomes_the_token_audience(
     emulator: MaskinportenEmulator, grant: Callable[..., str], resource: Any, audience: Any
@@ -681,7 +751,8 @@ def test_resource_becomes_the_token_audience(
     assert verify_access_token(emulator, response, audience=first)["aud"] == audience
 
 
-@pytest.mark.parametrize("resource", [5, [], [5]])
+# Digdir on resource: "Currently only array supported": a plain string (accepted before) is refused too.
+@pytest.mark.parametrize("resource", [5, [], [5], "https://api.nav.no/"])
 def test_resource_of_the_wrong_type_is_rejected(
     emulator: MaskinportenEmulator, grant: Callable[..., str], resource: Any
 ) -> None:
@@ -711,22 +782,49 @@ def test_systemuser_authorization_details_are_echoed_with_ids(
     assert claims["consumer"]["ID"] == f"0192:{SUPPLIER}"  # the vendor
 
 
+SYSTEMUSER_ORG = {"authority": "iso6523-actorid-upis", "ID": f"0192:{CUSTOMER}"}
+
+
+# The troubleshooting page gives these MP codes (MP-301 unknown type, MP-302 unknown fields, MP-303 invalid
+# values); the emulator answered them without a code before.
 @pytest.mark.parametrize(
-    "details",
+    ("details", "code"),
     [
-        {"type": "urn:altinn:systemuser"},
-        [],
-        [{"type": "urn:other"}],
-        [{"type": "urn:altinn:systemuser", "systemuser_org": {"authority": "x", "ID": f"0192:{CUSTOMER}"}}],
-        [{"type": "urn:altinn:systemuser", "systemuser_org": {"authority": "iso6523-actorid-upis", "ID": CUSTOMER}}],
+        ({"type": "urn:altinn:systemuser"}, "MP-303"),
+        ([], "MP-303"),
+        (["urn:altinn:systemuser"], "MP-303"),
+        ([{"type": "urn:other"}], "MP-301"),
+        ([{"systemuser_org": SYSTEMUSER_ORG}], "MP-301"),
+        ([{"type": "urn:altinn:systemuser", "systemuser_org": SYSTEMUSER_ORG, "scope": "x"}], "MP-302"),
+        ([{"type": "urn:altinn:consent", "id": str(uuid.uuid4()), "systemuser_org": SYSTEMUSER_ORG}], "MP-302"),
+        ([{"type": "urn:altinn:systemuser", "systemuser_org": {"authority": "x", "ID": f"0192:{CUSTOMER}"}}], "MP-303"),
+        ([{"type": "urn:altinn:systemuser", "systemuser_org": {**SYSTEMUSER_ORG, "ID": CUSTOMER}}], "MP-303"),
+        ([{"type": "urn:altinn:systemuser", "systemuser_org": {**SYSTEMUSER_ORG, "ID": "0192:123456789"}}], "MP-303"),
+        ([{"type": "urn:altinn:systemuser", "systemuser_org": f"0192:{CUSTOMER}"}], "MP-303"),
+        ([{"type": "urn:altinn:systemuser", "systemuser_org": SYSTEMUSER_ORG, "externalRef": 7}], "MP-303"),
+        ([{"type": "urn:altinn:systemuser", "systemuser_org": SYSTEMUSER_ORG}] * 2, "MP-303"),
     ],
-    ids=["object", "empty", "unknown-type", "bad-authority", "no-prefix"],
+    ids=[
+        "object",
+        "empty",
+        "string-entry",
+        "unknown-type",
+        "no-type",
+        "unknown-field",
+        "field-of-another-type",
+        "bad-authority",
+        "no-prefix",
+        "bad-check-digit",
+        "party-as-string",
+        "external-ref-number",
+        "two-system-users",
+    ],
 )
 def test_invalid_authorization_details_are_rejected(
-    emulator: MaskinportenEmulator, grant: Callable[..., str], details: Any
+    emulator: MaskinportenEmulator, grant: Callable[..., str], details: Any, code: str
 ) -> None:
     response = post_grant(emulator, grant(authorization_details=details))
-    assert_rejected(response, 400, "invalid_authorization_details", None, "Invalid authorization_details")
+    assert_rejected(response, 400, "invalid_authorization_details", code, "Invalid authorization_details")
 
 
 # Clock and lifetimes

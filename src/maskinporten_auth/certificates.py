@@ -9,10 +9,24 @@ from collections.abc import Sequence
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 
 from .errors import ConfigurationError
 
-__all__ = ["CertificateChain"]
+__all__ = ["CertificateChain", "organisation_number"]
+
+
+def organisation_number(certificate: x509.Certificate) -> str | None:
+    """The organisation number in a Norwegian enterprise certificate's subject, if any.
+
+    SEID 2 certificates carry it in ``organizationIdentifier`` (``NTRNO-<orgno>``), older ones in ``serialNumber``.
+    """
+    for oid in (NameOID.ORGANIZATION_IDENTIFIER, NameOID.SERIAL_NUMBER):
+        for attribute in certificate.subject.get_attributes_for_oid(oid):
+            digits = "".join(character for character in str(attribute.value) if character.isdigit())
+            if len(digits) >= 9:
+                return digits[-9:]
+    return None
 
 
 def _same_public_key(a: object, b: rsa.RSAPublicKey) -> bool:

@@ -237,14 +237,18 @@ _MP303_CAUSES: tuple[tuple[str, str], ...] = (
 )
 
 _HINTS: dict[str, str] = {
+    "MP-011": "the assertion is not a JWT Maskinporten can read (three base64url parts of JSON), or a claim has "
+    "the wrong type (resource, for one, must be an array of strings)",
     "MP-012": "a grant was sent twice; every request must carry a fresh grant with a new jti",
     "MP-100": "check client_id: the integration must exist in this environment (test and prod are separate)",
     "MP-110": "the grant's aud must be the environment's issuer exactly, with the trailing slash",
     "MP-120": "the enterprise certificate (virksomhetssertifikat) is not trusted here; test certificates work "
     "only in test and production certificates only in prod",
     "MP-121": "the key or certificate has expired; register a new one on the integration",
+    "MP-122": "the enterprise certificate belongs to another organisation than the integration; sign with your "
+    "own organisation's virksomhetssertifikat, or use the integration of the certificate's organisation",
     "MP-123": "x5c must be a JSON array of base64 DER certificates, leaf first",
-    "MP-124": "the signature does not match the registered key; check that kid names the key that signs",
+    "MP-124": "the signature is empty or does not match the registered key; check that kid names the key that signs",
     "MP-130": "the grant's iat/exp disagree with Maskinporten's clock; synchronise the system clock (NTP)",
     "MP-200": "the scope is not registered on the integration; add it in Samarbeidsportalen, or have the "
     "customer delegate it in Altinn and send consumer_org",
@@ -270,6 +274,10 @@ _DESCRIPTION_HINTS: tuple[tuple[str, str], ...] = (
         "the kid is not registered on this integration; upload the key's public JWK in Samarbeidsportalen or fix kid",
     ),
     ("client not found", _HINTS["MP-100"]),
+    (
+        "samme organisasjonsnummer",
+        "consumer_org is your own organisation number; leave consumer_org out to get a token for yourself",
+    ),
 )
 
 _MP_CODE = re.compile(r"MP-\d{3}")

@@ -47,12 +47,17 @@ class CompactJws:
     signature: bytes
 
     @classmethod
-    def parse(cls, token: str) -> CompactJws:
-        """Split and decode ``token``; raise :class:`MalformedJws` unless it is three base64url parts of JSON."""
+    def parse(cls, token: str, *, allow_empty_signature: bool = False) -> CompactJws:
+        """Split and decode ``token``; raise :class:`MalformedJws` unless it is three base64url parts of JSON.
+
+        With ``allow_empty_signature`` an empty third part parses (to an empty :attr:`signature`), so that a
+        verifier can call it an invalid signature rather than a malformed JWS.
+        """
         parts = token.split(".")
         if len(parts) != 3:
             raise MalformedJws(f"a compact JWS has 3 dot-separated parts, got {len(parts)}")
-        if not all(part and _BASE64URL.fullmatch(part) for part in parts):
+        required = parts[:2] if allow_empty_signature else parts
+        if not all(part and _BASE64URL.fullmatch(part) for part in required) or not _BASE64URL.fullmatch(parts[2]):
             raise MalformedJws("a JWS part is empty or not base64url")
         header_part, claims_part, signature_part = parts
         return cls(

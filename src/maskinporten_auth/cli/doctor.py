@@ -9,10 +9,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import httpx
-from cryptography import x509
-from cryptography.x509.oid import NameOID
 
-from ..certificates import CertificateChain
+from ..certificates import CertificateChain, organisation_number
 from ..clock import GrantClock
 from ..environment import Environment
 from ..errors import ConfigurationError, SigningError, TokenRequestError
@@ -118,16 +116,6 @@ def _describe_signer(signer: Signer) -> str:
     return f"{type(signer).__name__}, RSA {signer.public_key().key_size} bits, {signer.algorithm}"
 
 
-def _organisation_number(certificate: x509.Certificate) -> str | None:
-    """The organisation number in a Norwegian enterprise certificate's subject, if any."""
-    for oid in (NameOID.ORGANIZATION_IDENTIFIER, NameOID.SERIAL_NUMBER):
-        for attribute in certificate.subject.get_attributes_for_oid(oid):
-            digits = "".join(character for character in str(attribute.value) if character.isdigit())
-            if len(digits) >= 9:
-                return digits[-9:]
-    return None
-
-
 def check_key_identity(report: Report, signer: Signer) -> None:
     """A grant needs ``kid`` (a registered key) or ``x5c`` (an enterprise certificate)."""
     if signer.kid is not None:
@@ -160,7 +148,7 @@ def check_certificate(report: Report, signer: Signer, now: datetime.datetime) ->
         report.warn("certificate", f"{subject} expires on {expires:%Y-%m-%d}, in {(expires - now).days} days: renew it")
     else:
         report.ok("certificate", f"{subject}, valid until {expires:%Y-%m-%d}")
-    orgno = _organisation_number(chain.leaf)
+    orgno = organisation_number(chain.leaf)
     if orgno is None:
         report.warn("orgnr", "the certificate's subject names no organisation number")
     elif is_valid_orgno(orgno):

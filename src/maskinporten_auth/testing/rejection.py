@@ -33,9 +33,9 @@ class Rejection(Exception):
         return cls.invalid_grant(f"Invalid assertion. Client authentication failed. {detail}", code)
 
     @classmethod
-    def invalid_request(cls, description: str) -> Rejection:
-        """A 400 ``invalid_request``: the HTTP request itself is malformed."""
-        return cls(400, "invalid_request", description)
+    def invalid_request(cls, description: str, code: str | None = None) -> Rejection:
+        """A 400 ``invalid_request``: the HTTP request itself, or a parameter's value, is malformed."""
+        return cls(400, "invalid_request", description, code)
 
     def body(self, base_url: str) -> dict[str, Any]:
         """The JSON error body: ``error``, ``error_description`` with a fresh trace id, and ``error_uri``."""

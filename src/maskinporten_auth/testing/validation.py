@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import reprlib
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
@@ -14,24 +15,36 @@ from ..jws import RSA_ALGORITHMS, CompactJws, MalformedJws
 from ..orgnr import is_valid_orgno
 from .registry import RegisteredClient, Registry
 from .rejection import Rejection
-from .x5c import check_validity, decode_x5c, leaf_public_key, trusted_anchors
+from .x5c import (
+    check_chain_order,
+    check_organisation,
+    check_trusted,
+    check_validity,
+    decode_x5c,
+    leads_to,
+    leaf_public_key,
+)
 
 __all__ = [
     "ALLOWED_CLAIMS",
+    "AUTHORIZATION_DETAILS_FIELDS",
     "AUTHORIZATION_DETAILS_TYPES",
     "CLOCK_TOLERANCE",
+    "CONSENT",
     "JWT_BEARER",
     "MAX_GRANT_LIFETIME",
     "SYSTEMUSER",
     "AcceptedGrant",
     "GrantValidator",
+    "check_authorization_details_shape",
     "orgno_of_party",
     "read_assertion",
 ]
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 SYSTEMUSER = "urn:altinn:systemuser"
-AUTHORIZATION_DETAILS_TYPES = (SYSTEMUSER, "urn:altinn:consent")
+CONSENT = "urn:altinn:consent"
+AUTHORIZATION_DETAILS_TYPES = (SYSTEMUSER, CONSENT)
 ALLOWED_CLAIMS = frozenset(
     {"aud", "iss", "iat", "exp", "jti", "scope", "resource", "consumer_org", "iss_onbehalfof", "pid"}
     | {"authorization_details"}
@@ -111,13 +124,15 @@ class GrantValidator:
     def validate(self, assertion: str) -> AcceptedGrant:
         """Return the accepted grant, or raise the :class:`Rejection` of the first failed check."""
         jws = self._parse(assertion)
+        self._check_crit(jws.header)
         algorithm = self._algorithm(jws.header)
         chain = self._certificate_chain(jws.header)
-        anchors = trusted_anchors(chain, self.registry.trusted_certificates()) if chain else set()
         if chain:
+            check_chain_order(chain)
             check_validity(chain, self.now)
+            check_trusted(chain, self.registry.trusted_certificates().values(), self.now)
         client = self._client(jws.claims)
-        key = self._key(client, jws.header, chain, anchors)
+        key = self._key(client, jws.header, chain)
         if not jws.signature_is_valid(key, algorithm):
             raise Rejection.authentication_failed("Invalid JWT signature.", "MP-124")
         claims = jws.claims
@@ -143,9 +158,26 @@ class GrantValidator:
     @staticmethod
     def _parse(assertion: str) -> CompactJws:
         try:
-            return CompactJws.parse(assertion)
+            jws = CompactJws.parse(assertion, allow_empty_signature=True)
         except MalformedJws as exc:
-            raise Rejection.authentication_failed(f"Malformed JWT: {exc}.", "MP-100") from None
+            # [FS] MP-011: "Invalid assertion. Invalid parameter value": the assertion is not a JWT at all.
+            raise Rejection.invalid_request(f"Invalid assertion. Invalid parameter value: {exc}.", "MP-011") from None
+        if not jws.signature:
+            # [FS] MP-124, maskinporten-protocol.md §4: an empty signature part is an invalid signature.
+            raise Rejection.authentication_failed("Invalid JWT signature: the signature part is empty.", "MP-124")
+        return jws
+
+    @staticmethod
+    def _check_crit(header: dict[str, Any]) -> None:
+        """RFC 7515 §4.1.11: a JWS whose ``crit`` names extensions the recipient does not understand is invalid.
+
+        Maskinporten documents no JWS extension (maskinporten-protocol.md §2), so any ``crit`` fails.
+        """
+        if "crit" in header:
+            raise Rejection.authentication_failed(
+                f"The JWT header parameter crit names extensions Maskinporten does not understand: "
+                f"{reprlib.repr(header['crit'])}."
+            )
 
     @staticmethod
     def _algorithm(header: dict[str, Any]) -> str:
@@ -170,14 +202,13 @@ class GrantValidator:
             raise Rejection.authentication_failed(f"Client not found: {issuer!r}.", "MP-100")
         return client
 
-    def _key(
-        self, client: RegisteredClient, header: dict[str, Any], chain: list[x509.Certificate], anchors: set[bytes]
-    ) -> rsa.RSAPublicKey:
+    def _key(self, client: RegisteredClient, header: dict[str, Any], chain: list[x509.Certificate]) -> rsa.RSAPublicKey:
         if chain:
-            if anchors.isdisjoint(client.certificates):
+            if not leads_to(chain, client.certificates.values(), self.now):
                 raise Rejection.authentication_failed(
                     "The JWT is signed with an invalid certificate: not one registered for this client.", "MP-120"
                 )
+            check_organisation(chain, client.orgno)
             return leaf_public_key(chain)
         kid = header["kid"]
         registered = client.keys.get(kid) if isinstance(kid, str) else None
@@ -236,20 +267,26 @@ class GrantValidator:
             )
         if "iss_onbehalfof" in claims:
             raise Rejection.invalid_grant("Invalid assertion. consumer_org cannot be combined with iss_onbehalfof.")
+        if consumer_org == client.orgno:
+            # [FS]: a 400 invalid_request, in Maskinporten's own (Norwegian) words.
+            raise Rejection.invalid_request(
+                "Det er samme organisasjonsnummer både på klient og i consumer_org claimet. "
+                "Løsning: Fjern consumer_org claimet."
+            )
         return consumer_org
 
     @staticmethod
     def _check_optional_claims(claims: dict[str, Any]) -> None:
-        resource = claims.get("resource", "")
-        if not (
-            isinstance(resource, str)
-            or (isinstance(resource, list) and resource and all(isinstance(item, str) for item in resource))
-        ):
-            raise Rejection.invalid_grant("Invalid assertion. resource must be a string or an array of strings.")
+        resource = claims.get("resource", [""])
+        # [JG] on resource: "Currently only array supported"; RFC 8707's single string is refused.
+        if not (isinstance(resource, list) and resource and all(isinstance(item, str) for item in resource)):
+            raise Rejection.invalid_grant(
+                "Invalid assertion. resource must be an array of strings (currently only array supported)."
+            )
         if "pid" in claims and not (isinstance(claims["pid"], str) and _PID.fullmatch(claims["pid"])):
             raise Rejection.invalid_grant("Invalid assertion. pid must be an eleven-digit national identity number.")
         if "authorization_details" in claims:
-            _check_authorization_details(claims["authorization_details"])
+            check_authorization_details_shape(claims["authorization_details"])
 
     def _scopes(self, claims: dict[str, Any], client: RegisteredClient, consumer_org: str) -> tuple[str, ...]:
         scope = claims.get("scope")
@@ -284,18 +321,43 @@ class GrantValidator:
                 )
 
 
-def _check_authorization_details(details: Any) -> None:
-    """RFC 9396 ``authorization_details``: an array of objects of a supported type; one system user at most."""
+#: The fields each authorization_details type may carry ([SB], [SK]; RFC 9396 §2 makes ``type`` required).
+AUTHORIZATION_DETAILS_FIELDS: dict[str, frozenset[str]] = {
+    SYSTEMUSER: frozenset({"type", "systemuser_org", "externalRef"}),
+    CONSENT: frozenset({"type", "id", "from"}),
+}
 
-    def invalid(problem: str) -> Rejection:
-        return Rejection(400, "invalid_authorization_details", f"Invalid authorization_details: {problem}")
+
+def check_authorization_details_shape(details: Any) -> None:
+    """Check the *shape* of RFC 9396 ``authorization_details`` as Maskinporten does, in its order ([FS]).
+
+    An array of objects (MP-303 otherwise), each of a supported ``type`` (MP-301), with no field that type does
+    not define (MP-302), with well-formed values (MP-303: ``systemuser_org`` an ISO 6523 party with a valid orgno,
+    ``externalRef`` a string), and one system user at most (MP-303). Whether the system user exists is a later,
+    separate question; this function only looks at the claim.
+    """
+
+    def invalid(code: str, problem: str) -> Rejection:
+        return Rejection(400, "invalid_authorization_details", f"Invalid authorization_details: {problem}", code)
 
     if not isinstance(details, list) or not details:
-        raise invalid("must be a non-empty JSON array.")
+        raise invalid("MP-303", "must be a non-empty JSON array.")
     for detail in details:
-        if not isinstance(detail, dict) or detail.get("type") not in AUTHORIZATION_DETAILS_TYPES:
-            raise invalid(f"each entry must be an object with type one of {', '.join(AUTHORIZATION_DETAILS_TYPES)}.")
-        if detail["type"] == SYSTEMUSER and orgno_of_party(detail.get("systemuser_org")) is None:
-            raise invalid('systemuser_org must be {"authority": "iso6523-actorid-upis", "ID": "0192:<orgno>"}.')
+        if not isinstance(detail, dict):
+            raise invalid("MP-303", "each entry must be a JSON object.")
+        kind = detail.get("type")
+        if kind not in AUTHORIZATION_DETAILS_FIELDS:
+            raise invalid(
+                "MP-301", f"unknown type {reprlib.repr(kind)}; supported: {', '.join(AUTHORIZATION_DETAILS_TYPES)}."
+            )
+        unknown = sorted(str(name) for name in set(detail) - AUTHORIZATION_DETAILS_FIELDS[kind])
+        if unknown:
+            raise invalid("MP-302", f"unknown field(s) for {kind}: {reprlib.repr(', '.join(unknown))}.")
+        if kind == SYSTEMUSER and orgno_of_party(detail.get("systemuser_org")) is None:
+            raise invalid(
+                "MP-303", 'systemuser_org must be {"authority": "iso6523-actorid-upis", "ID": "0192:<orgno>"}.'
+            )
+        if kind == SYSTEMUSER and not isinstance(detail.get("externalRef", ""), str):
+            raise invalid("MP-303", "externalRef must be a string.")
     if sum(detail["type"] == SYSTEMUSER for detail in details) > 1:
-        raise invalid("only one system user per request.")
+        raise invalid("MP-303", "only one system user per request.")

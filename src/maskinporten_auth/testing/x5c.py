@@ -1,21 +1,31 @@
-"""The grant header's ``x5c``: decoding (MP-123), chain trust (MP-120) and certificate validity (MP-121)."""
+"""The grant header's ``x5c``: decoding (MP-123), chain trust (MP-120), validity (MP-121), organisation (MP-122)."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import datetime
-from collections.abc import Mapping
+import itertools
+from collections.abc import Iterable
 from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.verification import Criticality, ExtensionPolicy, PolicyBuilder, Store, VerificationError
 
-from .registry import certificate_fingerprint
+from ..certificates import organisation_number
 from .rejection import Rejection
 
-__all__ = ["check_validity", "decode_x5c", "leaf_public_key", "trusted_anchors"]
+__all__ = [
+    "check_chain_order",
+    "check_organisation",
+    "check_trusted",
+    "check_validity",
+    "decode_x5c",
+    "leads_to",
+    "leaf_public_key",
+]
 
 
 def _invalid_x5c(detail: str) -> Rejection:
@@ -52,24 +62,58 @@ def _issued_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
     return True
 
 
-def trusted_anchors(chain: list[x509.Certificate], trust_store: Mapping[bytes, x509.Certificate]) -> set[bytes]:
-    """Return the fingerprints of the trusted certificates ``chain`` leads to; raise MP-120 when it leads to none.
-
-    Each certificate must be issued by the next one in the chain. A chain is anchored where one of its
-    certificates is trusted itself or was issued by a trusted certificate.
-    """
-    anchors: set[bytes] = set()
-    for position, certificate in enumerate(chain):
-        fingerprint = certificate_fingerprint(certificate)
-        if fingerprint in trust_store:
-            anchors.add(fingerprint)
-        anchors.update(fp for fp, trusted in trust_store.items() if _issued_by(certificate, trusted))
-        following = chain[position + 1 : position + 2]
-        if following and not _issued_by(certificate, following[0]):
+def check_chain_order(chain: list[x509.Certificate]) -> None:
+    """RFC 7515 §4.1.6: each certificate in ``x5c`` must certify the one before it; MP-120 otherwise."""
+    for position, (certificate, issuer) in enumerate(itertools.pairwise(chain)):
+        if not _issued_by(certificate, issuer):
             raise _untrusted(f"Certificate {position} in x5c is not issued by certificate {position + 1}.")
+
+
+def leads_to(chain: list[x509.Certificate], trusted: Iterable[x509.Certificate], now: float) -> bool:
+    """Whether ``chain`` (leaf first) has a valid certification path, at time ``now``, to a ``trusted`` certificate.
+
+    Full RFC 5280 path validation by ``cryptography.x509.verification``: signatures, validity periods, CA basic
+    constraints and path lengths. A trusted certificate is an anchor whether it is a CA or the leaf itself. The
+    extension rules are relaxed from the Web PKI's (no SAN, key identifiers or extended key usage required of
+    the test certificates people make), except that an issuer must be a CA.
+    """
+    anchors = list(trusted)
     if not anchors:
+        return False
+    ca_policy = ExtensionPolicy.permit_all().require_present(x509.BasicConstraints, Criticality.AGNOSTIC, None)
+    verifier = (
+        PolicyBuilder()
+        .store(Store(anchors))
+        .time(datetime.datetime.fromtimestamp(now, datetime.timezone.utc))
+        .extension_policies(ca_policy=ca_policy, ee_policy=ExtensionPolicy.permit_all())
+        .build_client_verifier()
+    )
+    try:
+        verifier.verify(chain[0], chain[1:])
+    except VerificationError:
+        return False
+    return True
+
+
+def check_trusted(chain: list[x509.Certificate], trust_store: Iterable[x509.Certificate], now: float) -> None:
+    """Raise MP-120 unless ``chain`` leads to a certificate in ``trust_store`` (see :func:`leads_to`)."""
+    if not leads_to(chain, trust_store, now):
         raise _untrusted("The certificate chain does not lead to a trusted certificate.")
-    return anchors
+
+
+def check_organisation(chain: list[x509.Certificate], orgno: str) -> None:
+    """MP-122 ([FS]): the enterprise certificate must be issued to the client's own organisation.
+
+    A certificate with no organisation number in its subject is let through: the emulator accepts the plain
+    test certificates people make, where Maskinporten would only see Buypass and Commfides certificates.
+    """
+    found = organisation_number(chain[0])
+    if found is not None and found != orgno:
+        raise Rejection.invalid_grant(
+            f"Invalid organization number for client. Does not match certificate orgno: the certificate is "
+            f"issued to {found}, the client belongs to {orgno}.",
+            "MP-122",
+        )
 
 
 def check_validity(chain: list[x509.Certificate], now: float) -> None:
