@@ -61,7 +61,7 @@ def post_form(client: httpx.Client, url: str, form: Mapping[str, str], timeout: 
         try:
             _arm(response.extensions.get("network_stream"))
             body = _BoundedBody(response)
-            for chunk in response.iter_raw():
+            for chunk in (response.content,) if body.read_by_transport else response.iter_raw():
                 body.feed(chunk)
             return body.response()
         finally:
@@ -78,8 +78,11 @@ async def apost_form(client: httpx.AsyncClient, url: str, form: Mapping[str, str
         response = await client.send(request, stream=True, follow_redirects=False)
         try:
             body = _BoundedBody(response)
-            async for chunk in response.aiter_raw():
-                body.feed(chunk)
+            if body.read_by_transport:
+                body.feed(response.content)
+            else:
+                async for chunk in response.aiter_raw():
+                    body.feed(chunk)
             return body.response()
         finally:
             await response.aclose()
@@ -143,14 +146,20 @@ def _arm_reported_stream(event: str, info: dict[str, Any]) -> None:
 
 
 class _BoundedBody:
-    """Collects a streamed response's raw body and decodes it, failing as soon as a cap is passed."""
+    """Collects a streamed response's raw body and decodes it, failing as soon as a cap is passed.
+
+    ``read_by_transport`` tells of a transport that hands over a response it has read and decoded already (as
+    ``httpx.MockTransport`` does with ``content=``): its content is taken as it is, under the decoded cap.
+    """
 
     def __init__(self, response: httpx.Response) -> None:
         self._response = response
         self._encoded = 0
         self._decoded = 0
         self._chunks: list[bytes] = []
-        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        self.read_by_transport = response.is_stream_consumed
+        encoding = "identity" if self.read_by_transport else response.headers.get("content-encoding", "identity")
+        encoding = encoding.strip().lower()
         if encoding not in ("identity", "", *_INFLATERS):
             raise self._invalid(f"its Content-Encoding {encoding[:40]!r} is not supported (gzip, deflate or none)")
         self._encoding = encoding
