@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import secrets
 import select
 import threading
 import time
@@ -57,6 +58,16 @@ def _private_jwk(key: rsa.RSAPrivateKey, **extra: str) -> dict[str, str]:
     }
     encoded = {name: b64url(value.to_bytes((value.bit_length() + 7) // 8, "big")) for name, value in members.items()}
     return {"kty": "RSA", **encoded, **extra}
+
+
+@pytest.fixture
+def make_secret() -> Callable[[], str]:
+    """Return a function giving a new long random secret (password, passphrase) for leak scans.
+
+    32 random characters: a short secret such as "pw" turns up by chance in random output (a base64url key
+    thumbprint holds "pw" about one time in a hundred), so only a long one makes a match mean a leak.
+    """
+    return lambda: secrets.token_urlsafe(24)
 
 
 @pytest.fixture(scope="session")
