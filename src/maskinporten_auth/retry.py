@@ -35,7 +35,8 @@ class RetryPolicy:
         backoff: the first backoff cap in seconds; it doubles with each retry (full jitter: a random wait up to
             the cap).
         max_backoff: the largest backoff cap.
-        timeout: seconds for one HTTP attempt (connect, write, read), never beyond the deadline.
+        timeout: seconds for one HTTP attempt as a whole (connection, request, response headers and body: a
+            server that drips its answer is cut off too), never beyond the deadline.
     """
 
     attempts: int = 4
