@@ -172,7 +172,7 @@ def test_a_response_slower_than_the_deadline_is_cut_off_at_the_deadline(
     assert_every_attempt_had_a_new_grant(maskinporten_emulator, recording_signer.jtis)
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("mode", ["sync", "async", "async-with-own-client"])
 @pytest.mark.parametrize("body_only", [False, True], ids=["headers", "body"])
 def test_a_one_byte_a_second_drip_is_cut_off_at_the_attempt_deadline(
     body_only, mode, make_auth, maskinporten_emulator, recording_signer
@@ -180,7 +180,15 @@ def test_a_one_byte_a_second_drip_is_cut_off_at_the_attempt_deadline(
     # Each byte comes well within the 2-s timeout, so only a deadline over the whole attempt can end it.
     policy = RetryPolicy(attempts=1, deadline=4.0, timeout=2.0)
     maskinporten_emulator.inject_fault(Fault.drip_feed(1.0, body_only=body_only))
-    error, elapsed = timed(lambda: get_token(make_auth(retry=policy), mode))
+
+    async def with_own_client() -> str:
+        async with httpx.AsyncClient() as client:
+            return await make_auth(retry=policy, async_http_client=client).aget_token()
+
+    if mode == "async-with-own-client":
+        error, elapsed = timed(lambda: asyncio.run(with_own_client()))
+    else:
+        error, elapsed = timed(lambda: get_token(make_auth(retry=policy), mode))
     assert isinstance(error, NetworkError), error
     assert "timed out" in str(error)
     assert policy.timeout - 0.1 <= elapsed < policy.timeout + 1.5

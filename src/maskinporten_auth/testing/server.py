@@ -8,6 +8,7 @@ import json
 import logging
 import socket
 import struct
+import sys
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -185,6 +186,13 @@ class EmulatorServer(ThreadingHTTPServer):
             self.close_request(request)
         else:
             super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Log a client that hung up mid-exchange (as clients cutting off a fault's answer do) at debug level only."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            logger.debug("connection from %s closed by the client: %s", client_address, sys.exc_info()[1])
+            return
+        super().handle_error(request, client_address)
 
     def close_open_connections(self) -> None:
         """Shut down every open connection, waking handlers blocked on idle keep-alive connections or dripping."""
