@@ -10,8 +10,10 @@ the body:
   opens them (its ``trace`` extension reports each new TCP, TLS and proxy stream) and when a response hands its
   stream over (``network_stream``), so a kept-alive connection is bounded when it is used again. This needs no
   thread, works in any worker thread, and leaves the application's own requests on a shared client alone (their
-  context has no deadline). The one gap: the response headers of a kept-alive connection the application opened
-  itself and that no token request has used yet are bounded per read only.
+  context has no deadline). The gaps: the response headers of a kept-alive connection the application opened
+  itself and that no token request has used yet are bounded per read only, and so are transports that are not
+  httpcore's (an application's own ``httpx.BaseTransport``); on an HTTP/2 connection a thread may read for
+  another's request, under its own deadline.
 - async (:func:`apost_form`): the whole exchange runs under ``asyncio.wait_for``.
 
 The response body is read as a stream and capped twice: at :data:`MAX_ENCODED_BYTES` as it arrives and at

@@ -1,4 +1,9 @@
-"""Token-request validation, step by step in the order Maskinporten checks (maskinporten-protocol.md §2, §4)."""
+"""Token-request validation, step by step in the order Maskinporten checks (maskinporten-protocol.md §2, §4).
+
+Rules cite their source: [FS] Digdir's Maskinporten troubleshooting page (docs.digdir.no, maskinporten_feilsoking:
+the MP codes), [JG] its JWT-grant page (maskinporten_protocol_jwtgrant), [SB] and [SK] its system-user and consent
+pages, and the RFCs by section.
+"""
 
 from __future__ import annotations
 
@@ -277,9 +282,11 @@ class GrantValidator:
 
     @staticmethod
     def _check_optional_claims(claims: dict[str, Any]) -> None:
-        resource = claims.get("resource", [""])
+        resource = claims.get("resource")
         # [JG] on resource: "Currently only array supported"; RFC 8707's single string is refused.
-        if not (isinstance(resource, list) and resource and all(isinstance(item, str) for item in resource)):
+        if "resource" in claims and not (
+            isinstance(resource, list) and resource and all(isinstance(item, str) for item in resource)
+        ):
             raise Rejection.invalid_grant(
                 "Invalid assertion. resource must be an array of strings (currently only array supported)."
             )
