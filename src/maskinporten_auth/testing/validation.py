@@ -353,7 +353,7 @@ def check_authorization_details_shape(details: Any) -> None:
         if not isinstance(detail, dict):
             raise invalid("MP-303", "each entry must be a JSON object.")
         kind = detail.get("type")
-        if kind not in AUTHORIZATION_DETAILS_FIELDS:
+        if not isinstance(kind, str) or kind not in AUTHORIZATION_DETAILS_FIELDS:
             raise invalid(
                 "MP-301", f"unknown type {reprlib.repr(kind)}; supported: {', '.join(AUTHORIZATION_DETAILS_TYPES)}."
             )
