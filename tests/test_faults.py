@@ -35,6 +35,7 @@ from maskinporten_auth import (
     TokenEvent,
     TokenRequestError,
 )
+from maskinporten_auth.retry import MIN_ATTEMPT_TIME
 from maskinporten_auth.singleflight import Flight
 from maskinporten_auth.testing import Fault, MaskinportenEmulator
 
@@ -320,6 +321,17 @@ def test_retries_are_bounded_by_the_deadline(make_auth, maskinporten_emulator, r
     assert elapsed < policy.deadline + SLACK
     assert 2 <= len(maskinporten_emulator.grants) < 100
     assert_every_attempt_had_a_new_grant(maskinporten_emulator, recording_signer.jtis)
+
+
+def test_no_retry_starts_too_close_to_the_deadline_to_finish():
+    """An attempt is cut off at the deadline: one started in its last moments would only time out."""
+    error = ServerError("boom", status=503)
+    with pytest.raises(ServerError):
+        RetryPolicy(deadline=MIN_ATTEMPT_TIME - 0.05, backoff=0.001).start().delay_after(error)
+    assert RetryPolicy(deadline=5.0, backoff=0.001).start().delay_after(error) <= 0.001
+    # A short attempt timeout needs only that much time.
+    short = RetryPolicy(deadline=MIN_ATTEMPT_TIME - 0.05, backoff=0.001, timeout=0.01)
+    assert short.start().delay_after(error) <= 0.001
 
 
 def test_backoff_is_full_jitter_under_a_doubling_cap():

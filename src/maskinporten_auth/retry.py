@@ -9,7 +9,10 @@ from dataclasses import dataclass
 
 from .errors import ConfigurationError, RateLimitedError, TokenRequestError
 
-__all__ = ["RetryPolicy", "RetrySchedule"]
+__all__ = ["MIN_ATTEMPT_TIME", "RetryPolicy", "RetrySchedule"]
+
+#: The least time, in seconds, a retry must have before the deadline (each attempt is cut off at the deadline).
+MIN_ATTEMPT_TIME = 0.25
 
 
 def is_finite_number(value: object) -> bool:
@@ -31,7 +34,9 @@ class RetryPolicy:
 
     Attributes:
         attempts: the most attempts in all (1 = never retry).
-        deadline: seconds from the first attempt after which no new attempt starts and waits are cut short.
+        deadline: seconds from the first attempt after which no new attempt starts and waits are cut short. A
+            retry that would start less than :data:`MIN_ATTEMPT_TIME` (or ``timeout``, if shorter) before it is not
+            made: it could not finish, and its timeout would hide the answer that the last attempt did get.
         backoff: the first backoff cap in seconds; it doubles with each retry (full jitter: a random wait up to
             the cap).
         max_backoff: the largest backoff cap.
@@ -88,7 +93,7 @@ class RetrySchedule:
             # The exponent stops growing long before 2**n overflows a float (after about 1000 retries).
             cap = min(self.policy.max_backoff, self.policy.backoff * 2.0 ** min(self.attempt - 1, 64))
             delay = random.uniform(0, cap)  # noqa: S311 - jitter, not cryptography
-        if delay >= self.remaining():
+        if delay + min(MIN_ATTEMPT_TIME, self.policy.timeout) >= self.remaining():
             raise error
         return delay
 
