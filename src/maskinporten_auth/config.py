@@ -7,8 +7,10 @@ reads one setting at a time, which is how ``maskinporten doctor`` checks a confi
 Variables (with the default prefix): ``MASKINPORTEN_ENV`` (``test``, the default, ``prod`` or an issuer
 URL), ``MASKINPORTEN_CLIENT_ID``, ``MASKINPORTEN_SCOPES`` (spaces or commas between scopes),
 ``MASKINPORTEN_KEY`` (a key URI), ``MASKINPORTEN_KID``, ``MASKINPORTEN_KEY_PASSWORD`` or
-``MASKINPORTEN_KEY_PASSWORD_FILE``, ``MASKINPORTEN_CONSUMER_ORG`` and ``MASKINPORTEN_RESOURCE``. An empty
-optional variable counts as unset.
+``MASKINPORTEN_KEY_PASSWORD_FILE``, ``MASKINPORTEN_CONSUMER_ORG``, ``MASKINPORTEN_RESOURCE``, and for a token
+cache shared by a fleet of processes ``MASKINPORTEN_CACHE_URL`` (``redis://``, ``rediss://`` or ``unix://``,
+resolved through the ``maskinporten_auth.caches`` entry points) with ``MASKINPORTEN_CACHE_KEY`` (base64) or
+``MASKINPORTEN_CACHE_KEY_FILE``. An empty optional variable counts as unset.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -29,8 +32,9 @@ from .uri import signer_from_uri
 
 if TYPE_CHECKING:
     from .auth import MaskinportenAuth
+    from .cache import TokenStore
 
-__all__ = ["DEFAULT_PREFIX", "EnvConfig", "auth_from_env"]
+__all__ = ["CACHE_ENTRY_POINT_GROUP", "DEFAULT_PREFIX", "EnvConfig", "auth_from_env"]
 
 DEFAULT_PREFIX = "MASKINPORTEN_"
 
@@ -43,9 +47,33 @@ KEY_PASSWORD = "KEY_PASSWORD"
 KEY_PASSWORD_FILE = "KEY_PASSWORD_FILE"
 CONSUMER_ORG = "CONSUMER_ORG"
 RESOURCE = "RESOURCE"
+CACHE_URL = "CACHE_URL"
+CACHE_KEY = "CACHE_KEY"
+CACHE_KEY_FILE = "CACHE_KEY_FILE"
 
 #: Every variable suffix :class:`EnvConfig` reads, in the order a person sets them.
-VARIABLES = (ENV, CLIENT_ID, SCOPES, KEY, KID, KEY_PASSWORD, KEY_PASSWORD_FILE, CONSUMER_ORG, RESOURCE)
+VARIABLES = (
+    ENV,
+    CLIENT_ID,
+    SCOPES,
+    KEY,
+    KID,
+    KEY_PASSWORD,
+    KEY_PASSWORD_FILE,
+    CONSUMER_ORG,
+    RESOURCE,
+    CACHE_URL,
+    CACHE_KEY,
+    CACHE_KEY_FILE,
+)
+
+#: Shared token stores register a factory ``factory(url, encryption_key=...)`` here under their URL schemes.
+CACHE_ENTRY_POINT_GROUP = "maskinporten_auth.caches"
+_CACHE_PACKAGES = {
+    "redis": "maskinporten-auth[redis]",
+    "rediss": "maskinporten-auth[redis]",
+    "unix": "maskinporten-auth[redis]",
+}
 
 # RFC 6749 section 3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
@@ -62,6 +90,7 @@ _KEYWORD_OF = {
     KEY_PASSWORD: "signer",
     CONSUMER_ORG: "consumer_org",
     RESOURCE: "resource",
+    CACHE_URL: "cache",
 }
 _FIELD_TO_SUFFIX = {
     "environment": ENV,
@@ -78,6 +107,7 @@ _FIELD_TO_SUFFIX = {
     "password": KEY_PASSWORD,
     "consumer_org": CONSUMER_ORG,
     "resource": RESOURCE,
+    "cache": CACHE_URL,
 }
 
 
@@ -155,22 +185,28 @@ class EnvConfig:
                 raise ConfigurationError(self.name(SCOPES), f"{scope!r} is not a valid OAuth scope")
         return scopes
 
-    def password(self) -> bytes | None:
-        """Return the key password from ``KEY_PASSWORD`` or the file ``KEY_PASSWORD_FILE`` names, or None."""
-        direct = self.environ.get(self.name(KEY_PASSWORD)) or None
-        path = self.get(KEY_PASSWORD_FILE)
+    def _secret(self, suffix: str, file_suffix: str) -> tuple[bytes, bool] | None:
+        """A secret given in ``suffix`` or in the file ``file_suffix`` names, and whether it came from the file."""
+        direct = self.environ.get(self.name(suffix)) or None
+        path = self.get(file_suffix)
         if direct is not None and path is not None:
-            raise ConfigurationError(
-                self.name(KEY_PASSWORD_FILE), f"set either it or {self.name(KEY_PASSWORD)}, not both"
-            )
+            raise ConfigurationError(self.name(file_suffix), f"set either it or {self.name(suffix)}, not both")
         if direct is not None:
-            return direct.encode("utf-8")
+            return direct.encode("utf-8"), False
         if path is None:
             return None
-        secret = read_file(path, self.name(KEY_PASSWORD_FILE)).removesuffix(b"\n").removesuffix(b"\r")
-        if not secret:
-            raise ConfigurationError(self.name(KEY_PASSWORD_FILE), f"the file {path!r} is empty")
-        return secret
+        secret = read_file(path, self.name(file_suffix))
+        if not secret.removesuffix(b"\n").removesuffix(b"\r"):
+            raise ConfigurationError(self.name(file_suffix), f"the file {path!r} is empty")
+        return secret, True
+
+    def password(self) -> bytes | None:
+        """Return the key password from ``KEY_PASSWORD`` or the file ``KEY_PASSWORD_FILE`` names, or None."""
+        found = self._secret(KEY_PASSWORD, KEY_PASSWORD_FILE)
+        if found is None:
+            return None
+        secret, from_file = found
+        return secret.removesuffix(b"\n").removesuffix(b"\r") if from_file else secret
 
     def _password_suffix(self) -> str:
         return KEY_PASSWORD_FILE if self.get(KEY_PASSWORD_FILE) is not None else KEY_PASSWORD
@@ -212,6 +248,38 @@ class EnvConfig:
             raise ConfigurationError(self.name(RESOURCE), f"must be an absolute URI, got {value!r}")
         return value
 
+    def cache(self) -> TokenStore | None:
+        """Return the shared token store ``CACHE_URL`` names, sealed with ``CACHE_KEY`` or ``CACHE_KEY_FILE``, or None.
+
+        The store comes from the backend registered for the URL's scheme (``maskinporten-auth[redis]`` for
+        ``redis://``, ``rediss://`` and ``unix://``); the key is passed on as given (base64, or a key file's bytes).
+        """
+        url = self.get(CACHE_URL)
+        found = self._secret(CACHE_KEY, CACHE_KEY_FILE)
+        key_suffix = CACHE_KEY_FILE if self.get(CACHE_KEY_FILE) is not None else CACHE_KEY
+        if url is None:
+            if found is not None:
+                raise ConfigurationError(self.name(key_suffix), f"applies only with {self.name(CACHE_URL)}")
+            return None
+        factory = self._cache_factory(_scheme(url))
+        try:
+            store: TokenStore = factory(url, encryption_key=None if found is None else found[0])
+        except ConfigurationError as exc:
+            suffix = key_suffix if exc.field == "encryption_key" else CACHE_URL
+            raise ConfigurationError(self.name(suffix), exc.problem) from exc
+        return store
+
+    def _cache_factory(self, scheme: str) -> Callable[..., TokenStore]:
+        for entry_point in entry_points(group=CACHE_ENTRY_POINT_GROUP):
+            if entry_point.name == scheme:
+                factory: Callable[..., TokenStore] = entry_point.load()
+                return factory
+        if scheme in _CACHE_PACKAGES:
+            problem = f"the {scheme}:// token cache is not installed; pip install '{_CACHE_PACKAGES[scheme]}'"
+        else:
+            problem = f"must be a redis://, rediss:// or unix:// URL, got a {scheme or 'relative'}: URL"
+        raise ConfigurationError(self.name(CACHE_URL), problem)
+
     def auth(self, **overrides: Any) -> MaskinportenAuth:
         """Build a :class:`~maskinporten_auth.auth.MaskinportenAuth` from the variables.
 
@@ -228,6 +296,7 @@ class EnvConfig:
             "signer": self.signer,
             "consumer_org": self.consumer_org,
             "resource": self.resource,
+            "cache": self.cache,
         }
         read = {keyword: reader() for keyword, reader in readers.items() if keyword not in overrides}
         try:

@@ -1,0 +1,433 @@
+"""RedisTokenCache: one token per customer per lifetime across a fleet of processes, on Redis or Valkey."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
+
+import redis
+import redis.asyncio
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from maskinporten_auth import ConfigurationError, forksafe
+from maskinporten_auth.cache import DEFAULT_MAX_ENTRIES, CachedToken, TokenCache, TokenState, TokenStore
+from maskinporten_auth.retry import is_finite_number
+
+from .sealing import Sealer, parse_encryption_key
+
+__all__ = ["DEFAULT_LEASE_TIME", "DEFAULT_RETRY_INTERVAL", "DEFAULT_TIMEOUT", "RedisTokenCache", "StoreEvent"]
+
+logger = logging.getLogger("maskinporten_auth.redis")
+
+DEFAULT_LEASE_TIME = 10.0
+DEFAULT_TIMEOUT = 0.5
+DEFAULT_RETRY_INTERVAL = 2.0
+SCHEMES = ("redis", "rediss", "unix")
+
+_T = TypeVar("_T")
+
+#: Write an entry unless the one there outlives it (its time to live is the token's).
+_PUT_UNLESS_LONGER = """
+if redis.call('PTTL', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+#: Delete a key only if it still holds the given value (a lease's owner id, or an entry's exact bytes).
+_DELETE_IF_EQUAL = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+#: Extend a lease only if this owner still holds it.
+_RENEW_IF_OWNER = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class StoreEvent:
+    """What happened to the shared store, for metrics (``on_event=``). Never holds a token or a key.
+
+    ``kind`` is ``"unavailable"`` (the server failed or timed out; each process fetches its own tokens until it
+    answers again), ``"available"`` (it answers again) or ``"entry_rejected"`` (an entry was unreadable, foreign
+    or tampered with; it was ignored and removed). ``detail`` says why, e.g. ``"TimeoutError: Timeout reading
+    from socket"``.
+    """
+
+    kind: Literal["unavailable", "available", "entry_rejected"]
+    detail: str
+
+
+def _seconds(value: object, field: str, *, minimum: float) -> float:
+    if not is_finite_number(value) or value < minimum:  # type: ignore[operator]
+        raise ConfigurationError(field, f"must be a finite number of seconds of at least {minimum}, got {value!r}")
+    return float(value)  # type: ignore[arg-type]
+
+
+def _server_address(client: redis.Redis) -> str:
+    """Where ``client`` connects, without credentials."""
+    kwargs = client.connection_pool.connection_kwargs
+    if "path" in kwargs:
+        return f"unix://{kwargs['path']}"
+    return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"
+
+
+class RedisTokenCache(TokenStore):
+    """A token store shared by every process that points at the same Redis or Valkey server and encryption key.
+
+    Two levels: the bounded in-memory :class:`~maskinporten_auth.cache.TokenCache` answers every cache hit (no
+    network); the server is read on a local miss and written after every fetch. When a token is missing or due,
+    one process of the fleet takes a lease on it in the server and fetches; the others wait (polling with backoff)
+    until its token appears or the lease goes. The lease expires by itself after ``lease_time`` seconds and is
+    renewed while its holder is fetching, so a process killed mid-fetch delays the others by at most that long.
+
+    Entries are sealed with AES-256-GCM under ``encryption_key`` and named by a keyed digest of the cache key: the
+    server holds no token, organisation number or scope in clear, and an entry expires with its token. When the
+    server is down, slow (``timeout``) or answers garbage, the process fetches for itself and keeps serving; it logs
+    one warning per outage, emits :class:`StoreEvent`, and tries the server again ``retry_interval`` seconds later.
+
+    Pass as ``cache=`` to :class:`~maskinporten_auth.MaskinportenAuth`; build it with :meth:`from_url`, or from a
+    configured ``redis.Redis`` (Sentinel, a custom pool). An asyncio ``redis.asyncio.Redis`` is refused: the store
+    is only called from threads that may block, never on an event loop, so a sync client serves sync and asyncio
+    applications alike, and an asyncio client, bound to its own loop, cannot be used from those threads.
+
+    Args:
+        client: a ``redis.Redis``; give it short socket timeouts (:meth:`from_url` uses ``timeout``).
+        encryption_key: 32 random bytes, or their base64; required unless ``insecure_no_encryption``.
+        insecure_no_encryption: store tokens in clear, readable by anyone who can read the server: only for a
+            development server on your own machine.
+        namespace: the prefix of every key name, to keep these entries apart from other data on the server.
+        lease_time: seconds after which a lease that is not renewed expires (a holder that died).
+        retry_interval: seconds the server is left alone after it failed, before it is tried again.
+        max_entries: the bound of the in-memory level.
+        on_event: a callback receiving :class:`StoreEvent`.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        encryption_key: bytes | str | None = None,
+        insecure_no_encryption: bool = False,
+        namespace: str = "maskinporten-auth",
+        lease_time: float = DEFAULT_LEASE_TIME,
+        retry_interval: float = DEFAULT_RETRY_INTERVAL,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        on_event: Callable[[StoreEvent], None] | None = None,
+    ) -> None:
+        given: object = client  # checked at run time: the annotation does not stop a caller
+        if isinstance(given, redis.asyncio.Redis):
+            raise ConfigurationError(
+                "client",
+                "must be a sync redis.Redis, not redis.asyncio.Redis: the token store is only called from threads "
+                "that may block (never on an event loop), so a sync client serves asyncio applications too; pass "
+                "RedisTokenCache.from_url(url, ...) or redis.Redis(...) with the same settings",
+            )
+        if not isinstance(given, redis.Redis):
+            raise ConfigurationError("client", f"must be a redis.Redis, got {type(client).__name__}")
+        if insecure_no_encryption is not True and insecure_no_encryption is not False:
+            raise ConfigurationError("insecure_no_encryption", "must be True or False")
+        if insecure_no_encryption and encryption_key is not None:
+            raise ConfigurationError("encryption_key", "give either it or insecure_no_encryption=True, not both")
+        if not insecure_no_encryption and encryption_key is None:
+            raise ConfigurationError(
+                "encryption_key",
+                "is required: tokens in the shared store are secrets; give 32 random bytes or their base64 "
+                "(MASKINPORTEN_CACHE_KEY or MASKINPORTEN_CACHE_KEY_FILE from the environment), or "
+                "insecure_no_encryption=True for a development server on your own machine",
+            )
+        if not isinstance(namespace, str) or not namespace or any(c.isspace() for c in namespace):
+            raise ConfigurationError("namespace", f"must be a non-empty string without whitespace, got {namespace!r}")
+        if on_event is not None and not callable(on_event):
+            raise ConfigurationError("on_event", "must be callable")
+        self.client = client
+        self.lease_time = _seconds(lease_time, "lease_time", minimum=0.1)
+        self.retry_interval = _seconds(retry_interval, "retry_interval", minimum=0.0)
+        self.on_event = on_event
+        self._local = TokenCache(max_entries)
+        self._sealer = Sealer(None if encryption_key is None else parse_encryption_key(encryption_key))
+        self._prefix = f"{namespace}:{self._sealer.generation}:"
+        self._put_unless_longer = client.register_script(_PUT_UNLESS_LONGER)
+        self._delete_if_equal = client.register_script(_DELETE_IF_EQUAL)
+        self._renew_if_owner = client.register_script(_RENEW_IF_OWNER)
+        #: The value the API rejected (401), per cache key: not to be loaded back from the server.
+        self._rejected: dict[str, str] = {}
+        self._state_lock = threading.Lock()
+        self._down = False
+        self._skip_until = 0.0
+        self._warned_entry = False
+        self._leases: dict[str, str] = {}
+        self._leases_lock = threading.Lock()
+        self._renewer: threading.Thread | None = None
+        forksafe.register(self)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        encryption_key: bytes | str | None = None,
+        insecure_no_encryption: bool = False,
+        timeout: float = DEFAULT_TIMEOUT,
+        namespace: str = "maskinporten-auth",
+        lease_time: float = DEFAULT_LEASE_TIME,
+        retry_interval: float = DEFAULT_RETRY_INTERVAL,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        on_event: Callable[[StoreEvent], None] | None = None,
+        **client_options: Any,
+    ) -> RedisTokenCache:
+        """Connect to ``redis://``, ``rediss://`` (TLS) or ``unix://`` ``url`` (user, password and db in it).
+
+        ``timeout`` bounds each connect and each command, so a slow server costs a miss little; a failed command is
+        retried once at once (a connection the server dropped on restart). ``client_options`` go to
+        ``redis.Redis.from_url`` (``ssl_ca_certs``, ``username``, ...). The other arguments are the constructor's.
+        """
+        if not isinstance(url, str):
+            raise ConfigurationError("url", f"must be a string, got {type(url).__name__}")
+        try:
+            scheme = urlsplit(url).scheme.lower()
+        except ValueError:
+            scheme = ""
+        if scheme not in SCHEMES:
+            raise ConfigurationError("url", "must start with redis://, rediss:// or unix://")
+        timeout = _seconds(timeout, "timeout", minimum=0.001)
+        options: dict[str, Any] = {
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
+            "retry": Retry(ExponentialBackoff(cap=0.05, base=0.01), retries=1),
+            "health_check_interval": 30,
+            **client_options,
+        }
+        try:
+            client = redis.Redis.from_url(url, **options)
+        except ValueError as exc:  # redis-py's URL errors name the part, not the password
+            raise ConfigurationError("url", f"is not a valid Redis URL: {exc}") from None
+        return cls(
+            client,
+            encryption_key=encryption_key,
+            insecure_no_encryption=insecure_no_encryption,
+            namespace=namespace,
+            lease_time=lease_time,
+            retry_interval=retry_interval,
+            max_entries=max_entries,
+            on_event=on_event,
+        )
+
+    @property
+    def encrypted(self) -> bool:
+        """Whether tokens are sealed in the server (False only with ``insecure_no_encryption``)."""
+        return self._sealer.encrypted
+
+    @property
+    def available(self) -> bool:
+        """Whether the server answered the last time it was asked."""
+        return not self._down
+
+    def entry_name(self, key: str) -> str:
+        """The server's key name of the token for cache key ``key`` (a keyed digest; for operators and tests)."""
+        return f"{self._prefix}token:{self._sealer.name(key)}"
+
+    def lease_name(self, key: str) -> str:
+        """The server's key name of the fetch lease for cache key ``key``."""
+        return f"{self._prefix}lease:{self._sealer.name(key)}"
+
+    # The in-process level: the hot path
+
+    def get(self, key: str) -> CachedToken | None:
+        """Return the token this process holds for ``key``, from memory (no network, no lock)."""
+        return self._local.get(key)
+
+    # The shared level: called from threads that may block
+
+    def load(self, key: str) -> CachedToken | None:
+        """Return the newer of this process's token and the server's for ``key``; the server's is kept locally."""
+        local = self._local.get(key)
+        name = self.entry_name(key)
+        blob = self._server(lambda: self.client.get(name), None)
+        if not isinstance(blob, bytes):
+            return local
+        try:
+            shared = self._sealer.open(name, blob)
+        except ValueError as exc:
+            self._reject_entry(name, blob, str(exc))
+            return local
+        rejected = self._rejected.get(key)
+        if rejected is not None and shared.value == rejected:
+            self._server(lambda: self._delete_if_equal(keys=[name], args=[blob]), 0)
+            return local
+        if local is None or shared.expires_at > local.expires_at:
+            self._local.put(key, shared)
+            return shared
+        return local
+
+    def put(self, key: str, token: CachedToken) -> None:
+        """Keep ``token`` in memory and in the server (unless either holds one that lives longer)."""
+        self._rejected.pop(key, None)
+        self._local.put(key, token)
+        name = self.entry_name(key)
+        blob, ttl_ms = self._sealer.seal(name, token)
+        if ttl_ms > 0:
+            self._server(lambda: self._put_unless_longer(keys=[name], args=[blob, ttl_ms]), 0)
+
+    def invalidate(self, key: str, value: str) -> bool:
+        """Drop ``value`` for ``key`` from memory; the server's copy is dropped by the next :meth:`load`.
+
+        Called on the API's 401, possibly on an event loop, so it does no I/O.
+        """
+        self._rejected[key] = value
+        return self._local.invalidate(key, value)
+
+    def clear(self) -> None:
+        """Forget every token in memory and every token of this encryption key and namespace in the server."""
+        self._local.clear()
+        self._rejected.clear()
+
+        def delete_all() -> None:
+            names = list(self.client.scan_iter(match=f"{self._prefix}token:*", count=1000))
+            for start in range(0, len(names), 1000):
+                self.client.delete(*names[start : start + 1000])
+
+        self._server(delete_all, None)
+
+    @contextlib.contextmanager
+    def fetching(self, key: str, timeout: float) -> Iterator[None]:
+        """Hold the fleet's lease on ``key`` while the block fetches, or return once another process's token is in.
+
+        Waits at most ``timeout`` seconds for another holder (then the caller fetches anyway). If the server is
+        unavailable the caller fetches at once, without a lease.
+        """
+        name = self.lease_name(key)
+        owner = uuid.uuid4().hex
+        lease_ms = int(self.lease_time * 1000)
+        deadline = time.monotonic() + timeout
+        pause = 0.005
+        while True:
+            if self._server(lambda: self.client.set(name, owner, nx=True, px=lease_ms), None):
+                break
+            if self._down or time.monotonic() >= deadline:
+                yield
+                return
+            token = self.load(key)
+            if token is not None and token.state(time.monotonic()) is TokenState.FRESH:
+                yield  # another process fetched it: the provider loads it
+                return
+            time.sleep(min(pause * random.uniform(0.5, 1.0), max(0.0, deadline - time.monotonic())))  # noqa: S311
+            pause = min(pause * 2, 0.1)
+        self._hold(name, owner)
+        try:
+            yield
+        finally:
+            self._release(name, owner)
+
+    # Leases
+
+    def _hold(self, name: str, owner: str) -> None:
+        with self._leases_lock:
+            self._leases[name] = owner
+            if self._renewer is None:
+                self._renewer = threading.Thread(target=self._renew, name="maskinporten-lease-renewer", daemon=True)
+                self._renewer.start()
+
+    def _release(self, name: str, owner: str) -> None:
+        with self._leases_lock:
+            self._leases.pop(name, None)
+        self._server(lambda: self._delete_if_equal(keys=[name], args=[owner]), 0)
+
+    def _renew(self) -> None:
+        """Extend every lease this process holds, every third of ``lease_time``, until it holds none."""
+        lease_ms = int(self.lease_time * 1000)
+        while True:
+            time.sleep(self.lease_time / 3)
+            with self._leases_lock:
+                leases = dict(self._leases)
+                if not leases:
+                    self._renewer = None
+                    return
+            for name, owner in leases.items():
+                self._server(functools.partial(self._renew_if_owner, keys=[name], args=[owner, lease_ms]), 0)
+
+    # Failure handling
+
+    def _server(self, operation: Callable[[], _T], default: _T) -> _T:
+        """Run ``operation`` against the server, or return ``default`` while it is unavailable or if it fails."""
+        if self._down and time.monotonic() < self._skip_until:
+            return default
+        try:
+            result = operation()
+        except (redis.RedisError, OSError) as exc:
+            self._unavailable(exc)
+            return default
+        if self._down:
+            self._available_again()
+        return result
+
+    def _unavailable(self, exc: BaseException) -> None:
+        detail = f"{type(exc).__name__}: {exc}"
+        with self._state_lock:
+            self._skip_until = time.monotonic() + self.retry_interval
+            if self._down:
+                return
+            self._down = True
+        logger.warning(
+            "the shared token store at %s is unavailable (%s); this process fetches its own tokens until it answers",
+            _server_address(self.client),
+            detail,
+        )
+        self._emit(StoreEvent("unavailable", detail))
+
+    def _available_again(self) -> None:
+        with self._state_lock:
+            if not self._down:
+                return
+            self._down = False
+        logger.warning("the shared token store at %s answers again", _server_address(self.client))
+        self._emit(StoreEvent("available", "the server answered"))
+
+    def _reject_entry(self, name: str, blob: bytes, why: str) -> None:
+        """Ignore an entry that cannot be trusted, and remove it unless it has changed since."""
+        self._server(lambda: self._delete_if_equal(keys=[name], args=[blob]), 0)
+        if not self._warned_entry:
+            self._warned_entry = True
+            logger.warning("ignored and removed an entry of the shared token store: %s (warned once)", why)
+        self._emit(StoreEvent("entry_rejected", why))
+
+    def _emit(self, event: StoreEvent) -> None:
+        if self.on_event is None:
+            return
+        try:
+            self.on_event(event)
+        except Exception:
+            logger.exception("the token store's on_event callback failed")
+
+    # Lifecycle
+
+    def close(self) -> None:
+        """Close the connections to the server (they reopen when needed)."""
+        self.client.close()
+
+    def _after_fork(self) -> None:
+        # The parent's leases and renewer thread do not exist in the child; redis-py resets its pool by itself.
+        self._leases = {}
+        self._leases_lock = threading.Lock()
+        self._state_lock = threading.Lock()
+        self._renewer = None
+
+    def __len__(self) -> int:
+        return len(self._local)
+
+    def __repr__(self) -> str:
+        sealed = "encrypted" if self.encrypted else "NOT ENCRYPTED"
+        return (
+            f"RedisTokenCache(<{_server_address(self.client)}>, {sealed}, "
+            f"<{len(self._local)} tokens in memory, at most {self._local.max_entries}>)"
+        )
