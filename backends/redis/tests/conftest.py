@@ -23,7 +23,7 @@ import redis
 from cryptography.hazmat.primitives.asymmetric import rsa
 from maskinporten_auth_redis import RedisTokenCache
 
-from maskinporten_auth import LocalKeySigner, MaskinportenAuth, RefreshPolicy
+from maskinporten_auth import LocalKeySigner, MaskinportenAuth, RefreshPolicy, Signer
 from maskinporten_auth.orgnr import is_valid_orgno
 from maskinporten_auth.testing import MaskinportenEmulator
 
@@ -164,6 +164,7 @@ class Fleet:
 
     def __init__(self, emulator: MaskinportenEmulator, key: rsa.RSAPrivateKey, customers: list[str]) -> None:
         self.emulator = emulator
+        self.key = key
         self.signer = LocalKeySigner(key, kid="fleet-key")
         self.customers = customers
         self.client_id = self.register()
@@ -176,12 +177,15 @@ class Fleet:
         )
         return client_id
 
-    def auth(self, cache: RedisTokenCache | None, client_id: str | None = None, **options: Any) -> MaskinportenAuth:
+    def auth(
+        self, cache: RedisTokenCache | None, client_id: str | None = None, signer: Signer | None = None, **options: Any
+    ) -> MaskinportenAuth:
+        """An auth family of the integration (``client_id``, by default the first) on ``cache``."""
         options.setdefault("refresh", REFRESH)
         return MaskinportenAuth(
             client_id=client_id or self.client_id,
             scopes=SCOPE,
-            signer=self.signer,
+            signer=signer or self.signer,
             environment=self.emulator.environment,
             cache=cache,
             **options,

@@ -1,0 +1,164 @@
+"""A fleet of processes on one store: one grant per customer per lifetime, a killed lease holder, a server outage."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import signal
+import time
+
+import pytest
+from maskinporten_auth_redis import RedisTokenCache, StoreEvent
+
+from maskinporten_auth import LocalKeySigner, MaskinportenAuth
+from maskinporten_auth.testing import longest_stall
+
+FORK = multiprocessing.get_context("fork")  # as gunicorn starts its workers: the auth object is inherited
+
+
+def run_customers(auth: MaskinportenAuth, customers: list[str], until: float) -> None:
+    """Ask for every customer's token, over and over, until wall-clock time ``until``; raise on any failure."""
+    views = [auth.with_consumer_org(customer) for customer in customers]
+    while time.time() < until:
+        for view in views:
+            assert view.get_token()
+        time.sleep(0.05)
+
+
+def worker(auth: MaskinportenAuth, customers: list[str], until: float) -> None:
+    try:
+        run_customers(auth, customers, until)
+    except BaseException:
+        logging.getLogger(__name__).exception("a fleet worker failed")
+        os._exit(1)
+    os._exit(0)
+
+
+def test_a_fleet_sends_the_grants_of_one_process_over_two_lifetimes(redis_fleet, redis_store):
+    processes, lifetime = 4, 4
+    fleet = redis_fleet(token_lifetime=lifetime, customers=10)
+    alone = fleet.register()  # the same work in one process with its own cache, at the same time
+    fleet_auth = fleet.auth(redis_store())
+    single_auth = fleet.auth(None, client_id=alone)
+    until = time.time() + 2.1 * lifetime
+    children = [FORK.Process(target=worker, args=(fleet_auth, fleet.customers, until)) for _ in range(processes)]
+    children.append(FORK.Process(target=worker, args=(single_auth, fleet.customers, until)))
+    for child in children:
+        child.start()
+    for child in children:
+        child.join(timeout=4 * lifetime)
+    assert [child.exitcode for child in children] == [0] * len(children)  # no token request failed
+    single, shared = fleet.grants(alone), fleet.grants()
+    # Refreshed from 60 % of the lifetime: fetched at 0, 2.4, 4.8 and 7.2 s (plus the run's own delays, up to 1.2 s
+    # in all) in an 8.4-s run, for each customer.
+    assert single == 4 * len(fleet.customers)
+    assert shared == single, f"{processes} processes sent {shared} grants, one process {single}"
+
+
+class BlockingSigner(LocalKeySigner):
+    """Signs only after a minute: its process holds the lease, mid-fetch, until it is killed."""
+
+    def sign(self, signing_input: bytes) -> bytes:
+        time.sleep(60)
+        return super().sign(signing_input)
+
+
+def hold_lease_forever(fleet, store: RedisTokenCache) -> None:
+    fleet.auth(store, signer=BlockingSigner(fleet.key, kid="fleet-key")).get_token()
+    os._exit(0)
+
+
+def test_a_lease_holder_killed_mid_fetch_delays_the_others_at_most_the_lease_time(redis_fleet, redis_store):
+    lease_time = 1.5
+    fleet = redis_fleet(customers=1)
+    store = redis_store(lease_time=lease_time)
+    holder = FORK.Process(target=hold_lease_forever, args=(fleet, store))
+    holder.start()
+    lease = store.lease_name(fleet.auth(store).cache_key)
+    deadline = time.monotonic() + 10
+    while not store.client.exists(lease):
+        assert time.monotonic() < deadline, "the holder never took the lease"
+        time.sleep(0.01)
+    time.sleep(lease_time)  # the holder has renewed its lease at least once by now
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.join(timeout=5)
+    left = store.client.pttl(lease) / 1000
+    started = time.monotonic()
+    token = fleet.auth(redis_store(lease_time=lease_time)).get_token()
+    waited = time.monotonic() - started
+    assert token
+    assert left - 0.1 <= waited <= lease_time + 0.5, f"lease had {left:.2f} s left; waited {waited:.2f} s"
+    assert fleet.grants() == 1  # the killed holder's grant was never sent
+
+
+def test_the_server_stopped_and_started_mid_run_fails_no_request(redis_fleet, redis_own_server, caplog):
+    events: list[StoreEvent] = []
+    fleet = redis_fleet(token_lifetime=3, customers=5)
+    store = RedisTokenCache.from_url(
+        redis_own_server.url, insecure_no_encryption=True, retry_interval=0.3, on_event=events.append
+    )
+    auth = fleet.auth(store)
+    caplog.set_level(logging.WARNING, logger="maskinporten_auth")
+    run_customers(auth, fleet.customers, time.time() + 1)
+    redis_own_server.stop()
+    run_customers(auth, fleet.customers, time.time() + 3)  # refreshes fall in the outage: each made locally
+    assert not store.available
+    redis_own_server.start()
+    run_customers(auth, fleet.customers, time.time() + 3)
+    assert [event.kind for event in events] == ["unavailable", "available"]
+    warnings = [r.getMessage() for r in caplog.records if "unavailable" in r.getMessage()]
+    assert len(warnings) == 1
+    # Back in use: the tokens fetched since the restart are in the server again.
+    assert len(redis_own_server.dump()) == len(fleet.customers)
+
+
+def test_a_stalled_server_costs_a_miss_its_timeout_and_never_blocks_an_event_loop(redis_fleet, redis_own_server):
+    events: list[StoreEvent] = []
+    fleet = redis_fleet(customers=2)
+    store = RedisTokenCache.from_url(
+        redis_own_server.url, insecure_no_encryption=True, timeout=0.2, retry_interval=60, on_event=events.append
+    )
+    auth = fleet.auth(store)
+    first, second = (auth.with_consumer_org(customer) for customer in fleet.customers)
+    assert first.get_token()
+    assert redis_own_server.process is not None
+    redis_own_server.process.send_signal(signal.SIGSTOP)  # accepts connections, answers nothing
+    try:
+        started = time.monotonic()
+        token, stall = longest_stall(second.aget_token)
+        elapsed = time.monotonic() - started
+    finally:
+        redis_own_server.process.send_signal(signal.SIGCONT)
+    assert token and fleet.grants() == 2
+    assert elapsed < 2.0  # two timed-out attempts of 0.2 s, then the fetch without the store
+    assert stall < 0.1, f"the event loop was blocked for {stall:.3f} s"
+    assert [event.kind for event in events] == ["unavailable"]
+    assert "Timeout" in events[0].detail
+
+
+def test_asyncio_callers_share_the_fleets_tokens(redis_fleet, redis_store):
+    fleet = redis_fleet(customers=3)
+    writer = fleet.auth(redis_store())
+    tokens = [writer.with_consumer_org(customer).get_token() for customer in fleet.customers]
+    reader = fleet.auth(redis_store())
+
+    async def read_all() -> list[str]:
+        return await asyncio.gather(*(reader.with_consumer_org(c).aget_token() for c in fleet.customers))
+
+    assert asyncio.run(read_all()) == tokens
+    assert fleet.grants() == len(fleet.customers)
+
+
+@pytest.mark.parametrize("customers", [1, 8])
+def test_a_cold_fleet_fetches_each_customer_once(redis_fleet, redis_store, customers):
+    fleet = redis_fleet(customers=customers)
+    auth = fleet.auth(redis_store())
+    children = [FORK.Process(target=worker, args=(auth, fleet.customers, time.time() + 0.5)) for _ in range(6)]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join(timeout=30)
+    assert [child.exitcode for child in children] == [0] * len(children)
+    assert fleet.grants() == customers
