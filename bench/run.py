@@ -24,8 +24,8 @@ from benchkit import TIMES, Results, Row, Setup, emulator_setup, new_rsa_key
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-SECTIONS = ("imports", "overhead", "herd", "rollover", "signers")
-PACKAGES = ("maskinporten-auth", "httpx", "requests", "authlib", "httpx-auth", "cryptography")
+SECTIONS = ("imports", "overhead", "herd", "rollover", "signers", "fleet")
+PACKAGES = ("maskinporten-auth", "httpx", "requests", "authlib", "httpx-auth", "cryptography", "redis")
 
 
 def _environment(load_before: tuple[float, float, float]) -> list[str]:
@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
+    import fleet
     import herd
     import import_cost
     import overhead
@@ -87,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             "herd": lambda: herd.run(setup, results, quick=args.quick),
             "rollover": lambda: rollover.run(setup, results, quick=args.quick),
             "signers": lambda: signer_cost.run(setup, results, quick=args.quick),
+            "fleet": lambda: fleet.run(results, key, quick=args.quick),
         }
         for name in SECTIONS:
             if name in args.only:
