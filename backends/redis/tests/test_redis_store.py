@@ -283,11 +283,14 @@ def test_a_given_sync_client_is_used(redis_server, redis_key):
     assert client.exists(store.entry_name(KEY)) == 1
 
 
-@pytest.mark.parametrize("url", ["http://127.0.0.1:6379", "127.0.0.1:6379", "memcached://x"])
-def test_only_redis_urls_are_accepted(url, redis_key):
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:6379", "127.0.0.1:6379", "memcached://x", "redis://app:pw-secret@host:no-port/0"]
+)
+def test_only_valid_redis_urls_are_accepted_and_the_error_hides_the_password(url, redis_key):
     with pytest.raises(ConfigurationError) as caught:
         RedisTokenCache.from_url(url, encryption_key=redis_key)
     assert caught.value.field == "url"
+    assert "pw-secret" not in str(caught.value)
 
 
 def test_the_repr_shows_where_and_how_but_no_password_or_key(redis_key):

@@ -210,8 +210,8 @@ class RedisTokenCache(TokenStore):
         }
         try:
             client = redis.Redis.from_url(url, **options)
-        except ValueError as exc:  # redis-py's URL errors name the part, not the password
-            raise ConfigurationError("url", f"is not a valid Redis URL: {exc}") from None
+        except ValueError:  # its message may quote the URL, password included
+            raise ConfigurationError("url", "is not a valid Redis URL: check its host, port, db and query") from None
         return cls(
             client,
             encryption_key=encryption_key,
