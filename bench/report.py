@@ -53,9 +53,9 @@ METHOD = {
     ),
     "fleet": (
         "8 processes forked from the benchmark (as gunicorn forks workers) each ask for the tokens of 100 customers "
-        "in rounds for two token lifetimes: first each with its own cache, then sharing a RedisTokenCache on a "
-        "valkey-server on loopback; the emulator counts the grants. Grants per lifetime is the count over two "
-        "lifetimes halved. Cache hits are timed in one process, per-process cache and shared store in interleaved "
+        "in rounds for three token lifetimes: first each with its own cache, then sharing a RedisTokenCache on a "
+        "valkey-server on loopback; the emulator counts the grants of the last two lifetimes (after the cold "
+        "start), halved. Cache hits are timed in one process, per-process cache and shared store in interleaved "
         "rounds; a new process's first token is timed against a warm store and against a fetch."
     ),
 }
