@@ -61,6 +61,16 @@ def test_configuration_errors_name_the_variable(environ, field, words):
     assert "c2hvcnQ=" not in str(caught.value)
 
 
+def test_a_missing_backend_is_named_with_its_install_command(monkeypatch):
+    import maskinporten_auth.config
+
+    monkeypatch.setattr(maskinporten_auth.config, "entry_points", lambda group: [])
+    with pytest.raises(ConfigurationError) as caught:
+        cache_from({"MASKINPORTEN_CACHE_URL": "rediss://cache:6379/0", "MASKINPORTEN_CACHE_KEY": "x"})
+    assert caught.value.field == "MASKINPORTEN_CACHE_URL"
+    assert "pip install 'maskinporten-auth[redis]'" in caught.value.problem
+
+
 def test_from_env_builds_an_auth_on_the_shared_store(redis_fleet, redis_server, redis_key):
     fleet = redis_fleet(customers=1)
     environ = {

@@ -52,12 +52,13 @@ def test_a_token_put_by_one_process_is_loaded_by_another_with_its_schedule(redis
     assert reader.get(KEY) == loaded  # kept in memory for the hot path
 
 
-def test_a_cache_hit_never_touches_the_network(redis_store, monkeypatch):
-    store = redis_store()
-    store.put(KEY, token())
+def test_a_cache_hit_never_touches_the_network(redis_store, redis_fleet, monkeypatch):
+    fleet = redis_fleet(customers=1)
+    auth = fleet.auth(redis_store()).with_consumer_org(fleet.customers[0])
+    token_value = auth.get_token()
     no_network(monkeypatch)
-    assert store.get(KEY) is not None
-    assert store.get(OTHER_KEY) is None
+    assert [auth.get_token() for _ in range(100)] == [token_value] * 100
+    assert auth.cache.get(OTHER_KEY) is None  # a local miss answers from memory too
 
 
 def test_an_entry_expires_with_its_token(redis_store, redis_server):
