@@ -27,22 +27,11 @@ from maskinporten_auth import (
     TokenCache,
 )
 from maskinporten_auth.cache import CachedToken, TokenState
-from maskinporten_auth.orgnr import is_valid_orgno
-from maskinporten_auth.testing import MaskinportenEmulator, longest_stall
+from maskinporten_auth.testing import MaskinportenEmulator, longest_stall, organisation_numbers
 
 from .conftest import SCOPE, SUPPLIER, RecordingSigner, token_from_forked_child
 
-
-def orgnrs(count: int, start: int = 31_000_000) -> list[str]:
-    """``count`` valid organisation numbers (nine digits, mod-11 check digit)."""
-    found: list[str] = []
-    base = start
-    while len(found) < count:
-        candidates = (f"{base}{digit}" for digit in range(10))
-        found.extend(number for number in candidates if is_valid_orgno(number))
-        base += 1
-    return found[:count]
-
+orgnrs = organisation_numbers
 
 CUSTOMER, OTHER_CUSTOMER, NOT_DELEGATED = orgnrs(3, start=31_090_000)
 

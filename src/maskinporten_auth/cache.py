@@ -126,9 +126,10 @@ class RefreshPolicy:
 class TokenStore(abc.ABC):
     """Where an auth family keeps its tokens, by cache key (a string computed from configuration alone).
 
-    The provider calls :meth:`get` on every request: it must answer from memory, without I/O or a lock. Everything
-    else is called only when a token is missing or due for refresh, from a thread that may block (never from an
-    event loop), so a store backed by a server may do I/O there.
+    The provider calls :meth:`get` on every request and :meth:`invalidate` when an API answers 401, both possibly
+    on an event loop: they must answer from memory, without I/O (a short lock at most). Everything else is called
+    only when a token is missing or due for refresh, from a thread that may block (never from an event loop), so
+    a store backed by a server may do I/O there.
     """
 
     @abc.abstractmethod

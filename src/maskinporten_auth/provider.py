@@ -162,6 +162,16 @@ def validate_remember_refusals(value: object, field: str = "remember_refusals") 
     return float(value)  # type: ignore[arg-type]
 
 
+def _newer_and_usable(shared: CachedToken | None, held: CachedToken | None) -> bool:
+    """Whether a token found in a shared store can serve instead of a fetch: newer than ours, and not near its end.
+
+    One due for refresh serves too: the next caller that sees it due starts the fleet's single refresh.
+    """
+    if shared is None or (held is not None and shared.expires_at <= held.expires_at):
+        return False
+    return shared.state(time.monotonic()) in (TokenState.FRESH, TokenState.REFRESH_DUE)
+
+
 class TokenProvider(Generic[RequestT]):
     """Gives out access tokens for the views of one auth family, fetched from its :class:`TokenSource`.
 
@@ -347,11 +357,13 @@ class TokenProvider(Generic[RequestT]):
                 started = time.monotonic()
                 with self.store.fetching(key, self.patience):
                     shared = self.store.load(key)
-                    if shared is not None and shared.state(time.monotonic()) is TokenState.FRESH:
+                    if _newer_and_usable(shared, fallback):
+                        assert shared is not None
                         self._flights.end(key, flight, token=shared)  # another process of the fleet fetched it
                         return shared.value
+                    sent_at = time.monotonic()  # after any wait for the fleet's lease: the token's life starts here
                     response = self.client.obtain(request, loop)
-                    token = self.refresh.schedule(response.access_token, response.expires_in, started)
+                    token = self.refresh.schedule(response.access_token, response.expires_in, sent_at)
                     self.store.put(key, token)
         except MaskinportenError as exc:
             return self._failed(request, key, flight, fallback, exc, flight.started_at)

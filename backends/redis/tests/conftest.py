@@ -21,8 +21,7 @@ from maskinporten_auth_redis import RedisTokenCache
 from maskinporten_auth_redis.testing import LocalServer
 
 from maskinporten_auth import LocalKeySigner, MaskinportenAuth, RefreshPolicy, Signer
-from maskinporten_auth.orgnr import is_valid_orgno
-from maskinporten_auth.testing import MaskinportenEmulator
+from maskinporten_auth.testing import MaskinportenEmulator, organisation_numbers
 
 SCOPE = "nav:oppfolgingsplan/lps.write"
 SUPPLIER = "313042995"
@@ -67,16 +66,6 @@ def redis_store(redis_server: LocalServer, redis_key: str) -> Iterator[StoreFact
     yield make
     for store in made:
         store.close()
-
-
-def orgnrs(count: int, start: int = 31_000_000) -> list[str]:
-    """``count`` valid organisation numbers (nine digits, mod-11 check digit)."""
-    found: list[str] = []
-    base = start
-    while len(found) < count:
-        found.extend(number for number in (f"{base}{digit}" for digit in range(10)) if is_valid_orgno(number))
-        base += 1
-    return found[:count]
 
 
 class Fleet:
@@ -129,7 +118,7 @@ def redis_fleet(redis_fleet_key: rsa.RSAPrivateKey) -> Iterator[Callable[..., Fl
     def make(*, token_lifetime: int = 3600, customers: int = 3) -> Fleet:
         emulator = MaskinportenEmulator(token_lifetime=token_lifetime).start()
         emulators.append(emulator)
-        orgs = orgnrs(customers, start=31_200_000)
+        orgs = organisation_numbers(customers, start=31_200_000)
         fleet = Fleet(emulator, redis_fleet_key, orgs)
         for org in orgs:
             emulator.delegate(org, SUPPLIER, SCOPE)

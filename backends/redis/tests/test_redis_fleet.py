@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from maskinporten_auth_redis import RedisTokenCache, StoreEvent
 
-from maskinporten_auth import LocalKeySigner, MaskinportenAuth
+from maskinporten_auth import LocalKeySigner, MaskinportenAuth, RefreshPolicy
 from maskinporten_auth.testing import longest_stall
 
 FORK = multiprocessing.get_context("fork")  # as gunicorn starts its workers: the auth object is inherited
@@ -173,3 +173,14 @@ def test_a_cold_fleet_fetches_each_customer_once(redis_fleet, redis_store, custo
         child.join(timeout=30)
     assert [child.exitcode for child in children] == [0] * len(children)
     assert fleet.grants() == customers
+
+
+def test_a_process_joining_after_the_refresh_point_uses_the_fleets_token(redis_store, redis_fleet):
+    fleet = redis_fleet(token_lifetime=10, customers=1)
+    early = RefreshPolicy(refresh_window=(0.1, 0.1))
+    first = fleet.auth(redis_store(), refresh=early).with_consumer_org(fleet.customers[0])
+    token_value = first.get_token()
+    time.sleep(1.5)  # past the token's refresh point (1 s), far from its end (10 s)
+    joining = fleet.auth(redis_store(), refresh=early).with_consumer_org(fleet.customers[0])
+    assert joining.get_token() == token_value
+    assert fleet.grants() == 1

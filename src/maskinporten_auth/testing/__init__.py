@@ -3,6 +3,15 @@
 from .emulator import GrantRecord, MaskinportenEmulator
 from .faults import Fault
 from .loop import longest_stall, with_added_latency
+from .orgnrs import organisation_numbers
 from .registry import ClientKey
 
-__all__ = ["ClientKey", "Fault", "GrantRecord", "MaskinportenEmulator", "longest_stall", "with_added_latency"]
+__all__ = [
+    "ClientKey",
+    "Fault",
+    "GrantRecord",
+    "MaskinportenEmulator",
+    "longest_stall",
+    "organisation_numbers",
+    "with_added_latency",
+]
