@@ -17,9 +17,6 @@ from .cache import CachedToken
 
 __all__ = ["Flight", "Flights", "Limiter"]
 
-#: How often a waiter looks again whether a queued fetch has started (and so whether its patience runs).
-_LOOK_AGAIN = 1.0
-
 _Waiter = threading.Event | tuple[asyncio.AbstractEventLoop, "asyncio.Future[None]"]
 
 
@@ -75,11 +72,15 @@ class Flight:
         return self._done.is_set()
 
     def _slice(self, patience: float) -> float | None:
-        """Seconds to wait before looking again; None when patience has run out."""
+        """Seconds to wait before looking again; None when patience has run out.
+
+        A queued fetch may start any time: wait a whole ``patience`` and look again (one wake-up per waiter per
+        ``patience``, however many wait). Once started, wait until ``patience`` from the start.
+        """
         if self.started_at is None:
-            return _LOOK_AGAIN
+            return patience
         remaining = self.started_at + patience - time.monotonic()
-        return min(remaining, _LOOK_AGAIN) if remaining > 0 else None
+        return remaining if remaining > 0 else None
 
     def wait(self, patience: float) -> bool:
         """Block until the fetch ends; False if it ran longer than ``patience`` seconds."""
