@@ -560,8 +560,8 @@ def test_an_application_async_client_posts_on_the_callers_loop(make_auth, delega
 def test_the_auth_is_a_context_manager_that_releases_its_connections(make_auth):
     with make_auth() as auth:
         assert auth.get_token()
-        assert auth._provider.client._http_client is not None
-    assert auth._provider.client._http_client is None
+        assert auth._provider.client.http.opened is not None
+    assert auth._provider.client.http.opened is None
     assert auth._provider._workers is None
     assert auth.get_token()  # usable again: it reopens what it needs
 
@@ -574,7 +574,7 @@ def test_the_auth_is_an_async_context_manager(make_auth):
         return auth
 
     auth = asyncio.run(main())
-    assert auth._provider._workers is None and auth._provider.client._http_client is None
+    assert auth._provider._workers is None and auth._provider.client.http.opened is None
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork on this platform")
@@ -610,6 +610,6 @@ def test_fetches_reuse_one_pooled_client_and_its_connections(make_auth, delegate
     assert len(set(asyncio.run(fetch_all()))) == 40
     assert [auth.with_consumer_org(customer).get_token() for customer in customers]
     assert made == ["Client"]  # one pooled client for every fetch, sync and async
-    connections = auth._provider.client._http_client._transport._pool.connections
+    connections = auth._provider.client.http.opened._transport._pool.connections
     assert 1 <= len(connections) <= 4  # kept alive and reused: at most one per fetch in flight
     assert maskinporten_emulator.tokens_issued == 40

@@ -15,7 +15,6 @@ import hashlib
 import json
 import math
 import re
-import threading
 import time
 
 import httpx
@@ -37,6 +36,7 @@ from .provider import TokenProvider
 from .readiness import Readiness, areadiness, readiness
 from .retry import RetryPolicy
 from .token_client import TokenResponse
+from .transport import PooledClient
 
 __all__ = ["EXCHANGE_PATH", "PLATFORMS", "AltinnAuth", "AltinnExchange", "platform_url"]
 
@@ -165,25 +165,12 @@ class AltinnExchange:
         self.url = url
         self.retry = retry
         self._maskinporten_patience = maskinporten_patience
-        self.max_connections = max_connections
-        self._http_client = http_client
-        self._owns_http_client = http_client is None
-        self._client_lock = threading.Lock()
+        self.http = PooledClient(http_client, timeout=retry.timeout, max_connections=max_connections)
 
     @property
     def deadline(self) -> float:
         """Seconds after which :meth:`obtain` has given up: the Maskinporten token's wait, then the exchange's."""
         return self._maskinporten_patience + self.retry.deadline
-
-    def _client(self) -> httpx.Client:
-        if self._http_client is None:
-            with self._client_lock:
-                if self._http_client is None:
-                    limits = httpx.Limits(
-                        max_connections=self.max_connections, max_keepalive_connections=self.max_connections
-                    )
-                    self._http_client = httpx.Client(timeout=self.retry.timeout, follow_redirects=False, limits=limits)
-        return self._http_client
 
     def obtain(self, request: MaskinportenAuth, loop: asyncio.AbstractEventLoop | None) -> TokenResponse:
         """Exchange ``request``'s Maskinporten token for an Altinn token (blocking; ``loop`` is not used)."""
@@ -192,7 +179,7 @@ class AltinnExchange:
         while True:
             maskinporten_token = request.get_token()
             try:
-                response = self._client().get(
+                response = self.http.get().get(
                     self.url,
                     headers={"Authorization": f"Bearer {maskinporten_token}", "Accept": "application/json"},
                     timeout=schedule.attempt_timeout(),
@@ -210,15 +197,11 @@ class AltinnExchange:
 
     def close(self) -> None:
         """Close the HTTP client if this exchange created it."""
-        if self._owns_http_client and self._http_client is not None:
-            self._http_client.close()
-            self._http_client = None
+        self.http.close()
 
     def forget_connections(self) -> None:
         """Drop (without closing) the connections this exchange owns: after ``os.fork()`` they are the parent's."""
-        if self._owns_http_client:
-            self._http_client = None
-        self._client_lock = threading.Lock()
+        self.http.forget()
 
 
 def _typed(exc: TokenRequestError | httpx.HTTPError) -> TokenRequestError:
@@ -373,26 +356,6 @@ class AltinnAuth(BearerAuth):
     def _forget_refusals(self) -> None:
         self._provider.forget_refusal(self._key)
         self._auth._provider.forget_refusal(self._auth._key)
-
-    def close(self) -> None:
-        """Release the exchange's connections and worker threads (the wrapped MaskinportenAuth stays open)."""
-        self._provider.close()
-
-    async def aclose(self) -> None:
-        """:meth:`close` without blocking the event loop."""
-        await asyncio.to_thread(self._provider.close)
-
-    def __enter__(self) -> AltinnAuth:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    async def __aenter__(self) -> AltinnAuth:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         return f"AltinnAuth(exchange={self._exchange.url!r}, auth={self._auth!r})"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 import asyncio
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
@@ -44,6 +44,9 @@ if TYPE_CHECKING:
 __all__ = ["BearerAuth", "MaskinportenAuth"]
 
 
+_AuthT = TypeVar("_AuthT", bound="BearerAuth")
+
+
 class BearerAuth(httpx.Auth, abc.ABC):
     """``auth=`` for httpx (sync and async) and requests that sends a cached bearer token and handles a 401.
 
@@ -63,6 +66,32 @@ class BearerAuth(httpx.Auth, abc.ABC):
     @abc.abstractmethod
     def _rejected(self, token: str) -> None:
         """Forget ``token``, which the API rejected with 401 (if it is still the cached one)."""
+
+    _provider: TokenProvider[Any]
+
+    def close(self) -> None:
+        """Release the connections and worker threads this auth family opened.
+
+        An ``http_client`` given to it stays open, and so does a wrapped auth. Using the family afterwards opens
+        them again.
+        """
+        self._provider.close()
+
+    async def aclose(self) -> None:
+        """:meth:`close` without blocking the event loop."""
+        await asyncio.to_thread(self._provider.close)
+
+    def __enter__(self: _AuthT) -> _AuthT:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self: _AuthT) -> _AuthT:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     # httpx
 
@@ -314,29 +343,6 @@ class MaskinportenAuth(BearerAuth):
         if fresh:
             self._provider.forget_refusal(self._key)
         return await areadiness(self.aget_token)
-
-    def close(self) -> None:
-        """Release the connections and worker threads the auth family opened.
-
-        An ``http_client`` given to it stays open. Using the family afterwards opens them again.
-        """
-        self._provider.close()
-
-    async def aclose(self) -> None:
-        """:meth:`close` without blocking the event loop."""
-        await asyncio.to_thread(self._provider.close)
-
-    def __enter__(self) -> MaskinportenAuth:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    async def __aenter__(self) -> MaskinportenAuth:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
     def _rejected(self, token: str) -> None:
         self._provider.invalidate(self._key, token)

@@ -10,7 +10,6 @@ import logging
 import math
 import re
 import reprlib
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,7 +38,7 @@ from .errors import (
     mp_code,
 )
 from .retry import RetryPolicy, RetrySchedule
-from .transport import apost_form, post_form
+from .transport import PooledClient, apost_form, post_form
 
 if TYPE_CHECKING:
     from .grant import GrantBuilder
@@ -211,10 +210,8 @@ class TokenClient:
         self.retry = retry or RetryPolicy()
         self.clock = GrantClock()
         self.max_connections = max_connections
-        self._http_client = http_client
-        self._owns_http_client = http_client is None
+        self.http = PooledClient(http_client, timeout=self.retry.timeout, max_connections=max_connections)
         self._async_http_client = async_http_client
-        self._client_lock = threading.Lock()
 
     @property
     def deadline(self) -> float:
@@ -225,27 +222,13 @@ class TokenClient:
         """The token source of a provider: :meth:`fetch` with a new grant from ``grants`` for every attempt."""
         return self.fetch(grants.build, loop=loop)
 
-    def _client(self) -> httpx.Client:
-        if self._http_client is None:
-            with self._client_lock:
-                if self._http_client is None:
-                    limits = httpx.Limits(
-                        max_connections=self.max_connections, max_keepalive_connections=self.max_connections
-                    )
-                    self._http_client = httpx.Client(timeout=self.retry.timeout, follow_redirects=False, limits=limits)
-        return self._http_client
-
     def close(self) -> None:
         """Close the sync HTTP client if this TokenClient created it."""
-        if self._owns_http_client and self._http_client is not None:
-            self._http_client.close()
-            self._http_client = None
+        self.http.close()
 
     def forget_connections(self) -> None:
         """Drop (without closing) the connections this client owns: after ``os.fork()`` they belong to the parent."""
-        if self._owns_http_client:
-            self._http_client = None
-        self._client_lock = threading.Lock()
+        self.http.forget()
 
     def _outcome(self, response: httpx.Response, sent_at: float) -> TokenResponse:
         self.clock.observe(response.headers.get("date"), sent_at, time.time())
@@ -283,7 +266,7 @@ class TokenClient:
     def _post(self, grant: str, timeout: float, loop: asyncio.AbstractEventLoop | None) -> httpx.Response:
         form = {"grant_type": GRANT_TYPE, "assertion": grant}
         if loop is None or self._async_http_client is None:
-            return post_form(self._client(), self.environment.token_endpoint, form, timeout)
+            return post_form(self.http.get(), self.environment.token_endpoint, form, timeout)
         posted = asyncio.run_coroutine_threadsafe(
             apost_form(self._async_http_client, self.environment.token_endpoint, form, timeout), loop
         )

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import threading
 import time
 import zlib
 from collections.abc import Callable, Mapping
@@ -36,7 +37,7 @@ import httpx
 
 from .errors import InvalidResponseError
 
-__all__ = ["MAX_DECODED_BYTES", "MAX_ENCODED_BYTES", "apost_form", "post_form"]
+__all__ = ["MAX_DECODED_BYTES", "MAX_ENCODED_BYTES", "PooledClient", "apost_form", "post_form"]
 
 #: The most bytes of a token response body read from the network. A token response is a few kilobytes.
 MAX_ENCODED_BYTES = 256 * 1024
@@ -47,6 +48,49 @@ MAX_DECODED_BYTES = 256 * 1024
 _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("maskinporten_auth_deadline", default=None)
 _ARMED = "_maskinporten_auth_armed"
 _DEADLINE_PASSED = "the attempt's deadline passed before the whole answer arrived"
+
+
+class PooledClient:
+    """The ``httpx.Client`` a token source sends with: the application's, or one of its own made on first use.
+
+    Its own client keeps up to ``max_connections`` connections alive, so that every fetch of an auth family, from
+    any thread, reuses connections and TLS sessions. The application's client is used as it is and never closed.
+    """
+
+    def __init__(self, given: httpx.Client | None, *, timeout: float, max_connections: int) -> None:
+        self._client = given
+        self._owned = given is None
+        self._timeout = timeout
+        self._max_connections = max_connections
+        self._lock = threading.Lock()
+
+    @property
+    def opened(self) -> httpx.Client | None:
+        """The client, if there is one now (the application's, or its own until :meth:`close`)."""
+        return self._client
+
+    def get(self) -> httpx.Client:
+        """The client, made now if needed."""
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    limits = httpx.Limits(
+                        max_connections=self._max_connections, max_keepalive_connections=self._max_connections
+                    )
+                    self._client = httpx.Client(timeout=self._timeout, follow_redirects=False, limits=limits)
+        return self._client
+
+    def close(self) -> None:
+        """Close its own client (a later :meth:`get` makes a new one); the application's stays open."""
+        if self._owned and self._client is not None:
+            client, self._client = self._client, None
+            client.close()
+
+    def forget(self) -> None:
+        """Drop its own client without closing it: after ``os.fork()`` the connections are the parent's."""
+        if self._owned:
+            self._client = None
+        self._lock = threading.Lock()
 
 
 def post_form(client: httpx.Client, url: str, form: Mapping[str, str], timeout: float) -> httpx.Response:
