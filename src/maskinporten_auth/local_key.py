@@ -18,7 +18,7 @@ from .certificates import CertificateChain
 from .errors import ConfigurationError
 from .jwk import b64url_decode, jwk_thumbprint
 from .jws import RSA_ALGORITHMS
-from .signer import MIN_RSA_BITS, Signer, validate_algorithm, validate_kid
+from .signer import MIN_RSA_BITS, Signer
 
 __all__ = ["LocalKeySigner"]
 
@@ -65,16 +65,9 @@ class LocalKeySigner(Signer):
         certificate_chain: CertificateChain | bytes | str | None = None,
     ) -> None:
         self._private_key = _check_rsa(private_key, "private_key")
-        self.algorithm = validate_algorithm(algorithm)
-        self.kid = validate_kid(kid)
-        if certificate_chain is not None and not isinstance(certificate_chain, CertificateChain):
-            certificate_chain = CertificateChain.from_pem(certificate_chain)
-        if certificate_chain is not None:
-            certificate_chain.check_key(self._private_key.public_key())
-            if self.kid is not None:
-                raise ConfigurationError("kid", "give either kid or a certificate chain (x5c), not both")
-        self.certificate_chain = certificate_chain
-        self.x5c = certificate_chain.x5c if certificate_chain is not None else None
+        self._configure(algorithm, kid, certificate_chain)
+        if self.certificate_chain is not None:
+            self.certificate_chain.check_key(self._private_key.public_key())
         self._hash = RSA_ALGORITHMS[self.algorithm]()
         self._thumbprint = jwk_thumbprint(self._private_key.public_key())
 

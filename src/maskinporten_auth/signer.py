@@ -62,6 +62,20 @@ class Signer(abc.ABC):
     algorithm: Algorithm
     kid: str | None
     x5c: list[str] | None
+    certificate_chain: CertificateChain | None = None
+
+    def _configure(
+        self, algorithm: object, kid: object, certificate_chain: bytes | str | CertificateChain | None
+    ) -> None:
+        """Set :attr:`algorithm` and how Maskinporten knows the key: ``kid``, or a certificate chain sent as x5c."""
+        self.algorithm = validate_algorithm(algorithm)
+        self.kid = validate_kid(kid)
+        if certificate_chain is not None and not isinstance(certificate_chain, CertificateChain):
+            certificate_chain = CertificateChain.from_pem(certificate_chain)
+        if self.kid is not None and certificate_chain is not None:
+            raise ConfigurationError("kid", "give either kid or certificate_chain (x5c), not both")
+        self.certificate_chain = certificate_chain
+        self.x5c = certificate_chain.x5c if certificate_chain is not None else None
 
     @abc.abstractmethod
     def sign(self, signing_input: bytes) -> bytes:
@@ -121,14 +135,7 @@ class DigestSigner(Signer):
         algorithm: str = "RS256",
         certificate_chain: bytes | str | CertificateChain | None = None,
     ) -> None:
-        self.algorithm = validate_algorithm(algorithm)
-        self.kid = validate_kid(kid)
-        if certificate_chain is not None and not isinstance(certificate_chain, CertificateChain):
-            certificate_chain = CertificateChain.from_pem(certificate_chain)
-        self.certificate_chain = certificate_chain
-        self.x5c = certificate_chain.x5c if certificate_chain is not None else None
-        if self.kid is not None and self.x5c is not None:
-            raise ConfigurationError("kid", "give either kid or certificate_chain (x5c), not both")
+        self._configure(algorithm, kid, certificate_chain)
         self._public_key: rsa.RSAPublicKey | None = None
         self._verified = threading.Event()
         self._lock = threading.RLock()  # _check_key may call public_key()

@@ -21,7 +21,7 @@ from pkcs11 import exceptions as p11
 
 from maskinporten_auth.certificates import CertificateChain
 from maskinporten_auth.errors import ConfigurationError, SigningError
-from maskinporten_auth.signer import MIN_RSA_BITS, Signer, validate_algorithm, validate_kid
+from maskinporten_auth.signer import MIN_RSA_BITS, Signer
 
 from .errors import BACKEND, REMOVED_HINT, signing_error
 from .module import Pin, SessionLost, TokenSelector, module
@@ -172,14 +172,7 @@ class Pkcs11Signer(Signer):
         algorithm: str = "RS256",
         certificate_chain: bytes | str | CertificateChain | None = None,
     ) -> None:
-        self.algorithm = validate_algorithm(algorithm)
-        self.kid = validate_kid(kid)
-        if certificate_chain is not None and not isinstance(certificate_chain, CertificateChain):
-            certificate_chain = CertificateChain.from_pem(certificate_chain)
-        if self.kid is not None and certificate_chain is not None:
-            raise ConfigurationError("kid", "give either kid or certificate_chain (x5c), not both")
-        self.certificate_chain = certificate_chain
-        self.x5c = certificate_chain.x5c if certificate_chain is not None else None
+        self._configure(algorithm, kid, certificate_chain)
         self.library_path = _validate_library_path(library_path)
         self.token = _validate_token(token_label, slot)
         self.key_label, self.key_id = _validate_key(key_label, key_id)
