@@ -20,7 +20,6 @@ import time
 import httpx
 
 from .auth import BearerAuth, MaskinportenAuth
-from .cache import TokenStore
 from .environment import validate_url
 from .errors import (
     AltinnExchangeError,
@@ -303,16 +302,6 @@ class AltinnAuth(BearerAuth):
     def exchange_url(self) -> str:
         """The exchange endpoint, e.g. ``https://platform.tt02.altinn.no/authentication/api/v1/exchange/maskinporten``."""
         return self._exchange.url
-
-    @property
-    def cache(self) -> TokenStore:
-        """The token store: the wrapped auth family's, which holds its Maskinporten and Altinn tokens."""
-        return self._provider.store
-
-    @property
-    def cache_key(self) -> str:
-        """The Altinn token's key in the token store, computed from configuration alone."""
-        return self._key
 
     def with_systemuser(self, orgno: str, external_ref: str | None = None) -> AltinnAuth:
         """A view for the Altinn system user of customer ``orgno``: see :meth:`MaskinportenAuth.with_systemuser`."""

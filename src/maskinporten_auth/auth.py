@@ -68,6 +68,17 @@ class BearerAuth(httpx.Auth, abc.ABC):
         """Forget ``token``, which the API rejected with 401 (if it is still the cached one)."""
 
     _provider: TokenProvider[Any]
+    _key: str
+
+    @property
+    def cache(self) -> TokenStore:
+        """The token store, shared by every view of this auth family."""
+        return self._provider.store
+
+    @property
+    def cache_key(self) -> str:
+        """The view's key in the token store, computed from configuration alone."""
+        return self._key
 
     def close(self) -> None:
         """Release the connections and worker threads this auth family opened.
@@ -274,16 +285,6 @@ class MaskinportenAuth(BearerAuth):
     def signer(self) -> Signer:
         """The signer of the grants."""
         return self._grants.signer
-
-    @property
-    def cache(self) -> TokenStore:
-        """The token store, shared by every view of this auth family."""
-        return self._provider.store
-
-    @property
-    def cache_key(self) -> str:
-        """The view's key in the token store, computed from configuration alone."""
-        return self._key
 
     def with_consumer_org(self, consumer_org: str) -> MaskinportenAuth:
         """Return a view that acts for another customer through Altinn delegation (``consumer_org``).

@@ -7,6 +7,7 @@ import datetime
 from collections.abc import Sequence
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
@@ -27,6 +28,15 @@ def organisation_number(certificate: x509.Certificate) -> str | None:
             if len(digits) >= 9:
                 return digits[-9:]
     return None
+
+
+def issued_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """Whether ``issuer`` signed ``certificate`` (its name matches and its key verifies the signature)."""
+    try:
+        certificate.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
 
 
 def _same_public_key(a: object, b: rsa.RSAPublicKey) -> bool:

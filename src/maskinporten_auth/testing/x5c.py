@@ -10,11 +10,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.verification import Criticality, ExtensionPolicy, PolicyBuilder, Store, VerificationError
 
-from ..certificates import organisation_number
+from ..certificates import issued_by, organisation_number
 from .rejection import Rejection
 
 __all__ = [
@@ -54,18 +53,10 @@ def decode_x5c(value: Any) -> list[x509.Certificate]:
     return certificates
 
 
-def _issued_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
-    try:
-        certificate.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
-
-
 def check_chain_order(chain: list[x509.Certificate]) -> None:
     """RFC 7515 §4.1.6: each certificate in ``x5c`` must certify the one before it; MP-120 otherwise."""
     for position, (certificate, issuer) in enumerate(itertools.pairwise(chain)):
-        if not _issued_by(certificate, issuer):
+        if not issued_by(certificate, issuer):
             raise _untrusted(f"Certificate {position} in x5c is not issued by certificate {position + 1}.")
 
 

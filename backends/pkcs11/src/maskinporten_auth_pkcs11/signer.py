@@ -13,13 +13,12 @@ from urllib.parse import quote
 
 import pkcs11
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11 import exceptions as p11
 
-from maskinporten_auth.certificates import CertificateChain
+from maskinporten_auth.certificates import CertificateChain, issued_by
 from maskinporten_auth.errors import ConfigurationError, SigningError
 from maskinporten_auth.signer import MIN_RSA_BITS, Signer
 
@@ -101,14 +100,6 @@ def _read_pin(pin: object, pin_file: object) -> Pin:
     return Pin(pin)
 
 
-def _issued_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
-    try:
-        certificate.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
-
-
 def _issuers(leaf: x509.Certificate, others: Sequence[x509.Certificate]) -> list[x509.Certificate]:
     """The certificates among ``others`` that issued ``leaf``, its issuer, and so on, in that order.
 
@@ -117,7 +108,7 @@ def _issuers(leaf: x509.Certificate, others: Sequence[x509.Certificate]) -> list
     chain: list[x509.Certificate] = []
     current = leaf
     while current.issuer != current.subject:
-        issuer = next((cert for cert in others if cert not in chain and _issued_by(current, cert)), None)
+        issuer = next((cert for cert in others if cert not in chain and issued_by(current, cert)), None)
         if issuer is None:
             break
         chain.append(issuer)
