@@ -48,6 +48,8 @@ class Results:
     charts: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     #: chart title -> the target ratio drawn on it
     chart_targets: dict[str, float] = field(default_factory=dict)
+    #: chart title -> which side of its target ratio is met ("≤" unless given)
+    chart_target_bounds: dict[str, str] = field(default_factory=dict)
 
     def chart(self, title: str, group: str, bar: str, ratio: float) -> None:
         self.charts.setdefault(title, {}).setdefault(group, {})[bar] = ratio

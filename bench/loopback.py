@@ -48,8 +48,11 @@ async def _serve() -> None:
 
 
 @contextmanager
-def child_server(script: Path, *args: str) -> Iterator[str]:
-    """Run ``script`` in a child process; yield the first line it prints; close its stdin to stop it."""
+def child_process(script: Path, *args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """Run ``script`` in a child process; yield it and the first line it prints; close its stdin to stop it.
+
+    The child's stdin and stdout stay open as text pipes, for a script that takes commands while it serves.
+    """
     process = subprocess.Popen(
         [sys.executable, str(script), *args],
         stdin=subprocess.PIPE,
@@ -61,7 +64,7 @@ def child_server(script: Path, *args: str) -> Iterator[str]:
         line = process.stdout.readline().strip()
         if not line:
             raise RuntimeError(f"{script.name} exited before it was ready")
-        yield line
+        yield process, line
     finally:
         assert process.stdin is not None
         process.stdin.close()
@@ -70,6 +73,13 @@ def child_server(script: Path, *args: str) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@contextmanager
+def child_server(script: Path, *args: str) -> Iterator[str]:
+    """Run ``script`` in a child process; yield the first line it prints; close its stdin to stop it."""
+    with child_process(script, *args) as (_, line):
+        yield line
 
 
 @contextmanager

@@ -19,6 +19,7 @@ SECTION_TITLES = {
     "signers": "4. Token acquisition per signer",
     "imports": "5. Import cost and cloud SDKs",
     "fleet": "6. A fleet of processes on a shared store",
+    "customers": "7. Many customers: one auth family, a view per customer",
 }
 
 METHOD = {
@@ -46,6 +47,19 @@ METHOD = {
         "posts it to the emulator over a warm connection; the ratio is against the local key, interleaved in the "
         "same run. Remote backends run against the test servers their own test suites use, started with those "
         "suites' code."
+    ),
+    "customers": (
+        "One MaskinportenAuth per run (empty cache) and a view per customer (`with_consumer_org`), against an "
+        "emulator in its own process with every customer delegated. Every view asks for its first token at once: "
+        "from a thread pool (`get_token()`), or from one event loop (`asyncio.gather` over `aget_token()`). The rate "
+        "is customers over the time to the last token, median over repetitions whose order rotates; its ratio is "
+        "against the local signer's own rate in the same run (RS256 signatures of a grant's signing input per "
+        "second, one thread, sampled before every cold run). The emulator counts the grants; the provider reports "
+        "the peak of token requests in flight. CPU time per token, of this process and of the emulator, shows which "
+        "side bounds the rate. Memory is measured with tracemalloc over making the views and over filling a cache "
+        "by real fetches; cache hits are timed on views picked at random, in rounds interleaved between families "
+        "with 1, 1,000 and 10,000 tokens cached, beside a plain dict lookup of the same keys (the floor the "
+        "memory hierarchy sets)."
     ),
     "imports": (
         "Fresh interpreters, alternating; start-up of a bare interpreter subtracted. The cloud SDK check looks at "
@@ -149,7 +163,7 @@ def write_markdown(results: Results, path: Path, *, environment: list[str], imag
 
 
 def write_plot(results: Results, path: Path) -> None:
-    order = ["Per-request", "Rollover", "Cold start", "Token acquisition"]
+    order = ["Per-request", "Rollover", "Cold start", "Token acquisition", "Many customers"]
     charts = sorted(
         ((title, groups) for title, groups in results.charts.items() if groups),
         key=lambda chart: next((i for i, prefix in enumerate(order) if chart[0].startswith(prefix)), len(order)),
@@ -181,7 +195,8 @@ def write_plot(results: Results, path: Path) -> None:
         axis.axvline(1.0, color="black", linewidth=0.8)
         if title in results.chart_targets:
             target = results.chart_targets[title]
-            axis.axvline(target, color="red", linestyle="--", linewidth=1, label=f"target ≤ {target}{TIMES}")
+            bound = results.chart_target_bounds.get(title, "≤")
+            axis.axvline(target, color="red", linestyle="--", linewidth=1, label=f"target {bound} {target}{TIMES}")
             axis.legend(loc="lower right", fontsize=7)
         axis.set_title(title, fontsize=9)
         highest = max(max(b.values()) for b in groups.values())

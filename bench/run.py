@@ -24,7 +24,7 @@ from benchkit import TIMES, Results, Row, Setup, emulator_setup, new_rsa_key
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-SECTIONS = ("imports", "overhead", "herd", "rollover", "signers", "fleet")
+SECTIONS = ("imports", "overhead", "herd", "rollover", "signers", "fleet", "customers")
 PACKAGES = ("maskinporten-auth", "httpx", "requests", "authlib", "httpx-auth", "cryptography", "redis")
 
 
@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
+    import customers
     import fleet
     import herd
     import import_cost
@@ -89,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             "rollover": lambda: rollover.run(setup, results, quick=args.quick),
             "signers": lambda: signer_cost.run(setup, results, quick=args.quick),
             "fleet": lambda: fleet.run(results, key, quick=args.quick),
+            "customers": lambda: customers.run(setup, results, quick=args.quick),
         }
         for name in SECTIONS:
             if name in args.only:
