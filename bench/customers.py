@@ -5,7 +5,8 @@ The emulator runs in its own process (as Maskinporten would be elsewhere) with e
 cache) makes one view per customer and every view asks for its first token at once:
 
 - sync: a thread pool (8 and 32 threads) calls ``view.get_token()`` for every view;
-- async: one event loop, ``asyncio.gather`` over ``await view.aget_token()`` for every view;
+- async: one event loop, ``asyncio.gather`` over ``await view.aget_token()`` for every view; for reference also
+  with ``max_in_flight=8``, which sizes the worker threads of async fetches like the smaller thread pool;
 - for reference, on a few hundred customers, the approach before auth families: sign on the event loop and post
   each grant through a new ``httpx.AsyncClient``, at most ``max_in_flight`` at once.
 
@@ -48,6 +49,7 @@ SIZES = ((1_000, 3), (10_000, 1))
 QUICK_SIZES = ((100, 2), (1_000, 1))
 THREADS = (8, 32)
 ASYNC = "async, asyncio.gather"
+ASYNC_8 = "async, asyncio.gather, max_in_flight=8"
 OLD = "async, old approach (new httpx.AsyncClient per token)"
 OLD_CUSTOMERS, QUICK_OLD_CUSTOMERS = 200, 50
 #: "Both within a small factor of the signing limit", read as: at least half the signer's own rate.
@@ -84,6 +86,7 @@ class Cold:
     grants: int
     issued: int
     peak: int
+    limit: int
     client_cpu: float
     emulator_cpu: float | None
     loop_cpu: float | None
@@ -142,19 +145,27 @@ class Customers:
         self.child = child
         self.orgnos = orgnos
 
-    def family(self) -> MaskinportenAuth:
+    def family(self, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -> MaskinportenAuth:
         return MaskinportenAuth(
-            client_id=self.setup.client_id, scopes=SCOPE, signer=self.setup.signer, environment=self.child.environment
+            client_id=self.setup.client_id,
+            scopes=SCOPE,
+            signer=self.setup.signer,
+            environment=self.child.environment,
+            max_in_flight=max_in_flight,
         )
 
     def views(self, family: MaskinportenAuth, count: int) -> list[MaskinportenAuth]:
         return [family.with_consumer_org(orgno) for orgno in self.orgnos[:count]]
 
     def cold(
-        self, label: str, count: int, body: Callable[[list[MaskinportenAuth]], Tokens]
+        self,
+        label: str,
+        count: int,
+        body: Callable[[list[MaskinportenAuth]], Tokens],
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     ) -> tuple[Cold, MaskinportenAuth]:
         """Run ``body`` over the ``count`` views of a new family; return the run and the (warm) family."""
-        family = self.family()
+        family = self.family(max_in_flight)
         views = self.views(family, count)
         before = self.child.stats()
         emulator_before = self.child.cpu_seconds()
@@ -175,6 +186,7 @@ class Customers:
             grants=after["token_requests"] - before["token_requests"],
             issued=after["tokens_issued"] - before["tokens_issued"],
             peak=family._provider.peak_in_flight,
+            limit=max_in_flight,
             client_cpu=client_cpu,
             emulator_cpu=emulator_cpu,
             loop_cpu=loop_cpu,
@@ -296,9 +308,10 @@ def run(setup: Setup, results: Results, *, quick: bool = False) -> None:
         probe = customers.family()
         probe_view = probe.with_consumer_org(orgnos[0])
         signing: list[float] = []
-        bodies: list[tuple[str, Callable[[list[MaskinportenAuth]], Tokens]]] = [
-            *((f"sync, {threads} threads", sync_run(threads)) for threads in THREADS),
-            (ASYNC, async_run),
+        bodies: list[tuple[str, Callable[[list[MaskinportenAuth]], Tokens], int]] = [
+            *((f"sync, {threads} threads", sync_run(threads), DEFAULT_MAX_IN_FLIGHT) for threads in THREADS),
+            (ASYNC, async_run, DEFAULT_MAX_IN_FLIGHT),
+            (ASYNC_8, async_run, 8),
         ]
         warm: dict[int, MaskinportenAuth] = {}
         colds: dict[int, list[Cold]] = {}
@@ -306,9 +319,9 @@ def run(setup: Setup, results: Results, *, quick: bool = False) -> None:
             runs = colds[size] = []
             for index in range(repetitions):
                 shift = index % len(bodies)
-                for label, body in bodies[shift:] + bodies[:shift]:
+                for label, body, max_in_flight in bodies[shift:] + bodies[:shift]:
                     signing += signing_rates(probe_view, chunks=3)
-                    cold, family = customers.cold(label, size, body)
+                    cold, family = customers.cold(label, size, body, max_in_flight)
                     runs.append(cold)
                     if size not in warm and label == bodies[0][0]:
                         warm[size] = family  # kept for the cache-hit rounds
@@ -374,11 +387,15 @@ def _cpu_note(cold: Cold) -> str:
 def _report_cold(results: Results, size: int, runs: list[Cold], limit: float) -> None:
     labels = list(dict.fromkeys(cold.label for cold in runs))
     rates = {label: median([cold.rate for cold in runs if cold.label == label]) for label in labels}
+    fastest = max((label for label in labels if label.startswith("sync")), key=lambda label: rates[label])
     for label in labels:
         mine = [cold for cold in runs if cold.label == label]
         typical = sorted(mine, key=lambda cold: cold.rate)[len(mine) // 2]
         ratio = rates[label] / limit
         each = f"{len(mine)} runs: " + ", ".join(f"{cold.rate:.0f}" for cold in mine) + "/s; " if len(mine) > 1 else ""
+        reference = label == ASYNC_8  # not a default configuration: no target
+        if reference:
+            each = f"{rates[label] / rates[fastest]:.3f}{TIMES} {fastest}; {each}"
         results.add(
             Row(
                 SECTION,
@@ -387,15 +404,14 @@ def _report_cold(results: Results, size: int, runs: list[Cold], limit: float) ->
                 "tokens/s",
                 ratio,
                 SIGNING,
-                target=f"≥ {TARGET_OF_SIGNING}{TIMES} the signing rate",
-                passed=ratio >= TARGET_OF_SIGNING,
+                target="" if reference else f"≥ {TARGET_OF_SIGNING}{TIMES} the signing rate",
+                passed=None if reference else ratio >= TARGET_OF_SIGNING,
                 note=f"{each}{typical.seconds:.2f} s to the last token; {_cpu_note(typical)}",
             )
         )
         results.chart(CHART, f"{size} customers", label, ratio)
     results.chart_targets[CHART] = TARGET_OF_SIGNING
     results.chart_target_bounds[CHART] = "≥"
-    grants_ok = all(cold.grants == size and cold.issued == size for cold in runs)
     results.add(
         Row(
             SECTION,
@@ -403,24 +419,24 @@ def _report_cold(results: Results, size: int, runs: list[Cold], limit: float) ->
             max(runs, key=lambda cold: abs(cold.grants - size)).grants,
             "grants",
             target=f"= {size} in each of the {len(runs)} runs",
-            passed=grants_ok,
+            passed=all(cold.grants == size and cold.issued == size for cold in runs),
             note=f"per run: {', '.join(str(cold.grants) for cold in runs)}; "
             f"tokens issued: {', '.join(str(cold.issued) for cold in runs)}",
         )
     )
+    peaks = {label: max(cold.peak for cold in runs if cold.label == label) for label in labels}
+    limits = {cold.label: cold.limit for cold in runs}
     results.add(
         Row(
             SECTION,
             f"{size} customers: peak token requests in flight, every cold run",
-            max(cold.peak for cold in runs),
+            max(peaks.values()),
             "requests",
-            target=f"≤ {DEFAULT_MAX_IN_FLIGHT} (max_in_flight)",
-            passed=all(cold.peak <= DEFAULT_MAX_IN_FLIGHT for cold in runs),
-            note="per run: " + ", ".join(f"{cold.label} {cold.peak}" for cold in runs),
+            target="≤ the run's max_in_flight",
+            passed=all(cold.peak <= cold.limit for cold in runs),
+            note="; ".join(f"{label}: {peaks[label]} (limit {limits[label]})" for label in labels),
         )
     )
-    syncs = [label for label in labels if label.startswith("sync")]
-    fastest = max(syncs, key=lambda label: rates[label])
     ratio = rates[ASYNC] / rates[fastest]
     results.add(
         Row(
