@@ -122,7 +122,7 @@ def old_async_run(views: list[MaskinportenAuth]) -> Tokens:
 
     async def one(view: MaskinportenAuth, gate: asyncio.Semaphore) -> str:
         async with gate:
-            grant = await view._grants.abuild(time.time())
+            grant = view._grants.build(time.time())  # a local key signed in the calling thread, on the loop
             form = {"grant_type": GRANT_TYPE, "assertion": grant}
             async with httpx.AsyncClient(timeout=30, follow_redirects=False) as client:
                 response = await client.post(view.environment.token_endpoint, data=form)
