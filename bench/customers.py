@@ -38,8 +38,8 @@ from benchkit import ORGNO, SCOPE, TIMES, Results, Row, Setup, median
 from emulator_process import ChildEmulator, child_emulator
 
 from maskinporten_auth import MaskinportenAuth
-from maskinporten_auth.orgnr import is_valid_orgno
 from maskinporten_auth.provider import DEFAULT_MAX_IN_FLIGHT
+from maskinporten_auth.testing import organisation_numbers
 from maskinporten_auth.token_client import GRANT_TYPE, parse_token_response
 
 SECTION = "customers"
@@ -62,19 +62,6 @@ TARGET_HIT_FLAT = 1.5
 SIGNING = "the local signer's signing rate"
 
 Tokens = tuple[list[str], float | None]  # the tokens, and the event loop's CPU seconds (async only)
-
-
-def customer_orgnos(count: int, *, first: int = 31_000_000) -> list[str]:
-    """``count`` valid organisation numbers (mod-11 check digit), not the supplier's own."""
-    orgnos: list[str] = []
-    prefix = first
-    while len(orgnos) < count:
-        candidates = (f"{prefix}{check}" for check in range(10))
-        orgno = next((candidate for candidate in candidates if is_valid_orgno(candidate)), None)
-        if orgno is not None and orgno != ORGNO:
-            orgnos.append(orgno)
-        prefix += 1
-    return orgnos
 
 
 @dataclass
@@ -303,7 +290,7 @@ def hit_latencies(
 def run(setup: Setup, results: Results, *, quick: bool = False) -> None:
     plan = QUICK_SIZES if quick else SIZES
     old_customers = QUICK_OLD_CUSTOMERS if quick else OLD_CUSTOMERS
-    orgnos = customer_orgnos(max(size for size, _ in plan))
+    orgnos = organisation_numbers(max(size for size, _ in plan))
     client = {"client_id": setup.client_id, "orgno": ORGNO, "scope": SCOPE, "kid": setup.signer.kid or ""}
     with child_emulator(**client, jwk=setup.signer.public_jwk(), token_lifetime=3600) as child:
         child.delegate(orgnos)
