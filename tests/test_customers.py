@@ -562,7 +562,7 @@ def test_the_auth_is_a_context_manager_that_releases_its_connections(make_auth):
         assert auth.get_token()
         assert auth._provider.client.http.opened is not None
     assert auth._provider.client.http.opened is None
-    assert auth._provider._workers is None
+    assert auth._provider._workers.started == 0
     assert auth.get_token()  # usable again: it reopens what it needs
 
 
@@ -570,11 +570,11 @@ def test_the_auth_is_an_async_context_manager(make_auth):
     async def main() -> MaskinportenAuth:
         async with make_auth() as auth:
             assert await auth.aget_token()
-            assert auth._provider._workers is not None
+            assert auth._provider._workers.started > 0
         return auth
 
     auth = asyncio.run(main())
-    assert auth._provider._workers is None and auth._provider.client.http.opened is None
+    assert auth._provider._workers.started == 0 and auth._provider.client.http.opened is None
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork on this platform")

@@ -25,7 +25,6 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Generic, Literal, NamedTuple, Protocol, TypeVar
 
@@ -34,7 +33,7 @@ from .cache import CachedToken, RefreshPolicy, TokenCache, TokenState, TokenStor
 from .errors import ConfigurationError, MaskinportenError, NetworkError, TokenRequestError
 from .grant import GrantClaims
 from .retry import is_finite_number
-from .singleflight import Flight, Flights, Limiter
+from .singleflight import Flight, Flights, Limiter, Workers
 from .token_client import TokenResponse
 
 __all__ = [
@@ -210,8 +209,7 @@ class TokenProvider(Generic[RequestT]):
         self._limiter = Limiter(max_in_flight)
         self._setbacks: OrderedDict[str, _Setback] = OrderedDict()
         self._setbacks_lock = threading.Lock()
-        self._workers: ThreadPoolExecutor | None = None
-        self._workers_lock = threading.Lock()
+        self._workers = Workers(max_in_flight, "maskinporten-fetch")
         forksafe.register(self)
 
     @property
@@ -338,8 +336,8 @@ class TokenProvider(Generic[RequestT]):
     ) -> None:
         """Run the fetch in a worker thread; with ``loop``, an application's httpx.AsyncClient posts on it."""
         try:
-            self._executor().submit(self._lead, request, key, flight, fallback, loop)
-        except RuntimeError as exc:  # the interpreter is shutting down
+            self._workers.submit(lambda: self._lead(request, key, flight, fallback, loop))
+        except RuntimeError as exc:  # the interpreter is shutting down: no new thread can start
             self._flights.end(key, flight, error=NetworkError(f"no worker thread to fetch a token: {exc}"))
 
     def _lead(
@@ -458,13 +456,6 @@ class TokenProvider(Generic[RequestT]):
     def _wait_timed_out(self) -> NetworkError:
         return NetworkError(f"no token arrived within {self.patience:.0f} s from the fetch in progress")
 
-    def _executor(self) -> ThreadPoolExecutor:
-        if self._workers is None:
-            with self._workers_lock:
-                if self._workers is None:
-                    self._workers = ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="maskinporten-fetch")
-        return self._workers
-
     def _emit(
         self,
         kind: EventKind,
@@ -495,9 +486,7 @@ class TokenProvider(Generic[RequestT]):
 
     def close(self) -> None:
         """Release the worker threads and the connections this family opened; later use opens them again."""
-        workers, self._workers = self._workers, None
-        if workers is not None:
-            workers.shutdown(wait=False)
+        self._workers.close()
         self.client.close()
 
     def _after_fork(self) -> None:
@@ -505,6 +494,5 @@ class TokenProvider(Generic[RequestT]):
         self._flights.reset()
         self._limiter.reset()
         self._setbacks_lock = threading.Lock()
-        self._workers_lock = threading.Lock()
-        self._workers = None
+        self._workers.reset()
         self.client.forget_connections()

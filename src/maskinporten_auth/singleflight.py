@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import queue
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 from .cache import CachedToken
 
-__all__ = ["Flight", "Flights", "Limiter"]
+__all__ = ["Flight", "Flights", "Limiter", "Workers"]
+
+logger = logging.getLogger("maskinporten_auth")
 
 _Waiter = threading.Event | tuple[asyncio.AbstractEventLoop, "asyncio.Future[None]"]
 
@@ -108,11 +112,14 @@ class Flight:
 
 
 class Flights:
-    """The fetches in flight, at most one per cache key."""
+    """The fetches in flight, at most one per cache key.
+
+    Lock-free: ``dict.setdefault`` and ``dict.pop`` are atomic, and only a flight's leader retires it. An event
+    loop starting thousands of fetches never waits for a lock that worker threads finishing fetches hold.
+    """
 
     def __init__(self) -> None:
         self._flights: dict[str, Flight] = {}
-        self._lock = threading.Lock()
 
     def begin(self, key: str, *, join: bool) -> tuple[Flight | None, bool]:
         """Start the fetch for ``key``, or find the one in flight.
@@ -120,29 +127,78 @@ class Flights:
         Returns ``(flight, True)`` when the caller must fetch, ``(flight, False)`` when it should wait for another
         caller's fetch, and ``(None, False)`` when a fetch is in flight and ``join`` is False.
         """
-        with self._lock:
-            flight = self._flights.get(key)
-            if flight is not None:
-                return (flight if join else None), False
-            flight = self._flights[key] = Flight()
-            return flight, True
+        flight = self._flights.get(key)
+        if flight is None:
+            candidate = Flight()
+            flight = self._flights.setdefault(key, candidate)
+            if flight is candidate:
+                return flight, True
+        return (flight if join else None), False
 
     def end(
         self, key: str, flight: Flight, token: CachedToken | None = None, error: BaseException | None = None
     ) -> None:
-        """Retire ``flight`` and wake its waiters with the outcome."""
-        with self._lock:
-            if self._flights.get(key) is flight:
-                del self._flights[key]
+        """Retire ``flight`` (its leader calls this once) and wake its waiters with the outcome."""
+        if self._flights.get(key) is flight:
+            self._flights.pop(key, None)
         flight.finish(token, error)
 
     def reset(self) -> None:
         """Forget every flight: after a fork the parent's fetches never finish in the child."""
-        self._lock = threading.Lock()
         self._flights = {}
 
     def __len__(self) -> int:
         return len(self._flights)
+
+
+class Workers:
+    """Daemon threads that run the fetches of asyncio callers: at most ``size``, started as work arrives.
+
+    Lighter than a ``ThreadPoolExecutor`` (no future per job, no lock shared with the workers on submit), and
+    daemon threads never hold up the interpreter's exit for a fetch nobody waits for any more.
+    """
+
+    def __init__(self, size: int, name: str) -> None:
+        self.size = size
+        self.name = name
+        self._jobs: queue.SimpleQueue[Callable[[], object] | None] = queue.SimpleQueue()
+        self._started = 0
+        self._lock = threading.Lock()
+
+    @property
+    def started(self) -> int:
+        """How many workers run now."""
+        return self._started
+
+    def submit(self, job: Callable[[], object]) -> None:
+        """Run ``job()`` in a worker thread; start one more while fewer than ``size`` run."""
+        self._jobs.put(job)
+        if self._started < self.size:
+            with self._lock:
+                if self._started < self.size:
+                    self._started += 1
+                    name = f"{self.name}-{self._started}"
+                    threading.Thread(target=self._work, args=(self._jobs,), name=name, daemon=True).start()
+
+    @staticmethod
+    def _work(jobs: queue.SimpleQueue[Callable[[], object] | None]) -> None:
+        while (job := jobs.get()) is not None:
+            try:
+                job()
+            except BaseException:  # the job has ended its flight; keep the worker for the next one
+                logger.exception("a token fetch failed in a worker thread")
+
+    def close(self) -> None:
+        """Let the workers finish their jobs and stop; a later :meth:`submit` starts new ones."""
+        with self._lock:
+            jobs, started = self._jobs, self._started
+            self._jobs, self._started = queue.SimpleQueue(), 0
+        for _ in range(started):
+            jobs.put(None)
+
+    def reset(self) -> None:
+        """Forget the workers: after a fork they do not exist in the child."""
+        self._jobs, self._started, self._lock = queue.SimpleQueue(), 0, threading.Lock()
 
 
 class Limiter:
