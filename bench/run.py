@@ -28,19 +28,24 @@ SECTIONS = ("imports", "overhead", "herd", "rollover", "signers", "fleet", "cust
 PACKAGES = ("maskinporten-auth", "httpx", "requests", "authlib", "httpx-auth", "cryptography", "redis")
 
 
-def _environment(load_before: tuple[float, float, float]) -> list[str]:
+def _commit() -> str:
+    """The commit measured, with ``-dirty`` when the work tree differs from it (read before the page is written)."""
+    described = subprocess.run(
+        ["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True, text=True, check=False
+    )
+    return described.stdout.strip() or "unknown"
+
+
+def _environment(commit: str, load_before: tuple[float, float, float]) -> list[str]:
     versions = []
     for name in PACKAGES:
         try:
             versions.append(f"{name} {importlib.metadata.version(name)}")
         except importlib.metadata.PackageNotFoundError:
             versions.append(f"{name} (not installed)")
-    commit = subprocess.run(
-        ["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True, text=True, check=False
-    ).stdout.strip()
     load_after = os.getloadavg()
     return [
-        f"date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; commit {commit or 'unknown'}",
+        f"date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; commit {commit}",
         f"Python {platform.python_version()} on {platform.system()} {platform.machine()}, {os.cpu_count()} CPUs",
         f"load average (1 min) at start {load_before[0]:.1f}, at end {load_after[0]:.1f}",
         "; ".join(versions),
@@ -77,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     import rollover
     import signer_cost
 
+    commit = _commit()
     load_before = os.getloadavg()
     started = time.perf_counter()
     results = Results()
@@ -103,7 +109,11 @@ def main(argv: list[str] | None = None) -> int:
         image = DOCS / "benchmarks.png"
         report.write_plot(results, image)
         report.write_markdown(
-            results, DOCS / "benchmarks.md", environment=_environment(load_before), image=image.name, seconds=seconds
+            results,
+            DOCS / "benchmarks.md",
+            environment=_environment(commit, load_before),
+            image=image.name,
+            seconds=seconds,
         )
         print(f"\nwrote {DOCS / 'benchmarks.md'} and {image}")
 
