@@ -12,6 +12,7 @@ import logging
 import queue
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 
@@ -21,12 +22,56 @@ __all__ = ["Flight", "Flights", "Limiter", "Workers"]
 
 logger = logging.getLogger("maskinporten_auth")
 
-_Waiter = threading.Event | tuple[asyncio.AbstractEventLoop, "asyncio.Future[None]"]
+
+class _Mailbox:
+    """Futures of one event loop that other threads resolve, delivered in batches.
+
+    ``call_soon_threadsafe`` wakes the loop through its self-pipe each time; when worker threads finish fetches
+    faster than the loop runs, one wake-up here resolves every future posted since the last.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._posted: list[asyncio.Future[None]] = []
+        self._lock = threading.Lock()
+
+    def post(self, future: asyncio.Future[None]) -> bool:
+        """Resolve ``future`` on its loop soon; False if the loop has closed."""
+        with self._lock:
+            self._posted.append(future)
+            if len(self._posted) > 1:
+                return True  # a delivery is already scheduled
+        try:
+            self._loop.call_soon_threadsafe(self._deliver)
+        except RuntimeError:  # the loop has closed: nobody waits there any more
+            with self._lock:
+                self._posted.clear()
+            return False
+        return True
+
+    def _deliver(self) -> None:
+        with self._lock:
+            posted, self._posted = self._posted, []
+        for future in posted:
+            if not future.done():
+                future.set_result(None)
 
 
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
+_mailboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Mailbox] = weakref.WeakKeyDictionary()
+_mailboxes_lock = threading.Lock()
+
+
+def _mailbox() -> _Mailbox:
+    """The running event loop's mailbox."""
+    loop = asyncio.get_running_loop()
+    with _mailboxes_lock:
+        mailbox = _mailboxes.get(loop)
+        if mailbox is None:
+            mailbox = _mailboxes[loop] = _Mailbox(loop)
+    return mailbox
+
+
+_Waiter = threading.Event | tuple[_Mailbox, "asyncio.Future[None]"]
 
 
 def _wake(waiter: _Waiter) -> bool:
@@ -34,12 +79,8 @@ def _wake(waiter: _Waiter) -> bool:
     if isinstance(waiter, threading.Event):
         waiter.set()
         return True
-    loop, future = waiter
-    try:
-        loop.call_soon_threadsafe(_resolve, future)
-    except RuntimeError:
-        return False
-    return True
+    mailbox, future = waiter
+    return mailbox.post(future)
 
 
 class Flight:
@@ -97,12 +138,12 @@ class Flight:
 
     async def wait_async(self, patience: float) -> bool:
         """Wait in the running event loop until the fetch ends; False if it ran longer than ``patience``."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
+        mailbox = _mailbox()
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         with self._lock:
             if self._done.is_set():
                 return True
-            self._waiters.append((loop, future))
+            self._waiters.append((mailbox, future))
         while not future.done():
             timeout = self._slice(patience)
             if timeout is None:
@@ -229,9 +270,8 @@ class Limiter:
 
     async def aacquire(self) -> None:
         """Take a slot, waiting in the running event loop."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        waiter = (loop, future)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiter = (_mailbox(), future)
         with self._lock:
             if self._take():
                 return
