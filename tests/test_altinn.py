@@ -34,6 +34,7 @@ from maskinporten_auth import (
     ServerError,
     SystemUserError,
     TokenEvent,
+    TokenRequestError,
     consent_authorization,
 )
 from maskinporten_auth.errors import hint_for
@@ -391,6 +392,27 @@ def test_exchange_failures_are_retried_then_typed(make_auth, maskinporten_emulat
     view.cache.clear()
     with pytest.raises(InvalidResponseError):
         AltinnAuth(view, environment=maskinporten_emulator.url, retry=fast).get_token()
+
+
+def test_a_hostile_exchange_cannot_hang_bloat_or_redirect_us(make_auth, maskinporten_emulator, systemuser_id):
+    view = make_auth().with_systemuser(CUSTOMER)
+    once = RetryPolicy(attempts=1, deadline=4.0, timeout=1.0)
+
+    def exchange_fails_with(fault: Fault) -> tuple[Exception, float]:
+        view.cache.clear()
+        maskinporten_emulator.inject_exchange_fault(fault)
+        started = time.monotonic()
+        with pytest.raises(TokenRequestError) as raised:
+            AltinnAuth(view, environment=maskinporten_emulator.url, retry=once).get_token()
+        return raised.value, time.monotonic() - started
+
+    error, took = exchange_fails_with(Fault.drip_feed(1.0))
+    assert took < 1.0 + 1.5, f"a drip held the exchange for {took:.1f} s"
+    error, took = exchange_fails_with(Fault.gzip_bomb(64 << 20))
+    assert isinstance(error, InvalidResponseError) and "larger than" in str(error)
+    error, _ = exchange_fails_with(Fault.redirect("http://127.0.0.1:9/elsewhere"))
+    assert error.status == 307
+    assert maskinporten_emulator.exchanges == 0
 
 
 @pytest.mark.parametrize("quoted", [False, True], ids=["text", "json-string"])

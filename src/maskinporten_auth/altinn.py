@@ -35,7 +35,7 @@ from .provider import TokenProvider
 from .readiness import Readiness, areadiness, readiness
 from .retry import RetryPolicy
 from .token_client import TokenResponse
-from .transport import PooledClient
+from .transport import PooledClient, send_bounded
 
 __all__ = ["EXCHANGE_PATH", "PLATFORMS", "AltinnAuth", "AltinnExchange", "platform_url"]
 
@@ -178,10 +178,12 @@ class AltinnExchange:
         while True:
             maskinporten_token = request.get_token()
             try:
-                response = self.http.get().get(
+                response = send_bounded(
+                    self.http.get(),
+                    "GET",
                     self.url,
-                    headers={"Authorization": f"Bearer {maskinporten_token}", "Accept": "application/json"},
-                    timeout=schedule.attempt_timeout(),
+                    schedule.attempt_timeout(),
+                    headers={"Authorization": f"Bearer {maskinporten_token}"},
                 )
                 if response.status_code == 200:
                     return _altinn_token(response)

@@ -1,4 +1,4 @@
-"""One form POST to the token endpoint, bounded in time and size, never redirected.
+"""One request to the token endpoint or the Altinn exchange, bounded in time and size, never redirected.
 
 httpx's timeouts apply to each network operation, so a server that drips one byte a second never trips them. Here
 one attempt gets one deadline that covers the connection pool, connect, TLS, the request, the response headers and
@@ -37,7 +37,7 @@ import httpx
 
 from .errors import InvalidResponseError
 
-__all__ = ["MAX_DECODED_BYTES", "MAX_ENCODED_BYTES", "PooledClient", "apost_form", "post_form"]
+__all__ = ["MAX_DECODED_BYTES", "MAX_ENCODED_BYTES", "PooledClient", "apost_form", "post_form", "send_bounded"]
 
 #: The most bytes of a token response body read from the network. A token response is a few kilobytes.
 MAX_ENCODED_BYTES = 256 * 1024
@@ -94,13 +94,26 @@ class PooledClient:
 
 
 def post_form(client: httpx.Client, url: str, form: Mapping[str, str], timeout: float) -> httpx.Response:
-    """POST ``form`` to ``url`` with ``client``; the answer must arrive in full within ``timeout`` seconds.
+    """POST ``form`` to ``url`` with ``client`` under :func:`send_bounded`'s deadline and caps."""
+    return send_bounded(client, "POST", url, timeout, data=form)
+
+
+def send_bounded(
+    client: httpx.Client,
+    method: str,
+    url: str,
+    timeout: float,
+    *,
+    data: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> httpx.Response:
+    """Send one request with ``client``; the answer must arrive in full within ``timeout`` seconds.
 
     Returns a response whose content is read, decoded and at most :data:`MAX_DECODED_BYTES`; a 3xx is returned
     as it is, not followed. Raises ``httpx.TimeoutException`` when the deadline passes, another ``httpx.HTTPError``
     when the exchange fails, and :class:`InvalidResponseError` when the body is too large or in an unknown encoding.
     """
-    request = _build_request(client, url, form, timeout, trace=_arm_reported_stream)
+    request = _build_request(client, method, url, timeout, data=data, headers=headers, trace=_arm_reported_stream)
     token = _deadline.set(time.monotonic() + timeout)
     try:
         response = client.send(request, stream=True, follow_redirects=False)
@@ -118,7 +131,7 @@ def post_form(client: httpx.Client, url: str, form: Mapping[str, str], timeout: 
 
 async def apost_form(client: httpx.AsyncClient, url: str, form: Mapping[str, str], timeout: float) -> httpx.Response:
     """Like :func:`post_form`, with an ``httpx.AsyncClient``; the deadline cancels the exchange wherever it is."""
-    request = _build_request(client, url, form, timeout)
+    request = _build_request(client, "POST", url, timeout, data=form)
 
     async def exchange() -> httpx.Response:
         response = await client.send(request, stream=True, follow_redirects=False)
@@ -141,17 +154,20 @@ async def apost_form(client: httpx.AsyncClient, url: str, form: Mapping[str, str
 
 def _build_request(
     client: httpx.Client | httpx.AsyncClient,
+    method: str,
     url: str,
-    form: Mapping[str, str],
     timeout: float,
+    *,
+    data: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
     trace: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> httpx.Request:
     # No compression is asked for (a token response is small); one that comes anyway is decoded here, bounded.
     return client.build_request(
-        "POST",
+        method,
         url,
-        data=dict(form),
-        headers={"Accept": "application/json", "Accept-Encoding": "identity"},
+        data=None if data is None else dict(data),
+        headers={"Accept": "application/json", "Accept-Encoding": "identity", **(headers or {})},
         timeout=timeout,
         extensions={} if trace is None else {"trace": trace},
     )
@@ -217,7 +233,7 @@ class _BoundedBody:
     def _invalid(self, problem: str) -> InvalidResponseError:
         status = self._response.status_code
         return InvalidResponseError(
-            f"the token endpoint's answer (HTTP {status}) is unusable: {problem}", status=status
+            f"the answer (HTTP {status}) from {self._response.request.url.host} is unusable: {problem}", status=status
         )
 
     def _too_large(self, detail: str) -> InvalidResponseError:
