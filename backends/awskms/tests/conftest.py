@@ -11,7 +11,6 @@ Fixture names start with ``kms_`` so they never clash with the other backends' f
 from __future__ import annotations
 
 import contextlib
-import datetime
 import fcntl
 import hashlib
 import json
@@ -34,7 +33,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import load_der_public_key
-from cryptography.x509.oid import NameOID
+
+from maskinporten_auth.testing import issue_certificate_chain
 
 LOCALSTACK_REQUIREMENTS = (
     "localstack-core[runtime]==4.11.1",
@@ -272,35 +272,9 @@ def kms_assert_signature() -> Callable[[rsa.RSAPublicKey, bytes, bytes, str], No
     return check
 
 
-def _certificate(
-    subject: str, public_key: Any, issuer: str, issuer_key: rsa.RSAPrivateKey, *, ca: bool
-) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.timezone.utc)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        .sign(issuer_key, hashes.SHA256())
-    )
-
-
 def _chain(leaf_public_key: rsa.RSAPublicKey, intermediates: int = 0) -> tuple[bytes, list[x509.Certificate]]:
-    root_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    issuer, issuer_key = "Test Root CA", root_key
-    chain = [_certificate(issuer, root_key.public_key(), issuer, root_key, ca=True)]
-    for level in range(intermediates):
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        name = f"Test Intermediate CA {level}"
-        chain.insert(0, _certificate(name, key.public_key(), issuer, issuer_key, ca=True))
-        issuer, issuer_key = name, key
-    chain.insert(0, _certificate("313042995 virksomhet", leaf_public_key, issuer, issuer_key, ca=False))
-    pem = b"".join(cert.public_bytes(serialization.Encoding.PEM) for cert in chain)
-    return pem, chain
+    chain = issue_certificate_chain(leaf_public_key, intermediates=intermediates, subject="313042995 virksomhet")
+    return b"".join(cert.public_bytes(serialization.Encoding.PEM) for cert in chain), chain
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,6 @@ Fixture names start with ``softhsm_`` because every backend's tests run in one p
 from __future__ import annotations
 
 import contextlib
-import datetime
 import os
 import secrets
 import shutil
@@ -28,11 +27,12 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.x509.oid import NameOID
 from maskinporten_auth_pkcs11 import Pkcs11Signer
 from maskinporten_auth_pkcs11.module import TokenSelector
 from pkcs11 import Attribute, CertificateType, KeyType, ObjectClass
 from pkcs11 import exceptions as p11
+
+from maskinporten_auth.testing import issue_certificate_chain
 
 PACKAGE = "softhsm2"
 MODULE_PATHS = ("/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so")
@@ -213,33 +213,13 @@ def softhsm_store_certificates(softhsm: SoftHsm) -> Callable[..., None]:
     return store
 
 
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
 @pytest.fixture(scope="session")
 def softhsm_issue_chain() -> Callable[[rsa.RSAPublicKey], tuple[x509.Certificate, x509.Certificate]]:
     """Issue a leaf certificate for a public key from a fresh CA: (leaf, CA certificate)."""
 
     def issue(public_key: rsa.RSAPublicKey) -> tuple[x509.Certificate, x509.Certificate]:
-        ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        now = datetime.datetime.now(datetime.timezone.utc)
-
-        def certificate(subject: str, key: rsa.RSAPublicKey, *, ca: bool) -> x509.Certificate:
-            return (
-                x509.CertificateBuilder()
-                .subject_name(_name(subject))
-                .issuer_name(_name("Test CA"))
-                .public_key(key)
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(now - datetime.timedelta(minutes=5))
-                .not_valid_after(now + datetime.timedelta(days=1))
-                .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-                .sign(ca_key, hashes.SHA256())
-            )
-
-        leaf = certificate("TEST VIRKSOMHET AS", public_key, ca=False)
-        return leaf, certificate("Test CA", ca_key.public_key(), ca=True)
+        leaf, root = issue_certificate_chain(public_key)
+        return leaf, root
 
     return issue
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import datetime
 import json
 import os
 import secrets
@@ -27,9 +26,10 @@ import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.x509.oid import NameOID
 from jose import jwt
 from maskinporten_auth_vault import policy
+
+from maskinporten_auth.testing import issue_certificate_chain
 
 START_TIMEOUT = 20.0
 _HASHES = {"RS256": hashes.SHA256, "RS384": hashes.SHA384, "RS512": hashes.SHA512}
@@ -235,33 +235,12 @@ def vault_repo_root() -> Path:
     return Path(__file__).resolve().parents[3]
 
 
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
 @pytest.fixture(scope="session")
 def vault_issue_chain() -> Callable[[rsa.RSAPublicKey], tuple[bytes, x509.Certificate]]:
     """Issue a leaf certificate for a public key from a fresh CA: (PEM chain leaf first, the CA certificate)."""
 
     def issue(public_key: rsa.RSAPublicKey) -> tuple[bytes, x509.Certificate]:
-        ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        now = datetime.datetime.now(datetime.timezone.utc)
-
-        def certificate(subject: str, key: rsa.RSAPublicKey, *, ca: bool) -> x509.Certificate:
-            return (
-                x509.CertificateBuilder()
-                .subject_name(_name(subject))
-                .issuer_name(_name("Test CA"))
-                .public_key(key)
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(now - datetime.timedelta(minutes=5))
-                .not_valid_after(now + datetime.timedelta(days=1))
-                .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-                .sign(ca_key, hashes.SHA256())
-            )
-
-        leaf = certificate("TEST VIRKSOMHET AS", public_key, ca=False)
-        root = certificate("Test CA", ca_key.public_key(), ca=True)
-        return b"".join(cert.public_bytes(serialization.Encoding.PEM) for cert in (leaf, root)), root
+        chain = issue_certificate_chain(public_key)
+        return b"".join(cert.public_bytes(serialization.Encoding.PEM) for cert in chain), chain[-1]
 
     return issue
