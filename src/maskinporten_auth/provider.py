@@ -161,12 +161,12 @@ def validate_remember_refusals(value: object, field: str = "remember_refusals") 
     return float(value)  # type: ignore[arg-type]
 
 
-def _newer_and_usable(shared: CachedToken | None, held: CachedToken | None) -> bool:
+def _newer_and_usable(shared: CachedToken, held: CachedToken | None) -> bool:
     """Whether a token found in a shared store can serve instead of a fetch: newer than ours, and not near its end.
 
     One due for refresh serves too: the next caller that sees it due starts the fleet's single refresh.
     """
-    if shared is None or (held is not None and shared.expires_at <= held.expires_at):
+    if held is not None and shared.expires_at <= held.expires_at:
         return False
     return shared.state(time.monotonic()) in (TokenState.FRESH, TokenState.REFRESH_DUE)
 
@@ -226,21 +226,20 @@ class TokenProvider(Generic[RequestT]):
 
     def get_token(self, request: RequestT, key: str) -> str:
         """Return a valid access token for ``request``, fetching one if needed (blocking)."""
-        token = self.store.get(key)
-        if token is not None and time.monotonic() < token.refresh_at:
-            if self.on_event is not None:
-                self._emit("cache_hit", request.claims)
-            return token.value
-        return self._get(request, key)
+        return self._fresh(request, key) or self._get(request, key)
 
     async def aget_token(self, request: RequestT, key: str) -> str:
         """Return a valid access token for ``request`` without blocking the event loop."""
+        return self._fresh(request, key) or await self._aget(request, key)
+
+    def _fresh(self, request: RequestT, key: str) -> str | None:
+        """The cached token while it needs no refresh: no lock, no I/O."""
         token = self.store.get(key)
         if token is not None and time.monotonic() < token.refresh_at:
             if self.on_event is not None:
                 self._emit("cache_hit", request.claims)
             return token.value
-        return await self._aget(request, key)
+        return None
 
     def invalidate(self, key: str, value: str) -> bool:
         """Forget ``value`` if it is still the token cached for ``key`` (the API rejected it with 401).
@@ -352,11 +351,9 @@ class TokenProvider(Generic[RequestT]):
         try:
             with self._limiter.slot():
                 flight.start()
-                started = time.monotonic()
                 with self.store.fetching(key, self.patience):
                     shared = self.store.load(key)
-                    if _newer_and_usable(shared, fallback):
-                        assert shared is not None
+                    if shared is not None and _newer_and_usable(shared, fallback):
                         self._flights.end(key, flight, token=shared)  # another process of the fleet fetched it
                         return shared.value
                     sent_at = time.monotonic()  # after any wait for the fleet's lease: the token's life starts here
@@ -364,27 +361,21 @@ class TokenProvider(Generic[RequestT]):
                     token = self.refresh.schedule(response.access_token, response.expires_in, sent_at)
                     self.store.put(key, token)
         except MaskinportenError as exc:
-            return self._failed(request, key, flight, fallback, exc, flight.started_at)
+            return self._failed(request, key, flight, fallback, exc)
         except BaseException:
             self._flights.end(key, flight)
             raise
-        self._fetched(request, key, flight, token, response, started)
+        self._fetched(request, key, flight, token, response)
         return token.value
 
     def _fetched(
-        self,
-        request: RequestT,
-        key: str,
-        flight: Flight,
-        token: CachedToken,
-        response: TokenResponse,
-        started: float,
+        self, request: RequestT, key: str, flight: Flight, token: CachedToken, response: TokenResponse
     ) -> None:
         if key in self._setbacks:
             with self._setbacks_lock:
                 self._setbacks.pop(key, None)
         self._flights.end(key, flight, token=token)
-        duration = time.monotonic() - started
+        duration = flight.duration() or 0.0  # the flight ran: it has a start
         claims = request.claims
         logger.info(
             "%s token obtained: client_id=%s scopes=%s consumer_org=%s duration=%.0fms expires_in=%ds",
@@ -405,16 +396,15 @@ class TokenProvider(Generic[RequestT]):
         flight: Flight,
         fallback: CachedToken | None,
         error: MaskinportenError,
-        started: float | None,
     ) -> str:
         now = time.monotonic()
-        duration = now - started if started is not None else None
-        refused = isinstance(error, TokenRequestError) and error.refusal and self.remember_refusals > 0
-        if refused:
-            assert isinstance(error, TokenRequestError)
-            self._remember(key, _Setback(now + self.remember_refusals, error))
+        duration = flight.duration()
+        refusal = error if isinstance(error, TokenRequestError) and error.refusal else None
+        remembered = refusal is not None and self.remember_refusals > 0
+        if remembered:
+            self._remember(key, _Setback(now + self.remember_refusals, refusal))
         if fallback is not None and now < fallback.expires_at:
-            if not refused:
+            if not remembered:
                 time_to_must = max(0.0, fallback.must_refresh_at - now)
                 self._remember(key, _Setback(now + min(self.refresh.failure_cooldown, time_to_must / 2), None))
             self._flights.end(key, flight, error=error)

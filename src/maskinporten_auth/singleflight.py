@@ -102,6 +102,10 @@ class Flight:
         """Mark the fetch as running: from now on waiters' patience runs."""
         self.started_at = time.monotonic()
 
+    def duration(self) -> float | None:
+        """Seconds since the fetch started running, or None if it never did."""
+        return None if self.started_at is None else time.monotonic() - self.started_at
+
     def finish(self, token: CachedToken | None = None, error: BaseException | None = None) -> None:
         """Record the outcome and wake every waiter."""
         with self._lock:
