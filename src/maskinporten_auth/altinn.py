@@ -32,7 +32,6 @@ from .errors import (
 )
 from .jws import CompactJws, MalformedJws
 from .provider import TokenProvider
-from .readiness import Readiness, areadiness, readiness
 from .retry import RetryPolicy
 from .token_client import TokenResponse
 from .transport import PooledClient, send_bounded
@@ -328,25 +327,10 @@ class AltinnAuth(BearerAuth):
             if maskinporten is not None:
                 self._auth._rejected(maskinporten.value)
 
-    def check(self, *, fresh: bool = False) -> Readiness:
-        """Whether Maskinporten and Altinn's exchange give this view a token now, without raising for a refusal.
-
-        ``fresh=True`` first forgets a remembered refusal (of the Altinn token and of the Maskinporten token behind
-        it) and asks again, as :meth:`MaskinportenAuth.check` does.
-        """
-        if fresh:
-            self._forget_refusals()
-        return readiness(self.get_token)
-
-    async def acheck(self, *, fresh: bool = False) -> Readiness:
-        """:meth:`check` without blocking the event loop."""
-        if fresh:
-            self._forget_refusals()
-        return await areadiness(self.aget_token)
-
     def _forget_refusals(self) -> None:
-        self._provider.forget_refusal(self._key)
-        self._auth._provider.forget_refusal(self._auth._key)
+        """Forget the remembered refusals of the Altinn token and of the Maskinporten token behind it."""
+        super()._forget_refusals()
+        self._auth._forget_refusals()
 
     def __repr__(self) -> str:
         return f"AltinnAuth(exchange={self._exchange.url!r}, auth={self._auth!r})"

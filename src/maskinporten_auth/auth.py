@@ -80,6 +80,30 @@ class BearerAuth(httpx.Auth, abc.ABC):
         """The view's key in the token store, computed from configuration alone."""
         return self._key
 
+    def check(self, *, fresh: bool = False) -> Readiness:
+        """Whether Maskinporten gives this view a token now, without raising for a refusal.
+
+        Returns a :class:`~maskinporten_auth.readiness.Readiness`: truthy when ready; otherwise with the MP code,
+        Maskinporten's description and a hint (a customer who has not delegated, a system user that is not set
+        up, a scope not granted). Failures that say nothing about readiness (the network, the key service) raise.
+
+        A refusal is remembered for ``remember_refusals`` seconds; ``fresh=True`` forgets it first and asks
+        again (an onboarding screen's "I have delegated now, check again").
+        """
+        if fresh:
+            self._forget_refusals()
+        return readiness(self.get_token)
+
+    async def acheck(self, *, fresh: bool = False) -> Readiness:
+        """:meth:`check` without blocking the event loop."""
+        if fresh:
+            self._forget_refusals()
+        return await areadiness(self.aget_token)
+
+    def _forget_refusals(self) -> None:
+        """Forget the refusal remembered for this view's token, so that the next call asks again."""
+        self._provider.forget_refusal(self._key)
+
     def close(self) -> None:
         """Release the connections and worker threads this auth family opened.
 
@@ -324,26 +348,6 @@ class MaskinportenAuth(BearerAuth):
     async def aget_token(self) -> str:
         """Return a valid access token without blocking the event loop."""
         return await self._provider.aget_token(self._grants, self._key)
-
-    def check(self, *, fresh: bool = False) -> Readiness:
-        """Whether Maskinporten gives this view a token now, without raising for a refusal.
-
-        Returns a :class:`~maskinporten_auth.readiness.Readiness`: truthy when ready; otherwise with the MP code,
-        Maskinporten's description and a hint (a customer who has not delegated, a system user that is not set
-        up, a scope not granted). Failures that say nothing about readiness (the network, the key service) raise.
-
-        A refusal is remembered for ``remember_refusals`` seconds; ``fresh=True`` forgets it first and asks
-        Maskinporten again (an onboarding screen's "I have delegated now, check again").
-        """
-        if fresh:
-            self._provider.forget_refusal(self._key)
-        return readiness(self.get_token)
-
-    async def acheck(self, *, fresh: bool = False) -> Readiness:
-        """:meth:`check` without blocking the event loop."""
-        if fresh:
-            self._provider.forget_refusal(self._key)
-        return await areadiness(self.aget_token)
 
     def _rejected(self, token: str) -> None:
         self._provider.invalidate(self._key, token)
