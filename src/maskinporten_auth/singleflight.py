@@ -1,7 +1,7 @@
 """Coordination between the threads and event loops of one process: one fetch per key, a bound on fetches.
 
-Private to the token provider. Both primitives wake a waiter on whichever thread or event loop it waits, and
-never hold a lock while anyone waits.
+Private to the token provider. A flight wakes its waiters on whichever thread or event loop they wait; the worker
+threads run the fetches of asyncio callers; the limiter bounds the fetches of both.
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ import queue
 import threading
 import time
 import weakref
-from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from .cache import CachedToken
 
@@ -71,18 +70,6 @@ def _mailbox() -> _Mailbox:
     return mailbox
 
 
-_Waiter = threading.Event | tuple[_Mailbox, "asyncio.Future[None]"]
-
-
-def _wake(waiter: _Waiter) -> bool:
-    """Wake one waiter; False if its event loop has closed (nobody waits there any more)."""
-    if isinstance(waiter, threading.Event):
-        waiter.set()
-        return True
-    mailbox, future = waiter
-    return mailbox.post(future)
-
-
 class Flight:
     """One token fetch. It waits for a free slot (queued), then runs (started), then ends.
 
@@ -96,7 +83,7 @@ class Flight:
         self.started_at: float | None = None
         self._done = threading.Event()
         self._lock = threading.Lock()
-        self._waiters: list[_Waiter] = []
+        self._waiters: list[tuple[_Mailbox, asyncio.Future[None]]] = []
 
     def start(self) -> None:
         """Mark the fetch as running: from now on waiters' patience runs."""
@@ -112,13 +99,8 @@ class Flight:
             self.token, self.error = token, error
             self._done.set()
             waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            _wake(waiter)
-
-    @property
-    def done(self) -> bool:
-        """Whether the fetch has ended."""
-        return self._done.is_set()
+        for mailbox, future in waiters:
+            mailbox.post(future)
 
     def _slice(self, patience: float) -> float | None:
         """Seconds to wait before looking again; None when patience has run out.
@@ -247,78 +229,34 @@ class Workers:
 
 
 class Limiter:
-    """At most ``limit`` holders at once, across threads and event loops; waiters are served first come first."""
+    """At most ``limit`` fetches at once.
+
+    Every fetch runs in a thread (its caller's or a worker), so a semaphore serves sync and asyncio callers alike.
+    """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.in_use = 0
         self.peak = 0
+        self._in_use = 0
+        self._slots = threading.BoundedSemaphore(limit)
         self._lock = threading.Lock()
-        self._waiters: deque[_Waiter] = deque()
-
-    def _take(self) -> bool:
-        if self.in_use < self.limit and not self._waiters:
-            self.in_use += 1
-            self.peak = max(self.peak, self.in_use)
-            return True
-        return False
-
-    def acquire(self) -> None:
-        """Block until a slot is free and take it."""
-        with self._lock:
-            if self._take():
-                return
-            ready = threading.Event()
-            self._waiters.append(ready)
-        ready.wait()
-
-    async def aacquire(self) -> None:
-        """Take a slot, waiting in the running event loop."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        waiter = (_mailbox(), future)
-        with self._lock:
-            if self._take():
-                return
-            self._waiters.append(waiter)
-        try:
-            await future
-        except asyncio.CancelledError:
-            with self._lock:
-                handed_over = waiter not in self._waiters
-                if not handed_over:
-                    self._waiters.remove(waiter)
-            if handed_over:
-                self.release()
-            raise
-
-    def release(self) -> None:
-        """Give the slot to the first waiter, or free it."""
-        with self._lock:
-            while self._waiters:
-                if _wake(self._waiters.popleft()):
-                    return
-            self.in_use -= 1
 
     @contextlib.contextmanager
     def slot(self) -> Iterator[None]:
-        """Hold a slot while the block runs (threads)."""
-        self.acquire()
+        """Hold a slot while the block runs, waiting for one first if all are taken."""
+        self._slots.acquire()
+        with self._lock:
+            self._in_use += 1
+            self.peak = max(self.peak, self._in_use)
         try:
             yield
         finally:
-            self.release()
-
-    @contextlib.asynccontextmanager
-    async def aslot(self) -> AsyncIterator[None]:
-        """Hold a slot while the block runs (asyncio)."""
-        await self.aacquire()
-        try:
-            yield
-        finally:
-            self.release()
+            with self._lock:
+                self._in_use -= 1
+            self._slots.release()
 
     def reset(self) -> None:
         """Free every slot: after a fork the parent's holders never release them in the child."""
+        self._slots = threading.BoundedSemaphore(self.limit)
         self._lock = threading.Lock()
-        self._waiters = deque()
-        self.in_use = 0
+        self._in_use = 0

@@ -209,7 +209,6 @@ class TokenClient:
         self.environment = environment
         self.retry = retry or RetryPolicy()
         self.clock = GrantClock()
-        self.max_connections = max_connections
         self.http = PooledClient(http_client, timeout=self.retry.timeout, max_connections=max_connections)
         self._async_http_client = async_http_client
 
