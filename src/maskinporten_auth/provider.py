@@ -32,7 +32,7 @@ from . import forksafe
 from .cache import CachedToken, RefreshPolicy, TokenCache, TokenState, TokenStore
 from .errors import ConfigurationError, MaskinportenError, NetworkError, TokenRequestError
 from .grant import GrantClaims
-from .retry import is_finite_number
+from .retry import validate_seconds
 from .singleflight import Flight, Flights, Limiter, Workers
 from .token_client import TokenResponse
 
@@ -156,9 +156,7 @@ def validate_max_in_flight(value: object, field: str = "max_in_flight") -> int:
 
 def validate_remember_refusals(value: object, field: str = "remember_refusals") -> float:
     """Return ``value`` as seconds if it is a finite, non-negative number, else raise ConfigurationError."""
-    if not is_finite_number(value) or value < 0:  # type: ignore[operator]
-        raise ConfigurationError(field, f"must be a finite, non-negative number of seconds, got {value!r}")
-    return float(value)  # type: ignore[arg-type]
+    return validate_seconds(value, field)
 
 
 def _newer_and_usable(shared: CachedToken, held: CachedToken | None) -> bool:

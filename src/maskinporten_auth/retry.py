@@ -25,6 +25,13 @@ def is_finite_number(value: object) -> bool:
         return False
 
 
+def validate_seconds(value: object, field: str, *, minimum: float = 0.0) -> float:
+    """Return ``value`` as seconds if it is a finite number of at least ``minimum``, else raise ConfigurationError."""
+    if not is_finite_number(value) or value < minimum:  # type: ignore[operator]
+        raise ConfigurationError(field, f"must be a finite number of seconds of at least {minimum:g}, got {value!r}")
+    return float(value)  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """How hard to try before a token request fails.

@@ -21,7 +21,7 @@ from redis.retry import Retry
 
 from maskinporten_auth import ConfigurationError, forksafe
 from maskinporten_auth.cache import DEFAULT_MAX_ENTRIES, CachedToken, TokenCache, TokenState, TokenStore
-from maskinporten_auth.retry import is_finite_number
+from maskinporten_auth.retry import validate_seconds
 
 from .sealing import Sealer, parse_encryption_key
 
@@ -66,12 +66,6 @@ class StoreEvent:
 
     kind: Literal["unavailable", "available", "entry_rejected"]
     detail: str
-
-
-def _seconds(value: object, field: str, *, minimum: float) -> float:
-    if not is_finite_number(value) or value < minimum:  # type: ignore[operator]
-        raise ConfigurationError(field, f"must be a finite number of seconds of at least {minimum}, got {value!r}")
-    return float(value)  # type: ignore[arg-type]
 
 
 def _server_address(client: redis.Redis) -> str:
@@ -151,8 +145,8 @@ class RedisTokenCache(TokenStore):
         if on_event is not None and not callable(on_event):
             raise ConfigurationError("on_event", "must be callable")
         self.client = client
-        self.lease_time = _seconds(lease_time, "lease_time", minimum=0.1)
-        self.retry_interval = _seconds(retry_interval, "retry_interval", minimum=0.0)
+        self.lease_time = validate_seconds(lease_time, "lease_time", minimum=0.1)
+        self.retry_interval = validate_seconds(retry_interval, "retry_interval", minimum=0.0)
         self.on_event = on_event
         self._local = TokenCache(max_entries)
         self._sealer = Sealer(None if encryption_key is None else parse_encryption_key(encryption_key))
@@ -200,7 +194,7 @@ class RedisTokenCache(TokenStore):
             scheme = ""
         if scheme not in SCHEMES:
             raise ConfigurationError("url", "must start with redis://, rediss:// or unix://")
-        timeout = _seconds(timeout, "timeout", minimum=0.001)
+        timeout = validate_seconds(timeout, "timeout", minimum=0.001)
         options: dict[str, Any] = {
             "socket_timeout": timeout,
             "socket_connect_timeout": timeout,
