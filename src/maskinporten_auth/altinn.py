@@ -25,7 +25,6 @@ from .errors import (
     AltinnExchangeError,
     ConfigurationError,
     InvalidResponseError,
-    NetworkError,
     RateLimitedError,
     ServerError,
     TokenRequestError,
@@ -34,7 +33,7 @@ from .jws import CompactJws, MalformedJws
 from .provider import TokenProvider
 from .retry import RetryPolicy
 from .token_client import TokenResponse
-from .transport import PooledClient, send_bounded
+from .transport import PooledClient, send_bounded, typed_error
 
 __all__ = ["EXCHANGE_PATH", "PLATFORMS", "AltinnAuth", "AltinnExchange", "platform_url"]
 
@@ -188,7 +187,7 @@ class AltinnExchange:
                     return _altinn_token(response)
                 raise _exchange_error(response, maskinporten_token)
             except (TokenRequestError, httpx.HTTPError) as exc:
-                error = _typed(exc)
+                error = typed_error(exc, "Altinn's token exchange")
             if error.status == 401 and not renewed:
                 renewed = True
                 request._rejected(maskinporten_token)
@@ -202,14 +201,6 @@ class AltinnExchange:
     def forget_connections(self) -> None:
         """Drop (without closing) the connections this exchange owns: after ``os.fork()`` they are the parent's."""
         self.http.forget()
-
-
-def _typed(exc: TokenRequestError | httpx.HTTPError) -> TokenRequestError:
-    if isinstance(exc, TokenRequestError):
-        return exc
-    kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
-    # httpx messages name the URL and the OS error, never the request's headers (which hold the token).
-    return NetworkError(f"the request to Altinn's token exchange {kind}: {type(exc).__name__}: {exc}")
 
 
 def _cache_key(exchange_url: str, maskinporten_key: str) -> str:

@@ -29,7 +29,6 @@ from .errors import (
     InvalidGrantError,
     InvalidResponseError,
     InvalidScopeError,
-    NetworkError,
     RateLimitedError,
     ServerError,
     SystemUserError,
@@ -38,7 +37,7 @@ from .errors import (
     mp_code,
 )
 from .retry import RetryPolicy, RetrySchedule
-from .transport import PooledClient, apost_form, post_form
+from .transport import PooledClient, apost_form, post_form, typed_error
 
 if TYPE_CHECKING:
     from .grant import GrantBuilder
@@ -259,7 +258,7 @@ class TokenClient:
                 response = self._post(grant, schedule.attempt_timeout(), loop)
                 return self._outcome(response, sent_at)
             except (TokenRequestError, httpx.HTTPError) as exc:
-                error = _typed(exc)
+                error = typed_error(exc, "Maskinporten's token endpoint")
             time.sleep(self._next_delay(schedule, error))
 
     def _post(self, grant: str, timeout: float, loop: asyncio.AbstractEventLoop | None) -> httpx.Response:
@@ -274,14 +273,6 @@ class TokenClient:
         except concurrent.futures.TimeoutError:
             posted.cancel()
             raise httpx.TimeoutException("the event loop did not complete the request in time") from None
-
-
-def _typed(exc: TokenRequestError | httpx.HTTPError) -> TokenRequestError:
-    if isinstance(exc, TokenRequestError):
-        return exc
-    kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
-    # httpx messages name the URL and the OS error, never the request body (which holds the grant).
-    return NetworkError(f"the request to Maskinporten's token endpoint {kind}: {type(exc).__name__}: {exc}")
 
 
 def _brief(error: TokenRequestError) -> str:

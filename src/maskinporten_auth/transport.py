@@ -35,9 +35,17 @@ from typing import Any
 import httpcore
 import httpx
 
-from .errors import InvalidResponseError
+from .errors import InvalidResponseError, NetworkError, TokenRequestError
 
-__all__ = ["MAX_DECODED_BYTES", "MAX_ENCODED_BYTES", "PooledClient", "apost_form", "post_form", "send_bounded"]
+__all__ = [
+    "MAX_DECODED_BYTES",
+    "MAX_ENCODED_BYTES",
+    "PooledClient",
+    "apost_form",
+    "post_form",
+    "send_bounded",
+    "typed_error",
+]
 
 #: The most bytes of a token response body read from the network. A token response is a few kilobytes.
 MAX_ENCODED_BYTES = 256 * 1024
@@ -48,6 +56,15 @@ MAX_DECODED_BYTES = 256 * 1024
 _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("maskinporten_auth_deadline", default=None)
 _ARMED = "_maskinporten_auth_armed"
 _DEADLINE_PASSED = "the attempt's deadline passed before the whole answer arrived"
+
+
+def typed_error(exc: TokenRequestError | httpx.HTTPError, target: str) -> TokenRequestError:
+    """``exc`` as a :class:`TokenRequestError`: a typed one unchanged, an httpx failure as a retryable NetworkError."""
+    if isinstance(exc, TokenRequestError):
+        return exc
+    kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
+    # httpx messages name the URL and the OS error, never the request's body or headers (the grant, a token).
+    return NetworkError(f"the request to {target} {kind}: {type(exc).__name__}: {exc}")
 
 
 class PooledClient:
