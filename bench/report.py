@@ -1,8 +1,16 @@
-"""Write the run's results to docs/benchmarks.md and docs/benchmarks.png (every number comes from the run)."""
+"""Write the run's results to docs/benchmarks.md and docs/benchmarks.png (every number comes from the run).
+
+The run also saves its results in bench/results.json: ``python bench/report.py`` writes the page and the plot again
+from them, without measuring anything.
+"""
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import json
 import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -11,6 +19,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from benchkit import TIMES, Results, Row
+from matplotlib.axes import Axes
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results.json"
+PAGE = ROOT / "docs" / "benchmarks.md"
+PLOT = ROOT / "docs" / "benchmarks.png"
 
 SECTION_TITLES = {
     "overhead": "1. Per-request overhead on a cache hit",
@@ -145,7 +160,14 @@ def write_markdown(results: Results, path: Path, *, environment: list[str], imag
     for row in targets:
         measured = f"{row.ratio:.3f}{TIMES}" if row.ratio is not None else f"{_fmt(row.value, 4)} {row.unit}"
         lines.append(f"| {row.name}: {row.target} | {measured} | {_verdict(row)} |")
-    lines += ["", f"![Benchmark ratios]({image})", ""]
+    lines += [
+        "",
+        f"Each bar runs from 1{TIMES}, the baseline named under its chart, to the ratio measured, on a log scale: "
+        f"2{TIMES} and 0.5{TIMES} are equally long. A dashed red line marks a target; its shaded side misses it.",
+        "",
+        f"![Benchmark ratios, one chart per section]({image})",
+        "",
+    ]
     for section, title in SECTION_TITLES.items():
         rows = [row for row in results.rows if row.section == section]
         if not rows and section not in results.notes:
@@ -162,7 +184,45 @@ def write_markdown(results: Results, path: Path, *, environment: list[str], imag
     path.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
 
 
+#: Where the log-scaled ratio axis may have ticks, as far as it reaches.
+RATIO_TICKS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0)
+#: The least an axis reaches on either side of 1.0x, so that noise-sized ratios look noise-sized.
+MIN_SPAN = 1.25
+_TITLE = re.compile(r"^(?P<what>.*?)(?:, | \()(?P<ratio>ratio to .*?)\)?$")
+
+
+def _ticks(span: float, most: int = 10) -> list[float]:
+    """Ticks outward from 1.0x, each at least 1/most of the axis from the last one kept."""
+    gap = 2 * math.log(span) / most
+    kept = [1.0]
+    for side in (
+        sorted(t for t in RATIO_TICKS if 1 < t <= span),
+        sorted((t for t in RATIO_TICKS if 1 / span <= t < 1), reverse=True),
+    ):
+        last = 1.0
+        for tick in side:
+            if abs(math.log(tick / last)) >= gap:
+                kept.append(tick)
+                last = tick
+    return sorted(kept)
+
+
+def _ratio_axis(axis: Axes, values: list[float], target: float | None) -> None:
+    """Log scale centred on 1.0x: a ratio and its inverse (2x slower, 2x faster) reach equally far."""
+    reach = max(abs(math.log(value)) for value in [*values, target or 1.0])
+    span = max(math.exp(reach * 1.35), MIN_SPAN)  # room for the value printed beyond the longest bar
+    axis.set_xscale("log")
+    axis.set_xlim(1 / span, span)
+    axis.xaxis.set_major_locator(FixedLocator(_ticks(span)))
+    axis.xaxis.set_major_formatter(FuncFormatter(lambda tick, _: f"{tick:g}{TIMES}"))
+    axis.xaxis.set_minor_locator(NullLocator())
+    axis.tick_params(axis="x", labelsize=7)
+    axis.grid(axis="x", color="0.9", linewidth=0.6)
+    axis.set_axisbelow(True)
+
+
 def write_plot(results: Results, path: Path) -> None:
+    """Horizontal bars from 1.0x (the chart's baseline) to each ratio, on a log scale, with the target marked."""
     order = ["Per-request", "Rollover", "Cold start", "Token acquisition", "Many customers"]
     charts = sorted(
         ((title, groups) for title, groups in results.charts.items() if groups),
@@ -170,7 +230,7 @@ def write_plot(results: Results, path: Path) -> None:
     )
     if not charts:
         return
-    heights = [0.8 + 0.28 * sum(len(bars) + 1 for bars in groups.values()) for _, groups in charts]
+    heights = [1.2 + 0.28 * sum(len(bars) + 1 for bars in groups.values()) for _, groups in charts]
     figure, axes = plt.subplots(
         len(charts), 1, figsize=(10, sum(heights) + 0.6 * len(charts)), squeeze=False, height_ratios=heights
     )
@@ -184,26 +244,62 @@ def write_plot(results: Results, path: Path) -> None:
         y = 0.0
         for group, bars in groups.items():
             for name, value in bars.items():
-                axis.barh(y, value, color=palette(bar_names.index(name) % 10), height=0.8)
-                axis.text(value, y, f" {value:.3f}{TIMES}", va="center", fontsize=7)
+                axis.barh(y, value - 1.0, left=1.0, color=palette(bar_names.index(name) % 10), height=0.8)
+                axis.text(
+                    value,
+                    y,
+                    f" {value:.3f}{TIMES} ",
+                    va="center",
+                    ha="left" if value >= 1 else "right",
+                    fontsize=7,
+                )
                 labels.append(f"{group}: {name}" if len(groups) > 1 else name)
                 positions.append(y)
                 y += 1
             y += 0.6
         axis.set_yticks(positions, labels, fontsize=7)
         axis.invert_yaxis()
-        axis.axvline(1.0, color="black", linewidth=0.8)
-        if title in results.chart_targets:
-            target = results.chart_targets[title]
+        target = results.chart_targets.get(title)
+        _ratio_axis(axis, [value for bars in groups.values() for value in bars.values()], target)
+        axis.axvline(1.0, color="black", linewidth=1)
+        if target is not None:
             bound = results.chart_target_bounds.get(title, "≤")
-            axis.axvline(target, color="red", linestyle="--", linewidth=1, label=f"target {bound} {target}{TIMES}")
-            axis.legend(loc="lower right", fontsize=7)
-        axis.set_title(title, fontsize=9)
-        highest = max(max(b.values()) for b in groups.values())
-        lowest = min(min(b.values()) for b in groups.values())
-        left = 0.8 if lowest > 0.85 and highest < 2 else 0.0  # small differences stay visible
-        axis.set_xlim(left, max(highest, results.chart_targets.get(title, 0.0)) * 1.1)
-        axis.tick_params(axis="x", labelsize=7)
+            axis.axvline(target, color="red", linestyle="--", linewidth=1)
+            low, high = axis.get_xlim()
+            axis.axvspan(*((target, high) if bound == "≤" else (low, target)), color="red", alpha=0.06, linewidth=0)
+            axis.set_title(
+                f"target {bound} {target:g}{TIMES} (dashed line; the shaded side misses it)",
+                fontsize=8,
+                color="red",
+                loc="right",
+            )
+        parts = _TITLE.match(title)
+        what, ratio = (parts["what"], parts["ratio"]) if parts else (title, "ratio")
+        axis.set_title(what, fontsize=9, loc="left")
+        axis.set_xlabel(f"{ratio[0].upper()}{ratio[1:]}; log scale, black line at 1{TIMES} (equal to it)", fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+def write_docs(results: Results, *, environment: list[str], seconds: float) -> None:
+    """Write the page, its plot, and the results they come from (to draw them again later)."""
+    write_plot(results, PLOT)
+    write_markdown(results, PAGE, environment=environment, image=PLOT.name, seconds=seconds)
+    saved = {"environment": environment, "seconds": seconds, **dataclasses.asdict(results)}
+    RESULTS.write_text(json.dumps(saved, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def main() -> None:
+    argparse.ArgumentParser(
+        description="Write docs/benchmarks.md and its plot again from bench/results.json."
+    ).parse_args()
+    saved = json.loads(RESULTS.read_text(encoding="utf-8"))
+    environment, seconds = saved.pop("environment"), saved.pop("seconds")
+    rows = [Row(**row) for row in saved.pop("rows")]
+    write_docs(Results(rows=rows, **saved), environment=environment, seconds=seconds)
+    print(f"wrote {PAGE} and {PLOT} from {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,7 +1,8 @@
 """``nox -s bench``: every benchmark in one run, as ratios to baselines of the same run; writes the docs page.
 
-Usage: ``python bench/run.py [--quick] [--only SECTION ...] [--no-docs]``. A full run writes docs/benchmarks.md
-and docs/benchmarks.png; ``--quick`` and ``--only`` check the harness and write nothing unless ``--docs`` is given.
+Usage: ``python bench/run.py [--quick] [--only SECTION ...] [--no-docs]``. A full run writes docs/benchmarks.md,
+docs/benchmarks.png and bench/results.json; ``--quick`` and ``--only`` check the harness and write nothing unless
+``--docs`` is given.
 Exits 1 when a target is missed or a benchmark fails.
 """
 
@@ -23,7 +24,6 @@ from pathlib import Path
 from benchkit import TIMES, Results, Row, Setup, emulator_setup, new_rsa_key
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = ROOT / "docs"
 SECTIONS = ("imports", "overhead", "herd", "rollover", "signers", "fleet", "customers")
 PACKAGES = ("maskinporten-auth", "httpx", "requests", "authlib", "httpx-auth", "cryptography", "redis")
 
@@ -105,17 +105,8 @@ def main(argv: list[str] | None = None) -> int:
 
     full = set(args.only) == set(SECTIONS) and not args.quick
     if (full or args.docs) and not args.no_docs:
-        DOCS.mkdir(exist_ok=True)
-        image = DOCS / "benchmarks.png"
-        report.write_plot(results, image)
-        report.write_markdown(
-            results,
-            DOCS / "benchmarks.md",
-            environment=_environment(commit, load_before),
-            image=image.name,
-            seconds=seconds,
-        )
-        print(f"\nwrote {DOCS / 'benchmarks.md'} and {image}")
+        report.write_docs(results, environment=_environment(commit, load_before), seconds=seconds)
+        print(f"\nwrote {report.PAGE}, {report.PLOT} and {report.RESULTS}")
 
     print(f"\nwhole run: {seconds:.0f} s")
     if results.missed:

@@ -48,6 +48,7 @@ class SphinxRoles(griffe.Extension):
     """Turn the Sphinx roles of every docstring of a loaded package into autorefs cross-references."""
 
     def on_package(self, *, pkg: griffe.Module, **_: Any) -> None:
+        """Rewrite the docstrings once the whole package is loaded, so that every name in it resolves."""
         for obj in _documented_objects(pkg):
             if obj.docstring is not None:
                 obj.docstring.value = _link_roles(obj, obj.docstring.value)
