@@ -216,7 +216,7 @@ def _ratio_axis(axis: Axes, values: list[float], target: float | None) -> None:
     axis.xaxis.set_major_locator(FixedLocator(_ticks(span)))
     axis.xaxis.set_major_formatter(FuncFormatter(lambda tick, _: f"{tick:g}{TIMES}"))
     axis.xaxis.set_minor_locator(NullLocator())
-    axis.tick_params(axis="x", labelsize=7)
+    axis.tick_params(axis="x", labelsize=8)
     axis.grid(axis="x", color="0.9", linewidth=0.6)
     axis.set_axisbelow(True)
 
@@ -230,9 +230,9 @@ def write_plot(results: Results, path: Path) -> None:
     )
     if not charts:
         return
-    heights = [1.2 + 0.28 * sum(len(bars) + 1 for bars in groups.values()) for _, groups in charts]
+    heights = [1.3 + 0.3 * sum(len(bars) + 1.6 for bars in groups.values()) for _, groups in charts]
     figure, axes = plt.subplots(
-        len(charts), 1, figsize=(10, sum(heights) + 0.6 * len(charts)), squeeze=False, height_ratios=heights
+        len(charts), 1, figsize=(8, sum(heights) + 0.6 * len(charts)), squeeze=False, height_ratios=heights
     )
     palette = plt.get_cmap("tab10")
     for axis, (title, groups) in zip(axes[:, 0], charts, strict=True):
@@ -241,24 +241,28 @@ def write_plot(results: Results, path: Path) -> None:
             bar_names.extend(name for name in bars if name not in bar_names)
         labels: list[str] = []
         positions: list[float] = []
+        headings: list[int] = []  # the group names among the labels, above their bars
         y = 0.0
         for group, bars in groups.items():
+            if len(groups) > 1:
+                headings.append(len(labels))
+                labels.append(group)
+                positions.append(y)
+                y += 1
             for name, value in bars.items():
                 axis.barh(y, value - 1.0, left=1.0, color=palette(bar_names.index(name) % 10), height=0.8)
                 axis.text(
-                    value,
-                    y,
-                    f" {value:.3f}{TIMES} ",
-                    va="center",
-                    ha="left" if value >= 1 else "right",
-                    fontsize=7,
+                    value, y, f" {value:.3f}{TIMES} ", va="center", ha="left" if value >= 1 else "right", fontsize=8
                 )
-                labels.append(f"{group}: {name}" if len(groups) > 1 else name)
+                labels.append(name)
                 positions.append(y)
                 y += 1
             y += 0.6
-        axis.set_yticks(positions, labels, fontsize=7)
-        axis.invert_yaxis()
+        axis.set_yticks(positions, labels, fontsize=8)
+        axis.tick_params(axis="y", length=0)
+        for index in headings:
+            axis.get_yticklabels()[index].set_fontweight("bold")
+        axis.set_ylim(y - 0.9, -0.7)  # top to bottom, half a bar of margin at either end
         target = results.chart_targets.get(title)
         _ratio_axis(axis, [value for bars in groups.values() for value in bars.values()], target)
         axis.axvline(1.0, color="black", linewidth=1)
@@ -268,15 +272,15 @@ def write_plot(results: Results, path: Path) -> None:
             low, high = axis.get_xlim()
             axis.axvspan(*((target, high) if bound == "≤" else (low, target)), color="red", alpha=0.06, linewidth=0)
             axis.set_title(
-                f"target {bound} {target:g}{TIMES} (dashed line; the shaded side misses it)",
+                f"target {bound} {target:g}{TIMES}",
                 fontsize=8,
                 color="red",
                 loc="right",
             )
         parts = _TITLE.match(title)
         what, ratio = (parts["what"], parts["ratio"]) if parts else (title, "ratio")
-        axis.set_title(what, fontsize=9, loc="left")
-        axis.set_xlabel(f"{ratio[0].upper()}{ratio[1:]}; log scale, black line at 1{TIMES} (equal to it)", fontsize=7)
+        axis.set_title(what, fontsize=10, loc="left", fontweight="bold")
+        axis.set_xlabel(f"{ratio[0].upper()}{ratio[1:]}; log scale, black line at 1{TIMES} (equal to it)", fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
