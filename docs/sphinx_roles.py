@@ -21,10 +21,23 @@ def _identifier(scope: griffe.Object, name: str) -> str:
     """The full path a name in this object's docstring refers to, or the name itself when it does not resolve."""
     first, _, rest = name.partition(".")
     try:
-        path = scope.resolve(first)
+        path: str | None = scope.resolve(first)
     except griffe.NameResolutionError:
+        path = _inherited(scope, first)
+    if path is None:
         return name
     return f"{path}.{rest}" if rest else path
+
+
+def _inherited(scope: griffe.Object, name: str) -> str | None:
+    """The path of a member the nearest enclosing class inherits, which ``resolve`` does not look at."""
+    enclosing: griffe.Object | None = scope
+    while enclosing is not None and not isinstance(enclosing, griffe.Class):
+        enclosing = enclosing.parent
+    if enclosing is None or name not in enclosing.all_members:
+        return None
+    member = enclosing.all_members[name]
+    return member.final_target.path if isinstance(member, griffe.Alias) else member.path
 
 
 def _link_roles(scope: griffe.Object, text: str) -> str:
@@ -39,8 +52,8 @@ def _link_roles(scope: griffe.Object, text: str) -> str:
 def _documented_objects(scope: griffe.Object) -> list[griffe.Object]:
     objects = [scope]
     for member in scope.members.values():
-        if not member.is_alias:
-            objects.extend(_documented_objects(member))  # type: ignore[arg-type]  # not an alias, so an Object
+        if not isinstance(member, griffe.Alias):  # an alias's target is visited in its own module
+            objects.extend(_documented_objects(member))
     return objects
 
 
