@@ -271,12 +271,7 @@ def write_plot(results: Results, path: Path) -> None:
             axis.axvline(target, color="red", linestyle="--", linewidth=1)
             low, high = axis.get_xlim()
             axis.axvspan(*((target, high) if bound == "≤" else (low, target)), color="red", alpha=0.06, linewidth=0)
-            axis.set_title(
-                f"target {bound} {target:g}{TIMES}",
-                fontsize=8,
-                color="red",
-                loc="right",
-            )
+            axis.set_title(f"target {bound} {target:g}{TIMES}", fontsize=8, color="red", loc="right")
         parts = _TITLE.match(title)
         what, ratio = (parts["what"], parts["ratio"]) if parts else (title, "ratio")
         axis.set_title(what, fontsize=10, loc="left", fontweight="bold")
