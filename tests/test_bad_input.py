@@ -127,7 +127,7 @@ BAD_INPUTS: list[tuple[str, Build, str]] = [
     ("signer-none", lambda k: k.auth(signer=None), "signer"),
     ("signer-key-uri-string", lambda k: k.auth(signer="file:///etc/maskinporten/key.pem"), "signer"),
     ("signer-raw-rsa-key", lambda k: k.auth(signer=k.key), "signer"),
-    ("signer-without-kid-or-x5c", lambda k: k.auth(signer=LocalKeySigner(k.key)), "signer"),
+    ("signer-without-kid-or-x5c", lambda k: k.auth(signer=LocalKeySigner(k.key)), "kid"),
     # environment and URLs
     ("environment-unknown-name", lambda k: k.auth(environment="staging"), "environment"),
     ("environment-retired-ver2", lambda k: k.auth(environment="ver2"), "environment"),

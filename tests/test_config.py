@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 from maskinporten_auth import PROD, TEST, ConfigurationError, LocalKeySigner
 from maskinporten_auth.auth import MaskinportenAuth
-from maskinporten_auth.config import EnvConfig, auth_from_env
+from maskinporten_auth.config import EnvConfig
 from maskinporten_auth.testing import MaskinportenEmulator
 
 CLIENT_ID = "1ab20f23-c69c-44d3-b078-a0d92083ada5"
@@ -66,7 +66,7 @@ def environ(pem_file: Path) -> dict[str, str]:
 
 def config_error(environ: dict[str, str], **overrides: Any) -> ConfigurationError:
     with pytest.raises(ConfigurationError) as caught:
-        auth_from_env(environ=environ, **overrides)
+        MaskinportenAuth.from_env(environ=environ, **overrides)
     return caught.value
 
 
@@ -80,7 +80,7 @@ def test_every_variable(environ: dict[str, str]) -> None:
         "MASKINPORTEN_CONSUMER_ORG": CUSTOMER,
         "MASKINPORTEN_RESOURCE": "https://api.nav.no/oppfolgingsplan",
     }
-    auth = auth_from_env(environ=environ)
+    auth = MaskinportenAuth.from_env(environ=environ)
     assert isinstance(auth, MaskinportenAuth)
     assert auth.environment == PROD
     assert auth.client_id == CLIENT_ID
@@ -103,7 +103,10 @@ def test_prefix_separates_integrations(environ: dict[str, str], p12_file: Path) 
         "PAYROLL_MASKINPORTEN_KEY": "pkcs12://" + p12_file.as_uri().removeprefix("file://"),
         "PAYROLL_MASKINPORTEN_KEY_PASSWORD": "p12-secret",
     }
-    default, payroll = auth_from_env(environ=both), auth_from_env("PAYROLL_MASKINPORTEN_", environ=both)
+    default, payroll = (
+        MaskinportenAuth.from_env(environ=both),
+        MaskinportenAuth.from_env("PAYROLL_MASKINPORTEN_", environ=both),
+    )
     assert (default.client_id, default.signer.kid) == (CLIENT_ID, "6lBmeUGHQN")
     assert (payroll.client_id, payroll.signer.kid, len(payroll.signer.x5c or [])) == ("payroll", None, 3)
 
@@ -115,7 +118,7 @@ def test_errors_name_the_prefixed_variable(environ: dict[str, str]) -> None:
 
 def test_overrides_replace_variables_which_are_then_not_read(pem_file: Path) -> None:
     signer = LocalKeySigner.from_pem_file(pem_file, kid="given")
-    auth = auth_from_env(
+    auth = MaskinportenAuth.from_env(
         environ={"MASKINPORTEN_CLIENT_ID": CLIENT_ID, "MASKINPORTEN_KEY": "nonsense", "MASKINPORTEN_SCOPES": "@@"},
         scopes=[SCOPE],
         signer=signer,
@@ -134,16 +137,16 @@ def test_an_invalid_override_keeps_its_own_name(environ: dict[str, str]) -> None
 
 @pytest.mark.parametrize(("value", "expected"), [("test", TEST), ("prod", PROD), (" PROD ", PROD), ("", TEST)])
 def test_env_presets(environ: dict[str, str], value: str, expected: object) -> None:
-    assert auth_from_env(environ=environ | {"MASKINPORTEN_ENV": value}).environment == expected
+    assert MaskinportenAuth.from_env(environ=environ | {"MASKINPORTEN_ENV": value}).environment == expected
 
 
 def test_env_defaults_to_test(environ: dict[str, str]) -> None:
     del environ["MASKINPORTEN_ENV"]
-    assert auth_from_env(environ=environ).environment == TEST
+    assert MaskinportenAuth.from_env(environ=environ).environment == TEST
 
 
 def test_env_issuer_url_is_discovered(environ: dict[str, str], maskinporten_emulator: MaskinportenEmulator) -> None:
-    auth = auth_from_env(environ=environ | {"MASKINPORTEN_ENV": maskinporten_emulator.issuer})
+    auth = MaskinportenAuth.from_env(environ=environ | {"MASKINPORTEN_ENV": maskinporten_emulator.issuer})
     assert auth.environment.token_endpoint == maskinporten_emulator.environment.token_endpoint
 
 
@@ -191,7 +194,7 @@ def test_client_id_bad_values(environ: dict[str, str], value: str | None, proble
     ],
 )
 def test_scopes_separated_by_spaces_or_commas(environ: dict[str, str], value: str, expected: tuple[str, ...]) -> None:
-    assert auth_from_env(environ=environ | {"MASKINPORTEN_SCOPES": value}).scopes == expected
+    assert MaskinportenAuth.from_env(environ=environ | {"MASKINPORTEN_SCOPES": value}).scopes == expected
 
 
 @pytest.mark.parametrize(
@@ -217,12 +220,12 @@ def test_private_jwk_file(
     path = tmp_path / "key.jwk.json"
     path.write_text(json.dumps(private_jwk(rsa_key, kid="from-jwk")))
     del environ["MASKINPORTEN_KID"]
-    assert auth_from_env(environ=environ | {"MASKINPORTEN_KEY": path.as_uri()}).signer.kid == "from-jwk"
+    assert MaskinportenAuth.from_env(environ=environ | {"MASKINPORTEN_KEY": path.as_uri()}).signer.kid == "from-jwk"
 
 
 def test_encrypted_pem_with_password(environ: dict[str, str], encrypted_pem_file: Path) -> None:
     environ |= {"MASKINPORTEN_KEY": encrypted_pem_file.as_uri(), "MASKINPORTEN_KEY_PASSWORD": "correct horse"}
-    assert auth_from_env(environ=environ).signer.kid == "6lBmeUGHQN"
+    assert MaskinportenAuth.from_env(environ=environ).signer.kid == "6lBmeUGHQN"
 
 
 def test_password_file_drops_one_trailing_newline(
@@ -231,7 +234,7 @@ def test_password_file_drops_one_trailing_newline(
     secret = tmp_path / "password"
     secret.write_text("correct horse\n")
     environ |= {"MASKINPORTEN_KEY": encrypted_pem_file.as_uri(), "MASKINPORTEN_KEY_PASSWORD_FILE": str(secret)}
-    assert auth_from_env(environ=environ).signer.kid == "6lBmeUGHQN"
+    assert MaskinportenAuth.from_env(environ=environ).signer.kid == "6lBmeUGHQN"
 
 
 def test_pkcs12_sends_x5c(environ: dict[str, str], p12_file: Path) -> None:
@@ -240,7 +243,7 @@ def test_pkcs12_sends_x5c(environ: dict[str, str], p12_file: Path) -> None:
         "MASKINPORTEN_KEY": "pkcs12://" + p12_file.as_uri().removeprefix("file://"),
         "MASKINPORTEN_KEY_PASSWORD": "p12-secret",
     }
-    signer = auth_from_env(environ=environ).signer
+    signer = MaskinportenAuth.from_env(environ=environ).signer
     assert signer.kid is None
     assert signer.x5c is not None
     assert len(signer.x5c) == 3
@@ -391,7 +394,7 @@ def test_backend_key_uris(
         pytest.skip(f"{module} is not installed")
     for name in ("AWS_DEFAULT_REGION", "VAULT_ADDR", "VAULT_TOKEN"):
         monkeypatch.setenv(name, {"AWS_DEFAULT_REGION": "eu-north-1"}.get(name, "http://127.0.0.1:1"))
-    signer = auth_from_env(environ=environ | {"MASKINPORTEN_KEY": uri}).signer
+    signer = MaskinportenAuth.from_env(environ=environ | {"MASKINPORTEN_KEY": uri}).signer
     assert type(signer).__name__ == signer_class
     assert signer.kid == "6lBmeUGHQN"
     error = config_error(environ | {"MASKINPORTEN_KEY": bad_uri})
@@ -435,7 +438,7 @@ def test_consumer_org_bad_values(environ: dict[str, str], value: str, problem: s
 
 
 def test_empty_optional_variables_count_as_unset(environ: dict[str, str]) -> None:
-    auth = auth_from_env(environ=environ | {"MASKINPORTEN_CONSUMER_ORG": "", "MASKINPORTEN_RESOURCE": " "})
+    auth = MaskinportenAuth.from_env(environ=environ | {"MASKINPORTEN_CONSUMER_ORG": "", "MASKINPORTEN_RESOURCE": " "})
     assert auth.consumer_org is None
     assert auth._grants.claims.resource is None
 
@@ -465,7 +468,7 @@ def test_token_from_env_against_the_emulator(
     )
     maskinporten_emulator.delegate(CUSTOMER, SUPPLIER, SCOPE)
     environ |= {"MASKINPORTEN_ENV": maskinporten_emulator.issuer, "MASKINPORTEN_CONSUMER_ORG": CUSTOMER}
-    auth = auth_from_env(environ=environ)
+    auth = MaskinportenAuth.from_env(environ=environ)
     try:
         assert auth.get_token().count(".") == 2
     finally:

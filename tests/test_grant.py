@@ -100,7 +100,7 @@ def test_x5c_header_is_an_array_and_has_no_kid(rsa_key, certificate_chain):
 def test_a_signer_without_kid_or_x5c_is_refused(rsa_key):
     with pytest.raises(ConfigurationError) as raised:
         GrantBuilder(LocalKeySigner(rsa_key), GrantClaims(audience=AUD, client_id=CLIENT, scopes=(SCOPE,)))
-    assert raised.value.field == "signer"
+    assert raised.value.field == "kid"
 
 
 @pytest.mark.parametrize("lifetime", [0, -1, 121, 3600, 1.5, True])

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from maskinporten_auth import (
     ConfigurationError,
     Environment,
+    MaskinportenAuth,
     MaskinportenError,
     RefreshPolicy,
     RetryPolicy,
@@ -320,7 +321,7 @@ def test_env_config_reads_each_variable_or_names_it_in_a_configuration_error(env
         config.resource,
         config.password,
         config.signer,
-        config.auth,
+        lambda: MaskinportenAuth.from_config(config),
     ]
     for read in readers:
         _, error = attempt(read)

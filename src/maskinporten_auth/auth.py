@@ -12,18 +12,7 @@ import httpx
 from .cache import RefreshPolicy, TokenStore
 from .environment import Environment, resolve_environment
 from .errors import ConfigurationError
-from .grant import (
-    DEFAULT_GRANT_LIFETIME,
-    GrantBuilder,
-    GrantClaims,
-    consent_authorization,
-    systemuser_authorization,
-    validate_authorization_details,
-    validate_pid,
-    validate_resource,
-    validate_scopes,
-)
-from .orgnr import validate_orgno
+from .grant import DEFAULT_GRANT_LIFETIME, GrantBuilder, GrantClaims, consent_authorization, systemuser_authorization
 from .provider import (
     DEFAULT_MAX_IN_FLIGHT,
     DEFAULT_REMEMBER_REFUSALS,
@@ -40,6 +29,8 @@ from .token_client import TokenClient
 
 if TYPE_CHECKING:
     import requests
+
+    from .config import EnvConfig
 
 __all__ = ["BearerAuth", "MaskinportenAuth"]
 
@@ -225,11 +216,11 @@ class MaskinportenAuth(BearerAuth):
         claims = GrantClaims(
             audience=self.environment.issuer,
             client_id=client_id,
-            scopes=validate_scopes(scopes),
-            consumer_org=None if consumer_org is None else validate_orgno(consumer_org, "consumer_org"),
-            resource=validate_resource(resource),
-            authorization_details=validate_authorization_details(authorization_details),
-            pid=validate_pid(pid),
+            scopes=scopes,
+            consumer_org=consumer_org,
+            resource=resource,
+            authorization_details=authorization_details,
+            pid=pid,
             lifetime=grant_lifetime,
         )
         if retry is not None and not isinstance(retry, RetryPolicy):
@@ -274,11 +265,32 @@ class MaskinportenAuth(BearerAuth):
         return view
 
     @classmethod
-    def from_env(cls, prefix: str = "MASKINPORTEN_", **overrides: Any) -> MaskinportenAuth:
-        """Build from ``MASKINPORTEN_*`` environment variables (see the README); errors name the variable."""
-        from .config import auth_from_env
+    def from_env(
+        cls, prefix: str = "MASKINPORTEN_", *, environ: Mapping[str, str] | None = None, **overrides: Any
+    ) -> MaskinportenAuth:
+        """Build from ``MASKINPORTEN_*`` environment variables (see the README); errors name the variable.
 
-        return auth_from_env(prefix=prefix, **overrides)
+        Args:
+            prefix: the variables' prefix; give each integration its own when one process talks to several
+                (``"PAYROLL_MASKINPORTEN_"``).
+            environ: the variables; ``os.environ`` by default.
+            **overrides: keyword arguments of ``MaskinportenAuth``; one that replaces a variable (``environment``,
+                ``client_id``, ``scopes``, ``signer``, ``consumer_org``, ``resource``, ``cache``) means the
+                variable is not read at all.
+
+        Raises:
+            ConfigurationError: a variable is missing or invalid; ``field`` is the variable's name.
+        """
+        from .config import EnvConfig
+
+        return cls.from_config(EnvConfig(prefix, environ), **overrides)
+
+    @classmethod
+    def from_config(cls, config: EnvConfig, **overrides: Any) -> MaskinportenAuth:
+        """Build from the variables ``config`` reads, as :meth:`from_env` does; errors name the variable."""
+        settings = config.settings(overrides)
+        with config.naming_variables(settings):
+            return cls(**settings, **overrides)
 
     @property
     def client_id(self) -> str:
@@ -317,8 +329,7 @@ class MaskinportenAuth(BearerAuth):
         Maskinporten, in-flight limit and refusal memory; it costs a few hundred bytes. Any customer this object
         named (a ``consumer_org`` or a system user) is replaced.
         """
-        orgno = validate_orgno(consumer_org, "consumer_org")
-        return self._view(self._grants.claims.for_customer(consumer_org=orgno))
+        return self._view(self._grants.claims.for_customer(consumer_org=consumer_org))
 
     def with_systemuser(self, orgno: str, external_ref: str | None = None) -> MaskinportenAuth:
         """Return a view that acts as the Altinn system user (systembruker) of customer ``orgno``.

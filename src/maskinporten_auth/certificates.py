@@ -77,6 +77,31 @@ class CertificateChain:
             raise ConfigurationError(field, f"is not a PEM certificate chain: {exc}") from None
         return cls(certificates, field=field)
 
+    @classmethod
+    def of_leaf(
+        cls,
+        leaf: x509.Certificate,
+        *,
+        intermediates: bytes | str | None = None,
+        pool: Sequence[x509.Certificate] = (),
+        field: str = "certificate",
+    ) -> CertificateChain:
+        """The chain of ``leaf``, followed by its issuers.
+
+        The issuers are ``intermediates`` (PEM, the leaf's issuer first) when given, otherwise the certificates
+        among ``pool`` that issued the leaf, its issuer, and so on. An issuer is recognised by its signature, not
+        only its name: a store may hold several generations of a CA.
+        """
+        if intermediates:
+            return cls([leaf, *cls.from_pem(intermediates, field="intermediates").certificates], field=field)
+        chain = [leaf]
+        while chain[-1].issuer != chain[-1].subject:
+            issuer = next((cert for cert in pool if cert not in chain and issued_by(chain[-1], cert)), None)
+            if issuer is None:
+                break
+            chain.append(issuer)
+        return cls(chain, field=field)
+
     @property
     def leaf(self) -> x509.Certificate:
         """The certificate of the signing key."""

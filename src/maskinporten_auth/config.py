@@ -1,8 +1,10 @@
 """Configuration from environment variables: ``MASKINPORTEN_ENV``, ``MASKINPORTEN_CLIENT_ID`` and the rest.
 
-:func:`auth_from_env` builds a :class:`~maskinporten_auth.auth.MaskinportenAuth` from them; :class:`EnvConfig`
-reads one setting at a time, which is how ``maskinporten doctor`` checks a configuration step by step. Every
-:class:`~maskinporten_auth.errors.ConfigurationError` raised here names the variable at fault in ``field``.
+:class:`EnvConfig` reads them one setting at a time, which is how ``maskinporten doctor`` checks a configuration
+step by step, and :meth:`MaskinportenAuth.from_env <maskinporten_auth.auth.MaskinportenAuth.from_env>` builds an
+auth from all of them. Every :class:`~maskinporten_auth.errors.ConfigurationError` raised here names the variable
+at fault in ``field``; the values' rules are those of the settings they feed (:mod:`maskinporten_auth.grant` for
+the claims, :mod:`maskinporten_auth.signer` for the key).
 
 Variables (with the default prefix): ``MASKINPORTEN_ENV`` (``test``, the default, ``prod`` or an issuer
 URL), ``MASKINPORTEN_CLIENT_ID``, ``MASKINPORTEN_SCOPES`` (spaces or commas between scopes),
@@ -17,7 +19,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,16 +28,16 @@ from urllib.parse import urlsplit
 
 from .environment import Environment, resolve_environment
 from .errors import ConfigurationError, SigningError
+from .grant import validate_client_id, validate_resource, validate_scopes
 from .local_key import read_file
 from .orgnr import validate_orgno
 from .signer import Signer
 from .uri import signer_from_uri
 
 if TYPE_CHECKING:
-    from .auth import MaskinportenAuth
     from .cache import TokenStore
 
-__all__ = ["CACHE_ENTRY_POINT_GROUP", "DEFAULT_PREFIX", "EnvConfig", "auth_from_env"]
+__all__ = ["CACHE_ENTRY_POINT_GROUP", "DEFAULT_PREFIX", "EnvConfig"]
 
 DEFAULT_PREFIX = "MASKINPORTEN_"
 
@@ -75,8 +78,6 @@ _CACHE_PACKAGES = {
     "unix": "maskinporten-auth[redis]",
 }
 
-# RFC 6749 section 3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
-_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 _SCOPE_SEPARATORS = re.compile(r"[\s,]+")
 _PASSWORD_SCHEMES = ("file", "pkcs12")
 
@@ -169,10 +170,7 @@ class EnvConfig:
 
     def client_id(self) -> str:
         """Return ``CLIENT_ID``, the integration's client id."""
-        value = self.require(CLIENT_ID)
-        if any(character.isspace() or ord(character) < 32 for character in value):
-            raise ConfigurationError(self.name(CLIENT_ID), "must not contain whitespace or control characters")
-        return value
+        return validate_client_id(self.require(CLIENT_ID), self.name(CLIENT_ID))
 
     def scopes(self) -> list[str]:
         """Return ``SCOPES`` split on spaces and commas, without duplicates, in the order given."""
@@ -180,10 +178,7 @@ class EnvConfig:
         scopes = list(dict.fromkeys(part for part in _SCOPE_SEPARATORS.split(value) if part))
         if not scopes:
             raise ConfigurationError(self.name(SCOPES), f"holds no scope: {value!r}")
-        for scope in scopes:
-            if not _SCOPE_TOKEN.fullmatch(scope):
-                raise ConfigurationError(self.name(SCOPES), f"{scope!r} is not a valid OAuth scope")
-        return scopes
+        return list(validate_scopes(scopes, self.name(SCOPES)))
 
     def _secret(self, suffix: str, file_suffix: str) -> tuple[bytes, bool] | None:
         """A secret given in ``suffix`` or in the file ``file_suffix`` names, and whether it came from the file."""
@@ -244,8 +239,7 @@ class EnvConfig:
         value = self.get(RESOURCE)
         if value is None:
             return None
-        if not _scheme(value) or any(character.isspace() for character in value):
-            raise ConfigurationError(self.name(RESOURCE), f"must be an absolute URI, got {value!r}")
+        validate_resource(value, self.name(RESOURCE))
         return value
 
     def cache(self) -> TokenStore | None:
@@ -280,15 +274,12 @@ class EnvConfig:
             problem = f"must be a redis://, rediss:// or unix:// URL, got a {scheme or 'relative'}: URL"
         raise ConfigurationError(self.name(CACHE_URL), problem)
 
-    def auth(self, **overrides: Any) -> MaskinportenAuth:
-        """Build a :class:`~maskinporten_auth.auth.MaskinportenAuth` from the variables.
+    def settings(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
+        """Read the keyword arguments of ``MaskinportenAuth`` that the variables give.
 
-        ``overrides`` are keyword arguments of ``MaskinportenAuth``. One that replaces a variable
-        (``environment``, ``client_id``, ``scopes``, ``signer``, ``consumer_org``, ``resource``) means the
-        variable is not read at all; any other (``grant_lifetime``, ``pid``, ...) is passed on.
+        A keyword in ``overrides`` (``environment``, ``client_id``, ``scopes``, ``signer``, ``consumer_org``,
+        ``resource``, ``cache``) replaces its variable, which is then not read at all.
         """
-        from .auth import MaskinportenAuth
-
         readers: dict[str, Callable[[], Any]] = {
             "environment": self.environment,
             "client_id": self.client_id,
@@ -298,12 +289,19 @@ class EnvConfig:
             "resource": self.resource,
             "cache": self.cache,
         }
-        read = {keyword: reader() for keyword, reader in readers.items() if keyword not in overrides}
+        return {keyword: reader() for keyword, reader in readers.items() if keyword not in overrides}
+
+    @contextmanager
+    def naming_variables(self, settings: Mapping[str, Any]) -> Iterator[None]:
+        """Re-raise a ConfigurationError about a setting read from a variable as one naming the variable.
+
+        ``settings`` are what :meth:`settings` read; an error about a keyword given otherwise passes unchanged.
+        """
         try:
-            return MaskinportenAuth(**read, **overrides)
+            yield
         except ConfigurationError as exc:
             suffix = _FIELD_TO_SUFFIX.get(exc.field)
-            if suffix is None or _KEYWORD_OF[suffix] not in read:
+            if suffix is None or _KEYWORD_OF[suffix] not in settings:
                 raise
             raise ConfigurationError(self.name(suffix), exc.problem) from exc
 
@@ -313,27 +311,3 @@ _PURPOSE = {
     SCOPES: "set it to the scopes to request, separated by spaces or commas",
     KEY: "set it to a key URI such as file:///etc/maskinporten/key.pem",
 }
-
-
-def auth_from_env(
-    prefix: str = DEFAULT_PREFIX, environ: Mapping[str, str] | None = None, **overrides: Any
-) -> MaskinportenAuth:
-    """Build a :class:`~maskinporten_auth.auth.MaskinportenAuth` from ``<prefix>*`` environment variables.
-
-    Args:
-        prefix: the variables' prefix, ``MASKINPORTEN_`` by default; give each integration its own when one
-            process talks to several.
-        environ: the variables; ``os.environ`` by default.
-        **overrides: keyword arguments of ``MaskinportenAuth`` that take precedence over the variables.
-
-    Raises:
-        ConfigurationError: a variable is missing or invalid; ``field`` is the variable's name.
-
-    Example:
-        ```python
-        auth = auth_from_env()                       # MASKINPORTEN_*
-        payroll = auth_from_env("PAYROLL_MASKINPORTEN_", consumer_org="310539759")
-        ```
-
-    """
-    return EnvConfig(prefix, environ).auth(**overrides)

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from .errors import ConfigurationError, MaskinportenError, SigningError
 from .jwk import b64url
@@ -33,22 +35,28 @@ ORGANIZATION_URN: Final = "urn:altinn:organization:identifier-no:"
 PERSON_URN: Final = "urn:altinn:person:identifier-no:"
 MAX_GRANT_LIFETIME: Final = 120
 DEFAULT_GRANT_LIFETIME: Final = 60
+# RFC 6749 section 3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+_SCOPE_TOKEN: Final = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 
 
 def _json(value: object) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def _check_token_string(value: object, field: str, what: str) -> str:
+def validate_client_id(value: object, field: str = "client_id") -> str:
+    """Return the integration's client id if it is a non-empty string without whitespace or control characters."""
     if not isinstance(value, str) or not value:
-        raise ConfigurationError(field, f"{what} must be a non-empty string, got {value!r}")
+        raise ConfigurationError(field, f"must be a non-empty string, got {value!r}")
     if any(ch.isspace() for ch in value) or not value.isprintable():
-        raise ConfigurationError(field, f"{what} must not contain whitespace or control characters: {value!r}")
+        raise ConfigurationError(field, f"must not contain whitespace or control characters: {value!r}")
     return value
 
 
 def validate_scopes(value: object, field: str = "scopes") -> tuple[str, ...]:
-    """Return the scopes as a tuple, in order and without duplicates; a str is one scope."""
+    """Return the scopes as a tuple, in order and without duplicates; a str is one scope.
+
+    Each must be an OAuth scope token (RFC 6749 section 3.3): printable ASCII without spaces, quotes or backslashes.
+    """
     items: Sequence[object]
     if isinstance(value, str):
         items = [value]
@@ -58,18 +66,29 @@ def validate_scopes(value: object, field: str = "scopes") -> tuple[str, ...]:
         raise ConfigurationError(field, f"must be a scope string or a list of scopes, got {type(value).__name__}")
     if not items:
         raise ConfigurationError(field, "at least one scope is required")
-    scopes = tuple(dict.fromkeys(_check_token_string(item, field, "a scope") for item in items))
-    return scopes
+    for item in items:
+        if not isinstance(item, str) or not _SCOPE_TOKEN.fullmatch(item):
+            raise ConfigurationError(field, f"{item!r} is not a valid OAuth scope")
+    return tuple(dict.fromkeys(items))
 
 
 def validate_resource(value: object, field: str = "resource") -> tuple[str, ...] | None:
-    """Return the audience(s) of an audience-restricted token as a tuple, or None."""
+    """Return the audience(s) of an audience-restricted token (RFC 8707: absolute URIs) as a tuple, or None."""
     if value is None:
         return None
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, (list, tuple)) or not items:
         raise ConfigurationError(field, "must be a resource string or a non-empty list of them")
-    return tuple(_check_token_string(item, field, "a resource") for item in items)
+    for item in items:
+        if not isinstance(item, str) or not item.isprintable() or any(ch.isspace() for ch in item):
+            raise ConfigurationError(field, f"must be an absolute URI without whitespace, got {item!r}")
+        try:
+            scheme = urlsplit(item).scheme
+        except ValueError:
+            scheme = ""
+        if not scheme:
+            raise ConfigurationError(field, f"must be an absolute URI, got {item!r}")
+    return tuple(items)
 
 
 def validate_pid(value: object, field: str = "pid") -> str | None:
@@ -147,36 +166,59 @@ def validate_authorization_details(value: object, field: str = "authorization_de
     return tuple(json.loads(json.dumps(list(value))))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class GrantClaims:
-    """What a grant asks for. Validated at construction; every field maps to one documented claim."""
+    """What a grant asks for; every field maps to one documented claim.
+
+    This is where the claims' rules live: construction validates each field (a ``scopes`` str is one scope, a
+    ``resource`` str one audience) and raises :class:`~maskinporten_auth.errors.ConfigurationError` naming it.
+    """
 
     audience: str
     client_id: str
     scopes: tuple[str, ...]
-    consumer_org: str | None = None
-    resource: tuple[str, ...] | None = None
-    authorization_details: tuple[Any, ...] | None = None
-    pid: str | None = None
-    lifetime: int = DEFAULT_GRANT_LIFETIME
+    consumer_org: str | None
+    resource: tuple[str, ...] | None
+    authorization_details: tuple[Any, ...] | None
+    pid: str | None
+    lifetime: int
     _static: dict[str, Any] = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        _check_token_string(self.client_id, "client_id", "client_id")
-        if isinstance(self.lifetime, bool) or not isinstance(self.lifetime, int):
+    def __init__(
+        self,
+        audience: str,
+        client_id: str,
+        scopes: str | Sequence[str],
+        consumer_org: str | None = None,
+        resource: str | Sequence[str] | None = None,
+        authorization_details: Sequence[Mapping[str, Any]] | None = None,
+        pid: str | None = None,
+        lifetime: int = DEFAULT_GRANT_LIFETIME,
+    ) -> None:
+        if isinstance(lifetime, bool) or not isinstance(lifetime, int):
             raise ConfigurationError("grant_lifetime", "must be a whole number of seconds")
-        if not 1 <= self.lifetime <= MAX_GRANT_LIFETIME:
+        if not 1 <= lifetime <= MAX_GRANT_LIFETIME:
             raise ConfigurationError(
-                "grant_lifetime", f"must be between 1 and {MAX_GRANT_LIFETIME} seconds, got {self.lifetime}"
+                "grant_lifetime", f"must be between 1 and {MAX_GRANT_LIFETIME} seconds, got {lifetime}"
             )
-        if self.consumer_org is not None:
-            validate_orgno(self.consumer_org, "consumer_org")
-            if self.systemuser_org is not None:
-                raise ConfigurationError(
-                    "consumer_org",
-                    "a token is either for a customer's delegation (consumer_org) or for a customer's system user "
-                    "(authorization_details of type urn:altinn:systemuser), not both",
-                )
+        values = {
+            "audience": audience,
+            "client_id": validate_client_id(client_id),
+            "scopes": validate_scopes(scopes),
+            "consumer_org": None if consumer_org is None else validate_orgno(consumer_org, "consumer_org"),
+            "resource": validate_resource(resource),
+            "authorization_details": validate_authorization_details(authorization_details),
+            "pid": validate_pid(pid),
+            "lifetime": lifetime,
+        }
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+        if self.consumer_org is not None and self.systemuser_org is not None:
+            raise ConfigurationError(
+                "consumer_org",
+                "a token is either for a customer's delegation (consumer_org) or for a customer's system user "
+                "(authorization_details of type urn:altinn:systemuser), not both",
+            )
         static: dict[str, Any] = {"aud": self.audience, "iss": self.client_id, "scope": " ".join(self.scopes)}
         if self.consumer_org is not None:
             static["consumer_org"] = self.consumer_org
@@ -227,17 +269,7 @@ class GrantBuilder:
     __slots__ = ("_encoded_header", "claims", "signer")
 
     def __init__(self, signer: Signer, claims: GrantClaims) -> None:
-        if (signer.kid is None) == (not signer.x5c):
-            raise ConfigurationError(
-                "signer",
-                "must have exactly one of kid (a key registered on the integration) or x5c (an enterprise "
-                "certificate chain)",
-            )
-        header: dict[str, Any] = {"alg": signer.algorithm}
-        if signer.kid is not None:
-            header["kid"] = signer.kid
-        else:
-            header["x5c"] = list(signer.x5c or ())
+        header = signer.jose_header()
         self.signer = signer
         self.claims = claims
         self._encoded_header = b64url(_json(header))

@@ -18,7 +18,7 @@ from .certificates import CertificateChain
 from .errors import ConfigurationError
 from .jwk import b64url_decode, jwk_thumbprint
 from .jws import RSA_ALGORITHMS
-from .signer import MIN_RSA_BITS, Signer
+from .signer import Signer, check_key_size, refuse_kid_with_certificate
 
 __all__ = ["LocalKeySigner"]
 
@@ -27,8 +27,7 @@ def _check_rsa(key: object, field: str) -> rsa.RSAPrivateKey:
     if not isinstance(key, rsa.RSAPrivateKey):
         kind = type(key).__name__.lstrip("_")
         raise ConfigurationError(field, f"Maskinporten needs an RSA key, got {kind}")
-    if key.key_size < MIN_RSA_BITS:
-        raise ConfigurationError(field, f"the RSA key has {key.key_size} bits; Maskinporten needs at least 2048")
+    check_key_size(key, field, "the RSA key")
     return key
 
 
@@ -179,7 +178,7 @@ class LocalKeySigner(Signer):
         if certificate is None:
             raise ConfigurationError("pkcs12", "holds no certificate for its key")
         rsa_key = _check_rsa(key, "pkcs12")
-        chain = CertificateChain([certificate, *_chain_order(certificate, extra)], field="pkcs12")
+        chain = CertificateChain.of_leaf(certificate, pool=extra, field="pkcs12")
         return cls(rsa_key, algorithm=algorithm, certificate_chain=chain)
 
     @classmethod
@@ -200,21 +199,6 @@ class LocalKeySigner(Signer):
     def public_key(self) -> rsa.RSAPublicKey:
         """Return the public half of the key."""
         return self._private_key.public_key()
-
-
-def _chain_order(leaf: Any, others: list[Any]) -> list[Any]:
-    """Order the extra certificates of a PKCS#12 bundle from the leaf's issuer upwards."""
-    ordered: list[Any] = []
-    remaining = list(others)
-    current = leaf
-    while remaining:
-        issuer = next((cert for cert in remaining if cert.subject == current.issuer), None)
-        if issuer is None or issuer is current:
-            break
-        ordered.append(issuer)
-        remaining.remove(issuer)
-        current = issuer
-    return ordered + remaining
 
 
 def _path_of(uri: str, scheme: str) -> str:
@@ -239,6 +223,5 @@ def signer_from_pkcs12_uri(
     uri: str, *, kid: str | None = None, algorithm: str = "RS256", password: bytes | str | None = None
 ) -> LocalKeySigner:
     """Entry point for ``pkcs12:///path``: a PKCS#12 enterprise certificate, sent as ``x5c``."""
-    if kid is not None:
-        raise ConfigurationError("kid", "a PKCS#12 certificate is sent as x5c; kid does not apply")
+    refuse_kid_with_certificate(kid, "the PKCS#12 file's certificate")
     return LocalKeySigner.from_pkcs12_file(_path_of(uri, "pkcs12"), password=password, algorithm=algorithm)

@@ -19,7 +19,17 @@ from .certificates import CertificateChain
 from .errors import ConfigurationError
 from .jwk import rsa_public_jwk
 
-__all__ = ["ALGORITHMS", "MIN_RSA_BITS", "Algorithm", "DigestSigner", "Signer", "digest", "validate_algorithm"]
+__all__ = [
+    "ALGORITHMS",
+    "MIN_RSA_BITS",
+    "Algorithm",
+    "DigestSigner",
+    "Signer",
+    "check_key_size",
+    "digest",
+    "refuse_kid_with_certificate",
+    "validate_algorithm",
+]
 
 Algorithm = Literal["RS256", "RS384", "RS512"]
 ALGORITHMS: Final = ("RS256", "RS384", "RS512")
@@ -46,6 +56,25 @@ def validate_kid(value: object, field: str = "kid") -> str | None:
     return value
 
 
+def check_key_size(key: rsa.RSAPublicKey | rsa.RSAPrivateKey, field: str, name: str = "the key") -> None:
+    """Raise ConfigurationError naming ``field`` unless the RSA key has at least :data:`MIN_RSA_BITS` bits."""
+    if key.key_size < MIN_RSA_BITS:
+        raise ConfigurationError(field, f"{name} has {key.key_size} bits; Maskinporten needs at least {MIN_RSA_BITS}")
+
+
+def refuse_kid_with_certificate(kid: object, certificate: str = "certificate_chain") -> None:
+    """Raise ConfigurationError naming ``kid`` if one is given for a key that is sent with its certificate (x5c).
+
+    Maskinporten knows a key by exactly one of the two: a ``kid`` registered on the integration, or an enterprise
+    certificate chain in ``x5c``. ``certificate`` says where the certificate comes from, for the message.
+    """
+    if kid is not None:
+        raise ConfigurationError(
+            "kid",
+            f"the key is sent with its certificate ({certificate}) as x5c; give either kid or a certificate, not both",
+        )
+
+
 def digest(algorithm: Algorithm, signing_input: bytes) -> bytes:
     """Return the hash of ``signing_input`` that ``algorithm`` signs (SHA-256, -384 or -512)."""
     return _HASHES[algorithm](signing_input).digest()
@@ -70,12 +99,35 @@ class Signer(abc.ABC):
         """Set :attr:`algorithm` and how Maskinporten knows the key: ``kid``, or a certificate chain sent as x5c."""
         self.algorithm = validate_algorithm(algorithm)
         self.kid = validate_kid(kid)
-        if certificate_chain is not None and not isinstance(certificate_chain, CertificateChain):
+        self.certificate_chain = None
+        self.x5c = None
+        if certificate_chain is not None:
+            self._certify(certificate_chain)
+
+    def _certify(self, certificate_chain: bytes | str | CertificateChain, source: str = "certificate_chain") -> None:
+        """Send the key with ``certificate_chain`` as x5c (PEM, leaf first), instead of a kid."""
+        refuse_kid_with_certificate(self.kid, source)
+        if not isinstance(certificate_chain, CertificateChain):
             certificate_chain = CertificateChain.from_pem(certificate_chain)
-        if self.kid is not None and certificate_chain is not None:
-            raise ConfigurationError("kid", "give either kid or certificate_chain (x5c), not both")
         self.certificate_chain = certificate_chain
-        self.x5c = certificate_chain.x5c if certificate_chain is not None else None
+        self.x5c = certificate_chain.x5c
+
+    def jose_header(self) -> dict[str, Any]:
+        """The grant's JOSE header: ``alg``, and ``kid`` or ``x5c``, whichever tells Maskinporten the key.
+
+        Raises ConfigurationError naming ``kid`` when the signer has neither.
+        """
+        if self.kid is not None:
+            if self.x5c:
+                refuse_kid_with_certificate(self.kid, "x5c")
+            return {"alg": self.algorithm, "kid": self.kid}
+        if self.x5c:
+            return {"alg": self.algorithm, "x5c": list(self.x5c)}
+        raise ConfigurationError(
+            "kid",
+            "is missing: give the kid of the key registered on the integration, or a certificate chain (x5c) "
+            "of an enterprise certificate",
+        )
 
     @abc.abstractmethod
     def sign(self, signing_input: bytes) -> bytes:
@@ -157,8 +209,7 @@ class DigestSigner(Signer):
             with self._lock:
                 if self._public_key is None:
                     key = self._fetch_public_key()
-                    if key.key_size < MIN_RSA_BITS:
-                        raise ConfigurationError("key", f"the key has {key.key_size} bits; at least 2048 needed")
+                    check_key_size(key, "key")
                     self._public_key = key
         return self._public_key
 

@@ -286,7 +286,7 @@ def check(args: argparse.Namespace) -> ExitCode:
     source = ConfigSource(args)
     signer = source.signer()
     with source.blame_options():
-        auth = source.config.auth(signer=signer, consumer_org=None)
+        auth = MaskinportenAuth.from_config(source.config, signer=signer, consumer_org=None)
     outcomes = asyncio.run(check_all(auth, customers))
     summary = _summary(outcomes)
     if args.json:

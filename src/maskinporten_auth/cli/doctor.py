@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from ..auth import MaskinportenAuth
 from ..certificates import CertificateChain, organisation_number
 from ..clock import GrantClock
 from ..environment import Environment
@@ -220,8 +221,10 @@ def check_token(report: Report, source: ConfigSource, signer: Signer) -> None:
     """Make a real token request, and explain a refusal."""
     expires: list[float] = []
     try:
-        auth = source.config.auth(
-            signer=signer, on_event=lambda event: expires.extend([event.expires_in] if event.expires_in else [])
+        auth = MaskinportenAuth.from_config(
+            source.config,
+            signer=signer,
+            on_event=lambda event: expires.extend([event.expires_in] if event.expires_in else []),
         )
     except ConfigurationError as exc:
         report.fail("token", source.describe(exc), ExitCode.USAGE)

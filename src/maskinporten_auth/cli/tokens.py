@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from ..auth import MaskinportenAuth
 from ..config import ENV
 from ..environment import Environment
 from ..jwk import public_key_from_jwk
@@ -91,7 +92,7 @@ def token(args: argparse.Namespace) -> ExitCode:
     signer = source.signer()
     fetched: list[TokenEvent] = []
     with source.blame_options():
-        auth = source.config.auth(signer=signer, on_event=fetched.append)
+        auth = MaskinportenAuth.from_config(source.config, signer=signer, on_event=fetched.append)
     try:
         access_token = auth.get_token()
     finally:

@@ -294,5 +294,4 @@ def _certificate_chain(
     if not certificate.cer or not certificate.key_id:
         raise ConfigurationError("certificate", f"Key Vault returned {ref.url} without its certificate or key id")
     leaf = x509.load_der_x509_certificate(bytes(certificate.cer))
-    rest = CertificateChain.from_pem(intermediates, field="intermediates").certificates if intermediates else []
-    return certificate.key_id, CertificateChain([leaf, *rest], field="certificate")
+    return certificate.key_id, CertificateChain.of_leaf(leaf, intermediates=intermediates)

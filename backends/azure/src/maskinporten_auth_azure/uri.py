@@ -6,6 +6,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from maskinporten_auth.errors import ConfigurationError
+from maskinporten_auth.signer import refuse_kid_with_certificate
 
 from .ids import VaultObjectId
 from .signer import AzureKeyVaultSigner
@@ -32,8 +33,7 @@ def signer_from_uri(
         raise ConfigurationError("key", f"expected {_FORMS}, got {uri!r}")
     https_url = f"https://{parts.netloc}{parts.path}"
     if parts.path.startswith("/certificates/"):
-        if kid is not None:
-            raise ConfigurationError("kid", "a Key Vault certificate is sent as x5c; kid does not apply")
+        refuse_kid_with_certificate(kid, "the Key Vault certificate")
         ref = VaultObjectId.parse(https_url, field="key", collection="certificates")
         return AzureKeyVaultSigner.from_certificate(
             ref.vault_url, ref.name, version=ref.version, algorithm=algorithm, **options

@@ -6,7 +6,7 @@ import asyncio
 import hashlib
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final, TypeVar
 from urllib.parse import quote
@@ -18,9 +18,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11 import exceptions as p11
 
-from maskinporten_auth.certificates import CertificateChain, issued_by
+from maskinporten_auth.certificates import CertificateChain
 from maskinporten_auth.errors import ConfigurationError, SigningError
-from maskinporten_auth.signer import MIN_RSA_BITS, Signer
+from maskinporten_auth.signer import Signer, check_key_size
 
 from .errors import BACKEND, REMOVED_HINT, signing_error
 from .module import Pin, SessionLost, TokenSelector, module
@@ -98,22 +98,6 @@ def _read_pin(pin: object, pin_file: object) -> Pin:
         field = "pin" if pin_file is None else "pin_file"
         raise ConfigurationError(field, "the PIN is empty" if pin == "" else "the PIN must be a string")
     return Pin(pin)
-
-
-def _issuers(leaf: x509.Certificate, others: Sequence[x509.Certificate]) -> list[x509.Certificate]:
-    """The certificates among ``others`` that issued ``leaf``, its issuer, and so on, in that order.
-
-    An issuer is recognised by its signature, not only its name: a token may hold several generations of a CA.
-    """
-    chain: list[x509.Certificate] = []
-    current = leaf
-    while current.issuer != current.subject:
-        issuer = next((cert for cert in others if cert not in chain and issued_by(current, cert)), None)
-        if issuer is None:
-            break
-        chain.append(issuer)
-        current = issuer
-    return chain
 
 
 class Pkcs11Signer(Signer):
@@ -203,10 +187,9 @@ class Pkcs11Signer(Signer):
             algorithm=algorithm,
         )
         leaf, on_token = signer._call("reading the certificate", signer._token_certificates)
-        rest = CertificateChain.from_pem(intermediates, field="intermediates").certificates if intermediates else None
-        chain = CertificateChain([leaf, *(_issuers(leaf, on_token) if rest is None else rest)], field="certificate")
-        signer.certificate_chain = chain
-        signer.x5c = chain.x5c
+        signer._certify(
+            CertificateChain.of_leaf(leaf, intermediates=intermediates, pool=on_token), "the token's certificate"
+        )
         return signer
 
     # --- identity and repr: configuration only, never the device -------------------------------------------------
@@ -314,8 +297,7 @@ class Pkcs11Signer(Signer):
             raise SigningError("the token does not show the key's modulus and public exponent", backend=BACKEND,
                                key=self.key_name)  # fmt: skip
         public_key = rsa.RSAPublicNumbers(int.from_bytes(exponent, "big"), int.from_bytes(modulus, "big")).public_key()
-        if public_key.key_size < MIN_RSA_BITS:
-            raise ConfigurationError("key", f"{self.key_name} has {public_key.key_size} bits; at least 2048 needed")
+        check_key_size(public_key, "key", self.key_name)
         if self.certificate_chain is not None:
             self.certificate_chain.check_key(public_key)
         self._public_key = public_key

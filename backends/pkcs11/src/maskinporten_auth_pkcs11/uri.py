@@ -14,6 +14,7 @@ from urllib.parse import unquote, unquote_to_bytes, urlsplit
 
 from maskinporten_auth.certificates import CertificateChain
 from maskinporten_auth.errors import ConfigurationError
+from maskinporten_auth.signer import refuse_kid_with_certificate
 
 from .signer import Pkcs11Signer
 
@@ -107,7 +108,8 @@ def signer_from_uri(
             raise ConfigurationError("pin", "give the PIN either as pin or as pin-source in the URI, not both")
         keywords["pin"] = pin
     if keywords.pop("type") == "cert":
-        if kid is not None or certificate_chain is not None:
-            raise ConfigurationError("kid", "type=cert sends the token's certificate as x5c; kid does not apply")
+        if certificate_chain is not None:
+            raise ConfigurationError("certificate_chain", "type=cert sends the token's own certificate as x5c")
+        refuse_kid_with_certificate(kid, "type=cert, the token's certificate")
         return Pkcs11Signer.from_token_certificate(algorithm=algorithm, **keywords)
     return Pkcs11Signer(**keywords, kid=kid, algorithm=algorithm, certificate_chain=certificate_chain)
