@@ -238,7 +238,7 @@ def test_jwk_of_a_pkcs12_certificate_has_x5c(
     [
         (["/nonexistent/key.pem"], "--key: cannot read"),
         (["ftp://x/key"], "--key: unknown key URI scheme"),
-        ([], "MASKINPORTEN_KEY: is not set"),
+        ([], "--key (or MASKINPORTEN_KEY): is not set"),
     ],
 )
 def test_jwk_errors(args: list[str], message: str) -> None:
@@ -299,7 +299,8 @@ def test_token_unknown_scope_exits_1(config: dict[str, str]) -> None:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"MASKINPORTEN_CLIENT_ID": None}, "MASKINPORTEN_CLIENT_ID: is not set"),
+        ({"MASKINPORTEN_CLIENT_ID": None}, "--client-id (or MASKINPORTEN_CLIENT_ID): is not set"),
+        ({"MASKINPORTEN_KID": None}, "--kid (or MASKINPORTEN_KID): is missing"),
         ({"MASKINPORTEN_CONSUMER_ORG": "123456789"}, "MASKINPORTEN_CONSUMER_ORG: '123456789' fails"),
         ({"MASKINPORTEN_ENV": "staging"}, "MASKINPORTEN_ENV: must be"),
     ],
@@ -405,8 +406,8 @@ def test_doctor_reports_configuration_and_skips_the_token(config: dict[str, str]
     del config["MASKINPORTEN_KID"]
     result = run("doctor", env=config)
     assert result.returncode == 2
-    assert "[FAIL] client id: MASKINPORTEN_CLIENT_ID: is not set" in result.stdout
-    assert "[FAIL] kid: neither kid nor a certificate" in result.stdout
+    assert "[FAIL] client id: --client-id (or MASKINPORTEN_CLIENT_ID): is not set" in result.stdout
+    assert "[FAIL] kid: --kid (or MASKINPORTEN_KID): is missing, and there is no certificate chain" in result.stdout
     assert "[skip] token" in result.stdout
 
 
@@ -541,7 +542,7 @@ def test_emulator_command_needs_a_kid(pem_file: Path) -> None:
 def test_emulator_command_needs_scopes(pem_file: Path) -> None:
     result = run("emulator", "--key", str(pem_file), "--kid", KID)
     assert result.returncode == 2
-    assert "MASKINPORTEN_SCOPES: is not set" in result.stderr
+    assert "--scope (or MASKINPORTEN_SCOPES): is not set" in result.stderr
 
 
 def test_emulator_command_with_a_system_user_and_the_altinn_exchange(pem_file: Path) -> None:

@@ -296,6 +296,17 @@ def test_kid_bad_values(environ: dict[str, str], value: str) -> None:
     assert config_error(environ | {"MASKINPORTEN_KID": value}).field == "MASKINPORTEN_KID"
 
 
+def test_a_missing_kid_names_the_kid_variable(environ: dict[str, str]) -> None:
+    del environ["MASKINPORTEN_KID"]
+    error = config_error(environ)
+    assert (error.field, error.problem.startswith("is missing")) == ("MASKINPORTEN_KID", True)
+
+
+def test_a_missing_kid_with_the_signer_given_names_kid(environ: dict[str, str], rsa_key: rsa.RSAPrivateKey) -> None:
+    error = config_error(environ, signer=LocalKeySigner(rsa_key))
+    assert error.field == "kid"
+
+
 def test_kid_with_pkcs12_is_refused(environ: dict[str, str], p12_file: Path) -> None:
     environ |= {
         "MASKINPORTEN_KEY": "pkcs12://" + p12_file.as_uri().removeprefix("file://"),

@@ -305,6 +305,11 @@ class EnvConfig:
                 raise
             raise ConfigurationError(self.name(suffix), exc.problem) from exc
 
+    def variable_for(self, field: str) -> str | None:
+        """The variable that feeds the setting ``field`` names (``"kid"`` gives ``MASKINPORTEN_KID``), or None."""
+        suffix = _FIELD_TO_SUFFIX.get(field)
+        return None if suffix is None else self.name(suffix)
+
 
 _PURPOSE = {
     CLIENT_ID: "set it to the integration's client id from Samarbeidsportalen",

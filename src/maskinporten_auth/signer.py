@@ -125,8 +125,8 @@ class Signer(abc.ABC):
             return {"alg": self.algorithm, "x5c": list(self.x5c)}
         raise ConfigurationError(
             "kid",
-            "is missing: give the kid of the key registered on the integration, or a certificate chain (x5c) "
-            "of an enterprise certificate",
+            "is missing, and there is no certificate chain (x5c): Maskinporten cannot tell which key signed; give "
+            "the kid of the key registered on the integration",
         )
 
     @abc.abstractmethod

@@ -155,16 +155,23 @@ def add_config_arguments(parser: argparse.ArgumentParser, *suffixes: str) -> Non
 class ConfigSource:
     """The configuration of a command: the environment, overridden by its command-line options.
 
-    Errors from :attr:`config` name the variable; :meth:`blame_options` renames them after the option that set it.
+    Errors from :attr:`config` name the variable; :meth:`blame_options` renames them after the option that set it,
+    or, for a value given neither way, after the option and the variable (``--kid (or MASKINPORTEN_KID)``).
     """
 
     def __init__(self, args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> None:
         layered = dict(os.environ if environ is None else environ)
         config = EnvConfig(args.prefix, layered)
         self._option_of: dict[str, str] = {}
+        self._unset_option_of: dict[str, str] = {}
         for flag, suffix, _text in _CONFIG_FLAGS:
-            value = getattr(args, flag.removeprefix("--").replace("-", "_"), None)
+            dest = flag.removeprefix("--").replace("-", "_")
+            if not hasattr(args, dest):
+                continue
+            value = getattr(args, dest)
             if value is None:
+                if config.get(suffix) is None:
+                    self._unset_option_of[config.name(suffix)] = flag
                 continue
             if suffix == SCOPES:
                 value = " ".join(value)
@@ -175,20 +182,33 @@ class ConfigSource:
         self.environ = layered
         self.config = config
 
+    def _where(self, field: str) -> str | None:
+        """What to name for ``field`` in a message, or None when ``field`` itself is right.
+
+        That is the option that set its variable, or the option and the variable when neither was given.
+        ``field`` may also name a setting that a variable feeds (``kid``), as the library's own errors do.
+        """
+        variable = self.config.variable_for(field) or field
+        if variable in self._option_of:
+            return self._option_of[variable]
+        if variable in self._unset_option_of:
+            return f"{self._unset_option_of[variable]} (or {variable})"
+        return variable if variable != field else None
+
     def describe(self, error: ConfigurationError) -> str:
-        """Say what is wrong, naming the option rather than the variable when an option set it."""
-        return f"{self._option_of.get(error.field, error.field)}: {error.problem}"
+        """Say what is wrong, naming the option that set the value, or the option and the variable when unset."""
+        return f"{self._where(error.field) or error.field}: {error.problem}"
 
     @contextmanager
     def blame_options(self) -> Iterator[None]:
-        """Re-raise a ConfigurationError about a variable an option set as one about the option."""
+        """Re-raise a ConfigurationError about a variable as one naming what :meth:`describe` names."""
         try:
             yield
         except ConfigurationError as exc:
-            option = self._option_of.get(exc.field)
-            if option is None:
+            where = self._where(exc.field)
+            if where is None:
                 raise
-            raise ConfigurationError(option, exc.problem) from exc
+            raise ConfigurationError(where, exc.problem) from exc
 
     def signer(self) -> Signer:
         """Load the key; ask for its password on the terminal if it is encrypted and none was configured."""

@@ -13,6 +13,7 @@ import httpx
 from ..auth import MaskinportenAuth
 from ..certificates import CertificateChain, organisation_number
 from ..clock import GrantClock
+from ..config import KID
 from ..environment import Environment
 from ..errors import ConfigurationError, SigningError, TokenRequestError
 from ..jwk import jwk_thumbprint
@@ -117,22 +118,22 @@ def _describe_signer(signer: Signer) -> str:
     return f"{type(signer).__name__}, RSA {signer.public_key().key_size} bits, {signer.algorithm}"
 
 
-def check_key_identity(report: Report, signer: Signer) -> None:
+def check_key_identity(report: Report, source: ConfigSource, signer: Signer) -> None:
     """A grant needs ``kid`` (a registered key) or ``x5c`` (an enterprise certificate)."""
-    if signer.kid is not None:
-        report.ok("kid", f"{signer.kid} (must match the key id on the integration)")
-    elif signer.x5c:
-        report.ok("x5c", f"a chain of {len(signer.x5c)} certificate(s)")
-    else:
+    try:
+        header = signer.jose_header()
+    except ConfigurationError as exc:
         report.fail(
             "kid",
-            "neither kid nor a certificate: Maskinporten cannot tell which key signed",
+            source.describe(ConfigurationError(source.config.name(KID), exc.problem)),
             ExitCode.USAGE,
-            [
-                f"Set MASKINPORTEN_KID (or --kid) to the key id registered on the integration; "
-                f"this key's thumbprint is {jwk_thumbprint(signer.public_key())}."
-            ],
+            [f"This key's thumbprint is {jwk_thumbprint(signer.public_key())}."],
         )
+        return
+    if "kid" in header:
+        report.ok("kid", f"{signer.kid} (must match the key id on the integration)")
+    else:
+        report.ok("x5c", f"a chain of {len(header['x5c'])} certificate(s)")
 
 
 def check_certificate(report: Report, signer: Signer, now: datetime.datetime) -> None:
@@ -254,7 +255,7 @@ def doctor(args: argparse.Namespace) -> ExitCode:
     if signer is None:
         report.skip("signing", "no usable key")
     else:
-        check_key_identity(report, signer)
+        check_key_identity(report, source, signer)
         check_certificate(report, signer, datetime.datetime.now(datetime.timezone.utc))
         check_signing(report, signer)
     reachable = environment is not None and check_clock(report, environment)
