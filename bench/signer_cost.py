@@ -1,10 +1,10 @@
 """Token acquisition cost per signer against the emulator: the local key, and each remote backend's test server.
 
-The remote servers are started with the code of the backends' own test suites (backends/*/tests/conftest.py and
-backends/azure/tests/fake_key_vault.py), imported by file path, so the bench and the tests exercise the same
-servers: LocalStack's KMS, an OpenBao dev server (Vault Transit), the project's TLS Key Vault and a SoftHSM2
-token (PKCS#11). A backend whose server cannot be started within a bounded time is reported as skipped, with the
-reason.
+The remote servers are the ones the backends' own test suites run, from each backend's ``testing`` module
+(``maskinporten_auth_awskms.testing``, ``maskinporten_auth_vault.testing``, ``maskinporten_auth_azure.testing``,
+``maskinporten_auth_pkcs11.testing``): LocalStack's KMS, an OpenBao dev server (Vault Transit), the project's TLS
+Key Vault and a SoftHSM2 token (PKCS#11). A backend whose server cannot be started within a bounded time is
+reported as skipped, with the reason.
 
 Each acquisition clears the token cache and calls ``get_token()``: a grant is built, signed and posted to the
 emulator over a warm connection. The signers take turns (interleaved rounds); the ratio is the median over rounds
@@ -14,16 +14,12 @@ of (signer / local key).
 from __future__ import annotations
 
 import contextlib
-import importlib.util
-import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
-from typing import Any
 
 from benchkit import Results, Row, Setup, median, register
 
@@ -32,7 +28,6 @@ from maskinporten_auth.signer import Signer
 
 SECTION = "signers"
 CHART = "Token acquisition (sign + POST to the emulator), ratio to the local key"
-BACKENDS = Path(__file__).resolve().parent.parent / "backends"
 START_TIMEOUT = 90.0
 LOCAL = "local key (LocalKeySigner)"
 
@@ -41,88 +36,33 @@ class Skipped(Exception):
     """The backend's server is not available; the message says why."""
 
 
-def _load(name: str, path: Path) -> ModuleType:
-    """Import a test-support module by file path, under a name of its own."""
-    if name in sys.modules:
-        return sys.modules[name]
-    if not path.exists():
-        raise Skipped(f"{path.relative_to(BACKENDS.parent)} does not exist")
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except ImportError as exc:
-        del sys.modules[name]
-        raise Skipped(f"{path.relative_to(BACKENDS.parent)} cannot be imported here: {exc}") from None
-    return module
-
-
-def _fixture_body(fixture: Any) -> Callable[..., Any]:
-    """The function behind a pytest fixture, to run a conftest's set-up and tear-down outside pytest."""
-    unwrap = getattr(fixture, "_get_wrapped_function", None)  # pytest >= 8.4
-    if unwrap is not None:
-        return unwrap()  # type: ignore[no-any-return]
-    wrapped = getattr(fixture, "__pytest_wrapped__", None)  # older pytest
-    return wrapped.obj if wrapped is not None else fixture  # type: ignore[no-any-return]
+# One context manager per backend, given an empty directory of its own: yields a signer whose key lives in the
+# backend's test server, or raises Skipped.
 
 
 @contextlib.contextmanager
-def _generator_fixture(fixture: Any, *args: Any) -> Iterator[Any]:
-    generator = _fixture_body(fixture)(*args)
-    value = next(generator)
-    try:
-        yield value
-    finally:
-        with contextlib.suppress(StopIteration):
-            next(generator)
-
-
-class _TmpPathFactory:
-    """What the conftests ask of pytest's ``tmp_path_factory``."""
-
-    def __init__(self, root: Path) -> None:
-        self._root = root
-
-    def mktemp(self, name: str) -> Path:
-        return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=self._root))
-
-
-class _PytestConfig:
-    """What the LocalStack conftest asks of ``pytestconfig``: a stash (empty) and no output capture."""
-
-    stash: dict[Any, Any] = {}  # noqa: RUF012 - read-only here
-    pluginmanager = SimpleNamespace(get_plugin=lambda name: None)
-
-
-# One context manager per backend: yields (signer name, signer) or raises Skipped.
-
-
-@contextlib.contextmanager
-def aws_kms(tmp: _TmpPathFactory) -> Iterator[Signer]:
-    conftest = _load("bench_kms_conftest", BACKENDS / "awskms" / "tests" / "conftest.py")
+def aws_kms(tmp: Path) -> Iterator[Signer]:
     from maskinporten_auth_awskms import AwsKmsSigner
+    from maskinporten_auth_awskms.testing import localstack_python, make_kms_client, running_localstack
 
-    ready = conftest._venv_dir() / ".ready"
-    if not ready.exists():
+    python = localstack_python()
+    if python is None:
         raise Skipped(
-            f"LocalStack's environment is not provisioned ({ready} missing); the awskms tests provision it "
-            "(about a minute) - run `nox -s tests` once"
+            "LocalStack's environment is not provisioned; the awskms tests provision it (about a minute) - run "
+            "`nox -s tests` once"
         )
-    with _generator_fixture(conftest.kms_endpoint, _PytestConfig(), tmp) as endpoint:
-        client = _fixture_body(conftest.kms_make_client)(endpoint)()
+    with running_localstack(python, tmp) as endpoint:
+        client = make_kms_client(endpoint)
         key_id = client.create_key(KeySpec="RSA_2048", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
         yield AwsKmsSigner(key_id, client=client, kid="bench-kms")
 
 
 @contextlib.contextmanager
-def vault_transit(tmp: _TmpPathFactory) -> Iterator[Signer]:
-    conftest = _load("bench_vault_conftest", BACKENDS / "vault" / "tests" / "conftest.py")
+def vault_transit(tmp: Path) -> Iterator[Signer]:
     from maskinporten_auth_vault import VaultTransitSigner
+    from maskinporten_auth_vault.testing import running_bao
 
-    with _generator_fixture(conftest.bao_server, tmp) as server:
+    with running_bao(tmp) as server:
         client = server.client()
         name = f"bench-{uuid.uuid4().hex[:8]}"
         client.secrets.transit.create_key(name, key_type="rsa-2048", mount_point="transit")
@@ -130,17 +70,17 @@ def vault_transit(tmp: _TmpPathFactory) -> Iterator[Signer]:
 
 
 @contextlib.contextmanager
-def azure_key_vault(tmp: _TmpPathFactory) -> Iterator[Signer]:
-    fake = _load("bench_fake_key_vault", BACKENDS / "azure" / "tests" / "fake_key_vault.py")
+def azure_key_vault(tmp: Path) -> Iterator[Signer]:
     from maskinporten_auth_azure import AzureKeyVaultSigner
+    from maskinporten_auth_azure.testing import FakeKeyVault, StaticTokenCredential
 
     token = "bench-" + uuid.uuid4().hex
-    with fake.FakeKeyVault(tmp.mktemp("akv")) as vault:
+    with FakeKeyVault(tmp) as vault:
         vault.add_caller(token)
         key = vault.create_rsa_key("bench-" + uuid.uuid4().hex[:8], hsm=True)
         signer = AzureKeyVaultSigner(
             vault.key_url(key),
-            credential=fake.StaticTokenCredential(token),
+            credential=StaticTokenCredential(token),
             kid="bench-akv",
             connection_verify=vault.ca_file,
             verify_challenge_resource=False,
@@ -152,21 +92,21 @@ def azure_key_vault(tmp: _TmpPathFactory) -> Iterator[Signer]:
 
 
 @contextlib.contextmanager
-def pkcs11_softhsm(tmp: _TmpPathFactory) -> Iterator[Signer]:
-    conftest = _load("bench_pkcs11_conftest", BACKENDS / "pkcs11" / "tests" / "conftest.py")
+def pkcs11_softhsm(tmp: Path) -> Iterator[Signer]:
     from maskinporten_auth_pkcs11 import Pkcs11Signer
+    from maskinporten_auth_pkcs11.testing import find_module, new_key, softhsm_tokens
 
-    module, why = conftest.find_module()
+    module, why = find_module()
     if module is None:
         raise Skipped(why)
-    with _generator_fixture(conftest.softhsm, tmp) as softhsm:
-        key = _fixture_body(conftest.softhsm_new_key)(softhsm)()
+    with softhsm_tokens(module, tmp) as softhsm:
+        key = new_key(softhsm)
         yield Pkcs11Signer(
             softhsm.module, token_label=softhsm.labels["main"], key_label=key.label, pin=softhsm.pin, kid="bench-p11"
         )
 
 
-REMOTES: dict[str, Callable[[_TmpPathFactory], contextlib.AbstractContextManager[Signer]]] = {
+REMOTES: dict[str, Callable[[Path], contextlib.AbstractContextManager[Signer]]] = {
     "AWS KMS (LocalStack)": aws_kms,
     "Vault Transit (OpenBao dev server)": vault_transit,
     "Azure Key Vault (the project's TLS Key Vault server)": azure_key_vault,
@@ -174,9 +114,11 @@ REMOTES: dict[str, Callable[[_TmpPathFactory], contextlib.AbstractContextManager
 }
 
 
-def _start(stack: ExitStack, starter: Callable[[], contextlib.AbstractContextManager[Signer]]) -> Signer:
+def _start(
+    stack: ExitStack, starter: Callable[[Path], contextlib.AbstractContextManager[Signer]], directory: Path
+) -> Signer:
     started = time.monotonic()
-    signer = stack.enter_context(starter())
+    signer = stack.enter_context(starter(directory))
     if time.monotonic() - started > START_TIMEOUT:
         raise Skipped(f"its server took {time.monotonic() - started:.0f} s to start (limit {START_TIMEOUT:.0f} s)")
     return signer
@@ -195,11 +137,12 @@ def run(setup: Setup, results: Results, *, quick: bool = False) -> None:
     first: dict[str, float] = {}
     skipped: dict[str, str] = {}
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="mp-bench-") as directory:
-        tmp = _TmpPathFactory(Path(directory))
         for name, starter in REMOTES.items():
             started = time.monotonic()
+            own = Path(directory) / starter.__name__
+            own.mkdir()
             try:
-                signer = _start(stack, lambda starter=starter: starter(tmp))  # type: ignore[misc]
+                signer = _start(stack, starter, own)
                 client_id = register(setup.emulator, signer)
                 auths[name] = MaskinportenAuth(
                     client_id=client_id,
@@ -209,6 +152,9 @@ def run(setup: Setup, results: Results, *, quick: bool = False) -> None:
                 )
             except Skipped as exc:
                 skipped[name] = str(exc)
+                continue
+            except ImportError as exc:
+                skipped[name] = f"the backend or its test server is not installed: {exc}"
                 continue
             except Exception as exc:  # a server that fails to start is a skipped row, not a failed run
                 skipped[name] = f"its server did not start: {type(exc).__name__}: {str(exc)[:300]}"

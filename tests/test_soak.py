@@ -1,25 +1,17 @@
-"""The soak run of ``nox -s soak`` (bench/soak.py), for ten seconds, so that its logic runs with the suite."""
+"""The soak run of ``nox -s soak`` (maskinporten_auth.testing.soak), for ten seconds, so that it runs with the suite."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-SOAK_PATH = Path(__file__).resolve().parents[1] / "bench" / "soak.py"
+from maskinporten_auth.testing import soak as soak_module
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def soak() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("soak", SOAK_PATH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("soak", module)  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
+    return soak_module
 
 
 def test_a_ten_second_soak_with_many_faults_passes(soak):

@@ -1,9 +1,8 @@
 """LocalStack's KMS for the AWS KMS backend's tests: provisioned, started and stopped by the test session.
 
-LocalStack (``localstack-core[runtime]``) pins packages that must not constrain the project, so it lives in a
-virtual environment of its own, created on first use with the Python that runs pytest and cached under
-``${XDG_CACHE_HOME:-~/.cache}/maskinporten-auth/``, keyed by the requirements and the Python version. The server
-runs on 127.0.0.1 on a free port with a temporary state directory, and its process group is killed at the end.
+The server itself is :mod:`maskinporten_auth_awskms.testing`'s, which the signer benchmark uses too: LocalStack in a
+virtual environment of its own, provisioned once collection is done (so that the first run's install counts in no
+test's timeout), on 127.0.0.1 and a free port.
 
 Fixture names start with ``kms_`` so they never clash with the other backends' fixtures.
 """
@@ -11,43 +10,20 @@ Fixture names start with ``kms_`` so they never clash with the other backends' f
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import hashlib
-import json
-import os
-import shutil
-import signal
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Callable, Iterator
-from pathlib import Path
+from functools import partial
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import load_der_public_key
+from maskinporten_auth_awskms.testing import make_kms_client, provision_localstack, running_localstack
 
 from maskinporten_auth.testing import issue_certificate_chain
 
-LOCALSTACK_REQUIREMENTS = (
-    "localstack-core[runtime]==4.11.1",
-    "cbor2<6",
-    "cryptography<47",
-    "pyopenssl<26",
-    "service-identity",
-)
-VENV_TIMEOUT = 120
-PIP_TIMEOUT = 600
-STARTUP_TIMEOUT = 90
-STOP_TIMEOUT = 15
-REGION = "eu-north-1"
 HASHES: dict[str, type[hashes.HashAlgorithm]] = {"RS256": hashes.SHA256, "RS384": hashes.SHA384, "RS512": hashes.SHA512}
 
 
@@ -56,59 +32,6 @@ def _say(config: pytest.Config, message: str) -> None:
     capture = config.pluginmanager.get_plugin("capturemanager")
     with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
         print(f"[kms-localstack] {message}", file=sys.stderr, flush=True)
-
-
-def _tail(path: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-def _cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "maskinporten-auth"
-
-
-def _venv_dir() -> Path:
-    key = json.dumps([LOCALSTACK_REQUIREMENTS, sys.version, sys.base_prefix])
-    return _cache_root() / f"localstack-4.11.1-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
-
-
-def _run(command: list[str], *, log: Path, timeout: float, what: str) -> None:
-    env = {name: value for name, value in os.environ.items() if name not in ("PYTHONPATH", "PYTHONHOME")}
-    env.pop("VIRTUAL_ENV", None)
-    with log.open("ab") as out:
-        try:
-            subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=env, timeout=timeout, check=True)
-        except subprocess.TimeoutExpired:
-            raise RuntimeError(f"{what} took longer than {timeout} s; log {log}:\n{_tail(log)}") from None
-        except subprocess.CalledProcessError as exc:
-            raise RuntimeError(f"{what} failed (exit {exc.returncode}); log {log}:\n{_tail(log)}") from None
-
-
-def provision_localstack(config: pytest.Config) -> Path:
-    """Return the Python of LocalStack's own virtual environment, creating it first if needed."""
-    venv = _venv_dir()
-    python = venv / "bin" / "python"
-    ready = venv / ".ready"
-    venv.parent.mkdir(parents=True, exist_ok=True)
-    with (venv.parent / ".localstack.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another test run may be provisioning the same environment
-        if ready.exists():
-            return python
-        shutil.rmtree(venv, ignore_errors=True)  # a half-built environment from an interrupted run
-        log = venv.parent / f"{venv.name}.log"
-        log.unlink(missing_ok=True)
-        started = time.monotonic()
-        _say(config, f"creating LocalStack's virtual environment {venv} with {sys.executable} (log: {log})")
-        _run([sys.executable, "-m", "venv", str(venv)], log=log, timeout=VENV_TIMEOUT, what="python -m venv")
-        _say(config, f"pip install {' '.join(LOCALSTACK_REQUIREMENTS)} (about a minute; at most {PIP_TIMEOUT} s)")
-        pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--timeout", "60"]
-        _run([*pip, *LOCALSTACK_REQUIREMENTS], log=log, timeout=PIP_TIMEOUT, what="pip install localstack")
-        ready.write_text("\n".join(LOCALSTACK_REQUIREMENTS) + "\n")
-        _say(config, f"LocalStack's environment is ready after {time.monotonic() - started:.1f} s")
-    return python
 
 
 _PROVISIONED = pytest.StashKey["Path | RuntimeError"]()
@@ -121,88 +44,19 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     """
     if any("kms_endpoint" in getattr(item, "fixturenames", ()) for item in session.items):
         try:
-            session.config.stash[_PROVISIONED] = provision_localstack(session.config)
+            session.config.stash[_PROVISIONED] = provision_localstack(partial(_say, session.config))
         except RuntimeError as exc:
             session.config.stash[_PROVISIONED] = exc
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _kms_ready(endpoint: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{endpoint}/_localstack/health", timeout=2) as response:
-            services = json.load(response).get("services", {})
-    except (OSError, ValueError):
-        return False
-    return services.get("kms") in ("available", "running")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """End LocalStack's whole process group: politely, then by force."""
-    for sig, wait in ((signal.SIGTERM, STOP_TIMEOUT), (signal.SIGKILL, 5)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, sig)
-        try:
-            process.wait(timeout=wait)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)  # children that outlived the leader
 
 
 @pytest.fixture(scope="session")
 def kms_endpoint(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The URL of a LocalStack KMS running for this test session."""
-    python = pytestconfig.stash.get(_PROVISIONED, None) or provision_localstack(pytestconfig)
+    python = pytestconfig.stash.get(_PROVISIONED, None) or provision_localstack(partial(_say, pytestconfig))
     if isinstance(python, RuntimeError):
         pytest.fail(f"LocalStack could not be provisioned: {python}", pytrace=False)
-    state = tmp_path_factory.mktemp("localstack")
-    port = _free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(state),
-        "TMPDIR": str(state),
-        "GATEWAY_LISTEN": f"127.0.0.1:{port}",
-        "SERVICES": "kms",
-        "EAGER_SERVICE_LOADING": "1",
-        "SKIP_SSL_CERT_DOWNLOAD": "1",
-        "DNS_ADDRESS": "0",
-        "DISABLE_EVENTS": "1",
-        "LOCALSTACK_VOLUME_DIR": str(state / "volume"),
-        "FILESYSTEM_ROOT": str(state / "filesystem"),
-    }
-    log = state / "localstack.log"
-    started = time.monotonic()
-    _say(pytestconfig, f"starting LocalStack {endpoint} (log: {log})")
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [str(python), "-m", "localstack.runtime.main"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            cwd=state,
-            start_new_session=True,
-        )
-    try:
-        while not _kms_ready(endpoint):
-            if process.poll() is not None:
-                raise RuntimeError(f"LocalStack exited with {process.returncode}; log {log}:\n{_tail(log)}")
-            if time.monotonic() - started > STARTUP_TIMEOUT:
-                raise RuntimeError(f"LocalStack's KMS not ready after {STARTUP_TIMEOUT} s; log {log}:\n{_tail(log)}")
-            time.sleep(0.2)
-        _say(pytestconfig, f"LocalStack's KMS is ready after {time.monotonic() - started:.1f} s")
+    with running_localstack(python, tmp_path_factory.mktemp("localstack"), partial(_say, pytestconfig)) as endpoint:
         yield endpoint
-    finally:
-        _stop(process)
-        _say(pytestconfig, "LocalStack stopped")
 
 
 @pytest.fixture(scope="session")
@@ -213,14 +67,7 @@ def kms_make_client(kms_endpoint: str) -> Callable[..., Any]:
     """
 
     def make(**config: Any) -> Any:
-        return boto3.session.Session().client(
-            "kms",
-            endpoint_url=kms_endpoint,
-            region_name=REGION,
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-            config=Config(**config) if config else None,
-        )
+        return make_kms_client(kms_endpoint, **config)
 
     return make
 

@@ -1,35 +1,17 @@
-"""Fixtures for the Azure Key Vault backend's tests: a TLS Key Vault of our own (fake_key_vault.py) and helpers.
+"""Fixtures for the Azure Key Vault backend's tests: the project's TLS Key Vault (maskinporten_auth_azure.testing).
 
-Fixture names start with ``akv_`` or ``azure_`` because every backend's tests run in one pytest session. The
-suite runs with ``--import-mode=importlib``, so fake_key_vault.py is imported here under the unique name
-``akv_fake_key_vault``, which the test modules then import.
+Fixture names start with ``akv_`` or ``azure_`` because every backend's tests run in one pytest session.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from maskinporten_auth_azure import AzureKeyVaultSigner
-
-
-def _load_fake_key_vault() -> Any:
-    name = "akv_fake_key_vault"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("fake_key_vault.py"))
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-fake_key_vault = _load_fake_key_vault()
+from maskinporten_auth_azure import testing as fake_key_vault
 
 #: The bearer token of a caller that may do everything in the fake vault.
 AKV_TOKEN = "akv-test-token-" + uuid.uuid4().hex

@@ -5,10 +5,10 @@ from __future__ import annotations
 import base64
 import uuid
 
-import akv_fake_key_vault as fkv
 import pytest
 from cryptography.hazmat.primitives import serialization
 from maskinporten_auth_azure import AzureKeyVaultSigner
+from maskinporten_auth_azure import testing as fkv
 
 from maskinporten_auth import ConfigurationError, SigningError
 

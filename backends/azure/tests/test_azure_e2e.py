@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import uuid
 
-import akv_fake_key_vault as fkv
 import pytest
 from jose import jwt
 from maskinporten_auth_azure import AzureKeyVaultSigner
+from maskinporten_auth_azure import testing as fkv
 
 from maskinporten_auth import MaskinportenAuth
 from maskinporten_auth.testing import MaskinportenEmulator, longest_stall, with_added_latency

@@ -5,11 +5,11 @@ from __future__ import annotations
 import socket
 import uuid
 
-import akv_fake_key_vault as fkv
 import pytest
 from azure.core.exceptions import ClientAuthenticationError
 from azure.keyvault.keys import KeyClient
 from maskinporten_auth_azure import AzureKeyVaultSigner
+from maskinporten_auth_azure import testing as fkv
 
 from maskinporten_auth import ConfigurationError, SigningError
 

@@ -7,11 +7,11 @@ import concurrent.futures
 import logging
 import threading
 
-import akv_fake_key_vault as fkv
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jose import jwk, jws
 from maskinporten_auth_azure import AzureKeyVaultSigner, signer
+from maskinporten_auth_azure import testing as fkv
 
 from maskinporten_auth import ConfigurationError
 

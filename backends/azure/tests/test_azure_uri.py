@@ -6,9 +6,9 @@ import uuid
 from importlib.metadata import entry_points
 from urllib.parse import urlsplit
 
-import akv_fake_key_vault as fkv
 import pytest
 from maskinporten_auth_azure import AzureKeyVaultSigner
+from maskinporten_auth_azure import testing as fkv
 
 import maskinporten_auth
 from maskinporten_auth import ConfigurationError

