@@ -1,4 +1,4 @@
-"""auth_from_env / EnvConfig: every variable, every bad value, and key URIs for each installed backend."""
+"""MaskinportenAuth.from_env / EnvConfig: every variable, every bad value, and key URIs for each installed backend."""
 
 from __future__ import annotations
 

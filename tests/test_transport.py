@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from maskinporten_auth import InvalidResponseError, TokenRequestError
-from maskinporten_auth.errors import _HINTS, hint_for
+from maskinporten_auth.errors import hint_for
+from maskinporten_auth.mp_codes import explain
 from maskinporten_auth.token_client import error_from_response, parse_token_response
 from maskinporten_auth.transport import MAX_DECODED_BYTES, MAX_ENCODED_BYTES, apost_form, post_form
 
@@ -214,7 +215,7 @@ def test_an_access_token_in_the_b64token_syntax_is_accepted(token):
 def test_the_mp_code_is_read_from_the_description_or_the_uri(body):
     error = error_from_response(httpx.Response(400, json=body))
     assert error.code == "MP-124"
-    assert error.hint == _HINTS["MP-124"]
+    assert error.hint == explain("MP-124").hint
 
 
 def test_every_mp_code_the_emulator_returns_has_a_hint():

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+from .mp_codes import REFUSAL_CODES, explain
+
 __all__ = [
     "AccessDeniedError",
     "AltinnExchangeError",
@@ -116,7 +118,7 @@ class TokenRequestError(MaskinportenError):
         """
         return (
             isinstance(self, (AccessDeniedError, InvalidScopeError))
-            or self.code in _REFUSAL_CODES
+            or self.code in REFUSAL_CODES
             or self.error == "invalid_authorization_details"
         )
 
@@ -205,114 +207,13 @@ class InvalidResponseError(TokenRequestError):
         return True
 
 
-_REFUSAL_CODES = frozenset({"MP-200", "MP-201", "MP-250", "MP-251", "MP-301", "MP-302", "MP-303"})
-#: The MP codes of refused ``authorization_details`` (maskinporten-protocol.md §4, §5).
-AUTHORIZATION_DETAILS_CODES = frozenset({"MP-301", "MP-302", "MP-303"})
-#: The OAuth error of an Altinn system user that is not set up as the grant says (MP-303).
-SYSTEMUSER_NOT_SET_UP = "invalid_altinn_customer_configuration"
-
-_MP303_CLIENT_ID = (
-    "your system in Altinn's system register must list this integration's client_id (ClientId); add it to the "
-    "system's registration"
-)
-_MP303_EXTERNAL_REF = (
-    "the system user request was created with an externalRef: send the same value (with_systemuser(orgno, "
-    "external_ref=...))"
-)
-_MP303_OWNER = (
-    "systemuser_org must be the organisation that owns the system user: your customer (not your own organisation "
-    "number) and, for an agent system user (klientdelegering), the agent, not one of its clients"
-)
-_INVALID_VALUES = (
-    "authorization_details has a value Maskinporten does not accept: systemuser_org must be "
-    '{"authority": "iso6523-actorid-upis", "ID": "0192:<orgno>"} with a valid organisation number, a consent id a '
-    "UUID and from a party URN"
-)
-#: Maskinporten's MP-303 descriptions as far as they tell the cause apart, and what to do about each.
-_MP303_CAUSES: tuple[tuple[str, str], ...] = (
-    ("clientid", _MP303_CLIENT_ID),
-    ("client id", _MP303_CLIENT_ID),
-    ("externalref", _MP303_EXTERNAL_REF),
-    ("owner", _MP303_OWNER),
-)
-
-_HINTS: dict[str, str] = {
-    "MP-011": "the assertion is not a JWT Maskinporten can read (three base64url parts of JSON), or a claim has "
-    "the wrong type (resource, for one, must be an array of strings)",
-    "MP-012": "a grant was sent twice; every request must carry a fresh grant with a new jti",
-    "MP-100": "check client_id: the integration must exist in this environment (test and prod are separate)",
-    "MP-110": "the grant's aud must be the environment's issuer exactly, with the trailing slash",
-    "MP-120": "the enterprise certificate (virksomhetssertifikat) is not trusted here; test certificates work "
-    "only in test and production certificates only in prod",
-    "MP-121": "the key or certificate has expired; register a new one on the integration",
-    "MP-122": "the enterprise certificate belongs to another organisation than the integration; sign with your "
-    "own organisation's virksomhetssertifikat, or use the integration of the certificate's organisation",
-    "MP-123": "x5c must be a JSON array of base64 DER certificates, leaf first",
-    "MP-124": "the signature is empty or does not match the registered key; check that kid names the key that signs",
-    "MP-130": "the grant's iat/exp disagree with Maskinporten's clock; synchronise the system clock (NTP)",
-    "MP-200": "the scope is not registered on the integration; add it in Samarbeidsportalen, or have the "
-    "customer delegate it in Altinn and send consumer_org",
-    "MP-250": "your organisation has not been granted access to this scope by the API owner",
-    "MP-251": "the customer has not delegated this scope to you in Altinn; their daglig leder (or someone "
-    "with the right role) must delegate it to your organisation number",
-    "MP-301": "authorization_details has a type Maskinporten does not support; use urn:altinn:systemuser or "
-    "urn:altinn:consent",
-    "MP-302": "authorization_details has fields Maskinporten does not know; a system user takes type, "
-    "systemuser_org and externalRef, a consent type, id and from",
-    "MP-303": "the system user is not set up as the grant says. Check: (1) "
-    + _MP303_CLIENT_ID
-    + "; (2) "
-    + _MP303_EXTERNAL_REF
-    + "; (3) "
-    + _MP303_OWNER
-    + "; (4) the customer has approved the system user request",
-}
-
-_DESCRIPTION_HINTS: tuple[tuple[str, str], ...] = (
-    (
-        "unknown key identifier",
-        "the kid is not registered on this integration; upload the key's public JWK in Samarbeidsportalen or fix kid",
-    ),
-    ("client not found", _HINTS["MP-100"]),
-    (
-        "samme organisasjonsnummer",
-        "consumer_org is your own organisation number; leave consumer_org out to get a token for yourself",
-    ),
-)
-
-_MP_CODE = re.compile(r"MP-\d{3}")
-_TRACE_ID = re.compile(r"trace_id:\s*([\w-]+)")
-
-
-def mp_code(*texts: str | None) -> str | None:
-    """Return the first MP code (``"MP-251"``) in ``texts``, or None.
-
-    Maskinporten puts the code in ``error_uri``, in ``error_description``, or in both (maskinporten-protocol.md
-    §4): pass both, ``error_uri`` first.
-    """
-    for text in texts:
-        found = _MP_CODE.search(text) if text else None
-        if found:
-            return found.group(0)
-    return None
-
-
 def hint_for(code: str | None, description: str | None = None, error: str | None = None) -> str | None:
     """Return a plain-words hint for an MP code, a description or an OAuth error, or None."""
-    lowered = (description or "").lower()
-    if code == "MP-303" and error == "invalid_authorization_details":
-        return _INVALID_VALUES
-    if code == "MP-303" or error == SYSTEMUSER_NOT_SET_UP:
-        cause = next((hint for needle, hint in _MP303_CAUSES if needle in lowered), None)
-        return cause or _HINTS["MP-303"]
-    if code and code in _HINTS:
-        return _HINTS[code]
-    for needle, hint in _DESCRIPTION_HINTS:
-        if needle in lowered:
-            return hint
-    if error == "invalid_scope":
-        return _HINTS["MP-200"]
-    return None
+    found = explain(code, description, error)
+    return found.hint if found is not None else None
+
+
+_TRACE_ID = re.compile(r"trace_id:\s*([\w-]+)")
 
 
 def _trace_id(description: str | None) -> str | None:

@@ -20,8 +20,6 @@ import httpx
 from .clock import GrantClock
 from .environment import Environment
 from .errors import (
-    AUTHORIZATION_DETAILS_CODES,
-    SYSTEMUSER_NOT_SET_UP,
     AccessDeniedError,
     AuthorizationDetailsError,
     ClockSkewError,
@@ -34,8 +32,8 @@ from .errors import (
     SystemUserError,
     TokenRequestError,
     hint_for,
-    mp_code,
 )
+from .mp_codes import AUTHORIZATION_DETAILS_CODES, SYSTEMUSER_NOT_SET_UP, mp_code
 from .retry import RetryPolicy, RetrySchedule
 from .transport import PooledClient, apost_form, post_form, typed_error
 

@@ -9,8 +9,8 @@ import os
 import pytest
 from maskinporten_auth_redis import RedisTokenCache
 
-from maskinporten_auth import ConfigurationError
-from maskinporten_auth.config import EnvConfig, auth_from_env
+from maskinporten_auth import ConfigurationError, MaskinportenAuth
+from maskinporten_auth.config import EnvConfig
 
 from .conftest import SCOPE
 
@@ -79,8 +79,8 @@ def test_from_env_builds_an_auth_on_the_shared_store(redis_fleet, redis_server, 
         "MASKINPORTEN_CACHE_URL": redis_server.url,
         "MASKINPORTEN_CACHE_KEY": redis_key,
     }
-    first = auth_from_env(environ=environ, signer=fleet.signer, environment=fleet.emulator.environment)
-    second = auth_from_env(environ=environ, signer=fleet.signer, environment=fleet.emulator.environment)
+    first = MaskinportenAuth.from_env(environ=environ, signer=fleet.signer, environment=fleet.emulator.environment)
+    second = MaskinportenAuth.from_env(environ=environ, signer=fleet.signer, environment=fleet.emulator.environment)
     assert isinstance(first.cache, RedisTokenCache)
     assert first.get_token() == second.get_token()
     assert fleet.grants() == 1

@@ -1,0 +1,303 @@
+"""What Maskinporten's refusals mean, by MP code: one table, read by the typed errors and by ``maskinporten doctor``.
+
+Each :class:`Explanation` holds a one-line ``hint`` (a typed error's ``hint``) and a ``checklist`` of causes, each
+with its fix (what ``maskinporten doctor`` prints under a refused request).
+:func:`explain` is the one way to find the explanation of an answer: by its MP code, else by words in its
+description that Maskinporten sends without a code, else by its OAuth error.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Final
+
+__all__ = [
+    "AUTHORIZATION_DETAILS_CODES",
+    "OWN_ORGNO",
+    "REFUSAL_CODES",
+    "SYSTEMUSER_NOT_SET_UP",
+    "TABLE",
+    "UNKNOWN_KID",
+    "Explanation",
+    "explain",
+    "mp_code",
+]
+
+#: The OAuth error of an Altinn system user that is not set up as the grant says (MP-303).
+SYSTEMUSER_NOT_SET_UP: Final = "invalid_altinn_customer_configuration"
+#: The key of "Unknown key identifier (kid) for client", which comes without an MP code.
+UNKNOWN_KID: Final = "unknown-kid"
+#: The key of a consumer_org that is the supplier's own organisation number, which comes without an MP code.
+OWN_ORGNO: Final = "own-orgno"
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """What one kind of refusal means and what to do about it.
+
+    Attributes:
+        key: the MP code (``"MP-251"``), or a name for a refusal Maskinporten sends without one.
+        hint: what to do, in one line.
+        checklist: the causes to check, each with its fix.
+        refusal: whether the answer will not change within seconds (a customer or scope refused), so that it is
+            remembered briefly instead of asked again.
+        error: the OAuth error this explanation is limited to, if any.
+        words: words of the description (lower case) this explanation is limited to, if any: one must occur.
+    """
+
+    key: str
+    hint: str
+    checklist: tuple[str, ...] = ()
+    refusal: bool = False
+    error: str | None = None
+    words: tuple[str, ...] = ()
+
+    def fits(self, error: str | None, description: str) -> bool:
+        """Whether this explanation's limits (OAuth error, words of the description) fit an answer."""
+        if self.error is not None and error != self.error:
+            return False
+        return not self.words or any(word in description for word in self.words)
+
+
+_MP303_CLIENT_ID = (
+    "your system in Altinn's system register must list this integration's client_id (ClientId); add it to the "
+    "system's registration"
+)
+_MP303_EXTERNAL_REF = (
+    "the system user request was created with an externalRef: send the same value (with_systemuser(orgno, "
+    "external_ref=...))"
+)
+_MP303_OWNER = (
+    "systemuser_org must be the organisation that owns the system user: your customer (not your own organisation "
+    "number) and, for an agent system user (klientdelegering), the agent, not one of its clients"
+)
+_MP303_APPROVED = "the customer has approved the system user request"
+_MP100_HINT = "check client_id: the integration must exist in this environment (test and prod are separate)"
+_MP200_HINT = (
+    "the scope is not registered on the integration; add it in Samarbeidsportalen, or have the customer delegate "
+    "it in Altinn and send consumer_org"
+)
+
+#: Every explanation, in the order :func:`explain` tries those of one key: the most specific first.
+TABLE: Final[tuple[Explanation, ...]] = (
+    Explanation(
+        "MP-011",
+        "the assertion is not a JWT Maskinporten can read (three base64url parts of JSON), or a claim has the wrong "
+        "type (resource, for one, must be an array of strings)",
+    ),
+    Explanation(
+        "MP-012",
+        "a grant was sent twice; every request must carry a fresh grant with a new jti",
+        (
+            "The same grant was sent twice (a reused jti). This library signs a new grant for every attempt; if a "
+            "proxy or your own code replays requests, stop it from replaying the token request.",
+        ),
+    ),
+    Explanation(
+        "MP-100",
+        _MP100_HINT,
+        (
+            "The client id is wrong: compare MASKINPORTEN_CLIENT_ID with the integration id in Samarbeidsportalen.",
+            "The integration exists in the other environment: test and prod are separate; check MASKINPORTEN_ENV.",
+            "The integration was deleted or deactivated: look it up in Samarbeidsportalen.",
+        ),
+    ),
+    Explanation(
+        "MP-110",
+        "the grant's aud must be the environment's issuer exactly, with the trailing slash",
+        (
+            "The grant's aud is not the environment's issuer: use MASKINPORTEN_ENV=test|prod, or the issuer URL "
+            "exactly as its metadata gives it, with the trailing slash. The token endpoint URL is not a valid aud.",
+        ),
+    ),
+    Explanation(
+        "MP-120",
+        "the enterprise certificate (virksomhetssertifikat) is not trusted here; test certificates work only in test "
+        "and production certificates only in prod",
+        (
+            "The enterprise certificate belongs to the other environment: test certificates work only in test, "
+            "production certificates only in prod.",
+            "The certificate is revoked or not issued by an approved CA (Buypass, Commfides): order a new one.",
+            "The chain is incomplete: use the PKCS#12 file as issued, so x5c carries the leaf and its chain.",
+        ),
+    ),
+    Explanation(
+        "MP-121",
+        "the key or certificate has expired; register a new one on the integration",
+        (
+            "The key registered on the integration has expired: create a new key (maskinporten keygen), register "
+            "it, and switch MASKINPORTEN_KEY and MASKINPORTEN_KID to it.",
+            "The enterprise certificate has expired: renew it and replace the PKCS#12 file.",
+        ),
+    ),
+    Explanation(
+        "MP-122",
+        "the enterprise certificate belongs to another organisation than the integration; sign with your own "
+        "organisation's virksomhetssertifikat, or use the integration of the certificate's organisation",
+    ),
+    Explanation(
+        "MP-123",
+        "x5c must be a JSON array of base64 DER certificates, leaf first",
+        (
+            "x5c must be a JSON array of standard-base64 DER certificates, leaf first. Load the certificate with "
+            "pkcs12:///path or LocalKeySigner.from_pkcs12_file, which builds it correctly.",
+        ),
+    ),
+    Explanation(
+        "MP-124",
+        "the signature is empty or does not match the registered key; check that kid names the key that signs",
+        (
+            "The signing key is not the key registered under this kid: compare `maskinporten jwk` with the key on "
+            "the integration.",
+            "The kid names another key of the integration: set MASKINPORTEN_KID to the kid of this key.",
+            "A remote key was rotated (Vault, KMS, Key Vault): pin the key version that is registered.",
+        ),
+    ),
+    Explanation(
+        UNKNOWN_KID,
+        "the kid is not registered on this integration; upload the key's public JWK in Samarbeidsportalen or fix kid",
+        (
+            "The kid is not registered on this integration: upload the public JWK (`maskinporten jwk`) in "
+            "Samarbeidsportalen, or set MASKINPORTEN_KID to the kid the portal shows.",
+            "The key is registered on an integration in the other environment, or on another integration.",
+        ),
+    ),
+    Explanation(
+        "MP-130",
+        "the grant's iat/exp disagree with Maskinporten's clock; synchronise the system clock (NTP)",
+        (
+            "This machine's clock is more than 10 seconds off: synchronise it with NTP (in a container, the host's).",
+            "`maskinporten doctor` shows the offset against Maskinporten's clock.",
+        ),
+    ),
+    Explanation(
+        "MP-200",
+        _MP200_HINT,
+        (
+            "The scope is not on the integration: add it in Samarbeidsportalen, or fix a typo in MASKINPORTEN_SCOPES.",
+            "The API owner has not given your organisation access to the scope yet: ask them.",
+            "For a scope delegated by a customer: add the scope to your own integration and send consumer_org.",
+        ),
+        refusal=True,
+    ),
+    Explanation(
+        "MP-201",
+        _MP200_HINT,
+        refusal=True,
+    ),
+    Explanation(
+        "MP-250",
+        "your organisation has not been granted access to this scope by the API owner",
+        (
+            "The API owner has not granted your organisation (or the customer) access to this scope: apply for "
+            "access with the API owner (for NAV's APIs, NAV).",
+            "In test, access must be granted to the synthetic test organisation you use.",
+        ),
+        refusal=True,
+    ),
+    Explanation(
+        "MP-251",
+        "the customer has not delegated this scope to you in Altinn; their daglig leder (or someone with the right "
+        "role) must delegate it to your organisation number",
+        (
+            "The customer has not delegated the scope to you in Altinn: their daglig leder (or someone with the "
+            "access manager role) gives it under Profile > API access > Give and remove API access.",
+            "The delegation went to another organisation number, e.g. a sub-unit: it must name the supplier's "
+            "organisation number that owns the integration.",
+            "MASKINPORTEN_CONSUMER_ORG is the wrong organisation, or the delegation was withdrawn.",
+            "In test, the delegation is made in Altinn's test environment (TT02) with synthetic organisations.",
+        ),
+        refusal=True,
+    ),
+    Explanation(
+        OWN_ORGNO,
+        "consumer_org is your own organisation number; leave consumer_org out to get a token for yourself",
+    ),
+    Explanation(
+        "MP-301",
+        "authorization_details has a type Maskinporten does not support; use urn:altinn:systemuser or "
+        "urn:altinn:consent",
+        refusal=True,
+    ),
+    Explanation(
+        "MP-302",
+        "authorization_details has fields Maskinporten does not know; a system user takes type, systemuser_org and "
+        "externalRef, a consent type, id and from",
+        refusal=True,
+    ),
+    Explanation(
+        "MP-303",
+        "authorization_details has a value Maskinporten does not accept: systemuser_org must be "
+        '{"authority": "iso6523-actorid-upis", "ID": "0192:<orgno>"} with a valid organisation number, a consent id '
+        "a UUID and from a party URN",
+        refusal=True,
+        error="invalid_authorization_details",
+    ),
+    Explanation("MP-303", _MP303_CLIENT_ID, (_MP303_CLIENT_ID,), refusal=True, words=("clientid", "client id")),
+    Explanation("MP-303", _MP303_EXTERNAL_REF, (_MP303_EXTERNAL_REF,), refusal=True, words=("externalref",)),
+    Explanation("MP-303", _MP303_OWNER, (_MP303_OWNER,), refusal=True, words=("owner",)),
+    Explanation(
+        "MP-303",
+        f"the system user is not set up as the grant says. Check: (1) {_MP303_CLIENT_ID}; (2) {_MP303_EXTERNAL_REF}; "
+        f"(3) {_MP303_OWNER}; (4) {_MP303_APPROVED}",
+        (_MP303_CLIENT_ID, _MP303_EXTERNAL_REF, _MP303_OWNER, _MP303_APPROVED),
+        refusal=True,
+    ),
+)
+
+#: Words of a description that identify a refusal Maskinporten sends without an MP code (lower case).
+_DESCRIBED: Final = (
+    ("unknown key identifier", UNKNOWN_KID),
+    ("client not found", "MP-100"),
+    ("samme organisasjonsnummer", OWN_ORGNO),
+)
+#: The MP code an OAuth error stands for when the answer has none.
+_CODE_OF_ERROR: Final = {SYSTEMUSER_NOT_SET_UP: "MP-303", "invalid_scope": "MP-200"}
+
+_BY_KEY: Final[dict[str, tuple[Explanation, ...]]] = {}
+for _entry in TABLE:
+    _BY_KEY[_entry.key] = (*_BY_KEY.get(_entry.key, ()), _entry)
+del _entry
+
+#: The MP codes of refusals: answers about a customer or scope that will not change within seconds.
+REFUSAL_CODES: Final = frozenset(entry.key for entry in TABLE if entry.refusal and entry.key.startswith("MP-"))
+#: The MP codes of refused ``authorization_details`` (maskinporten-protocol.md §4, §5): the MP-3xx family.
+AUTHORIZATION_DETAILS_CODES: Final = frozenset(key for key in _BY_KEY if key.startswith("MP-3"))
+
+_MP_CODE = re.compile(r"MP-\d{3}")
+
+
+def mp_code(*texts: str | None) -> str | None:
+    """Return the first MP code (``"MP-251"``) in ``texts``, or None.
+
+    Maskinporten puts the code in ``error_uri``, in ``error_description``, or in both (maskinporten-protocol.md
+    §4): pass both, ``error_uri`` first.
+    """
+    for text in texts:
+        found = _MP_CODE.search(text) if text else None
+        if found:
+            return found.group(0)
+    return None
+
+
+def _keys(code: str | None, description: str, error: str | None) -> Iterable[str]:
+    """The keys an answer may be explained by, the most telling first."""
+    if error == SYSTEMUSER_NOT_SET_UP:
+        yield "MP-303"
+    if code is not None:
+        yield code
+    yield from (key for words, key in _DESCRIBED if words in description)
+    if error in _CODE_OF_ERROR:
+        yield _CODE_OF_ERROR[error]
+
+
+def explain(code: str | None, description: str | None = None, error: str | None = None) -> Explanation | None:
+    """Return the explanation of an answer with this MP code, ``error_description`` and OAuth error, or None."""
+    lowered = (description or "").lower()
+    for key in _keys(code, lowered, error):
+        found = next((entry for entry in _BY_KEY.get(key, ()) if entry.fits(error, lowered)), None)
+        if found is not None:
+            return found
+    return None
