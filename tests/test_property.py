@@ -130,7 +130,6 @@ def test_token_response_parsing_gives_a_valid_token_or_an_invalid_response_error
         return
     assert isinstance(token.access_token, str) and token.access_token
     assert isinstance(token.expires_in, float) and 0 < token.expires_in <= 24 * 3600
-    assert token.scope is None or isinstance(token.scope, str)
 
 
 @PROPERTY_SETTINGS

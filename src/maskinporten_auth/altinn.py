@@ -98,7 +98,7 @@ def _altinn_token(response: httpx.Response) -> TokenResponse:
             f"the Altinn token's exp is {lifetime:.0f} s from the exchange's clock, not within (0, 24 h]", status=200
         )
     assert isinstance(text, str)
-    return TokenResponse(access_token=text, expires_in=lifetime, scope=claims.get("scope"), token_type="Bearer")
+    return TokenResponse(access_token=text, expires_in=lifetime)
 
 
 def _problem(response: httpx.Response, secret: str) -> str | None:

@@ -11,7 +11,7 @@ import httpx
 
 from .errors import ConfigurationError
 
-__all__ = ["PROD", "TEST", "Environment", "resolve_environment"]
+__all__ = ["PROD", "TEST", "Environment", "metadata_url", "resolve_environment"]
 
 
 def _is_loopback(host: str) -> bool:
@@ -42,6 +42,11 @@ def validate_url(value: object, field: str) -> str:
     return value
 
 
+def metadata_url(issuer: str) -> str:
+    """The URL of ``issuer``'s OAuth authorization-server metadata (RFC 8414 section 3)."""
+    return issuer.rstrip("/") + "/.well-known/oauth-authorization-server"
+
+
 @dataclass(frozen=True)
 class Environment:
     """A Maskinporten environment.
@@ -63,8 +68,8 @@ class Environment:
 
     @property
     def metadata_url(self) -> str:
-        """The issuer's OAuth authorization-server metadata URL."""
-        return self.issuer.rstrip("/") + "/.well-known/oauth-authorization-server"
+        """Where the issuer publishes its authorization-server metadata (RFC 8414), which :meth:`discover` reads."""
+        return metadata_url(self.issuer)
 
     @classmethod
     def discover(cls, issuer: str, *, client: httpx.Client | None = None, timeout: float = 10.0) -> Environment:
@@ -73,7 +78,7 @@ class Environment:
         The metadata's ``issuer`` must equal ``issuer`` exactly, as RFC 8414 requires.
         """
         validate_url(issuer, "issuer")
-        url = issuer.rstrip("/") + "/.well-known/oauth-authorization-server"
+        url = metadata_url(issuer)
         try:
             if client is None:
                 with httpx.Client(timeout=timeout) as own:

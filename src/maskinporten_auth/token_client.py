@@ -56,8 +56,6 @@ class TokenResponse:
 
     access_token: str = field(repr=False)
     expires_in: float
-    scope: str | None
-    token_type: str = "Bearer"
 
 
 def parse_token_response(response: httpx.Response) -> TokenResponse:
@@ -91,10 +89,7 @@ def parse_token_response(response: httpx.Response) -> TokenResponse:
         raise InvalidResponseError(
             f"the token response has an invalid expires_in: {reprlib.repr(expires_in)}", status=200
         )
-    scope = body.get("scope")
-    return TokenResponse(
-        access_token=token, expires_in=float(expires_in), scope=scope if isinstance(scope, str) else None
-    )
+    return TokenResponse(access_token=token, expires_in=float(expires_in))
 
 
 def _json_object(response: httpx.Response) -> dict[str, Any] | None:

@@ -103,7 +103,10 @@ class Report:
 
 
 def _describe_environment(environment: Environment) -> str:
-    return f"{environment.name or 'custom'} (issuer {environment.issuer}, token endpoint {environment.token_endpoint})"
+    where = f"issuer {environment.issuer}, token endpoint {environment.token_endpoint}"
+    if environment.name is None:
+        return f"custom ({where}, discovered from {environment.metadata_url})"
+    return f"{environment.name} ({where})"
 
 
 def _describe_consumer_org(consumer_org: str | None) -> str:
