@@ -59,7 +59,9 @@ def validate_kid(value: object, field: str = "kid") -> str | None:
 def check_key_size(key: rsa.RSAPublicKey | rsa.RSAPrivateKey, field: str, name: str = "the key") -> None:
     """Raise ConfigurationError naming ``field`` unless the RSA key has at least :data:`MIN_RSA_BITS` bits."""
     if key.key_size < MIN_RSA_BITS:
-        raise ConfigurationError(field, f"{name} has {key.key_size} bits; Maskinporten needs at least {MIN_RSA_BITS}")
+        raise ConfigurationError(
+            field, f"{name} has {key.key_size} bits; at least {MIN_RSA_BITS} needed (Maskinporten's minimum)"
+        )
 
 
 def refuse_kid_with_certificate(kid: object, certificate: str = "certificate_chain") -> None:
@@ -69,10 +71,7 @@ def refuse_kid_with_certificate(kid: object, certificate: str = "certificate_cha
     certificate chain in ``x5c``. ``certificate`` says where the certificate comes from, for the message.
     """
     if kid is not None:
-        raise ConfigurationError(
-            "kid",
-            f"the key is sent with its certificate ({certificate}) as x5c; give either kid or a certificate, not both",
-        )
+        raise ConfigurationError("kid", f"give either kid or {certificate} (x5c), not both")
 
 
 def digest(algorithm: Algorithm, signing_input: bytes) -> bytes:
@@ -119,7 +118,7 @@ class Signer(abc.ABC):
         """
         if self.kid is not None:
             if self.x5c:
-                refuse_kid_with_certificate(self.kid, "x5c")
+                refuse_kid_with_certificate(self.kid, "a certificate chain")
             return {"alg": self.algorithm, "kid": self.kid}
         if self.x5c:
             return {"alg": self.algorithm, "x5c": list(self.x5c)}

@@ -91,7 +91,7 @@ def test_the_pin_may_be_passed_beside_the_uri(softhsm, softhsm_key, softhsm_veri
 def test_kid_with_type_cert_and_foreign_options_are_refused(softhsm, tmp_path):
     uri = f"pkcs11:token=MP;object=k;type=cert?module-path={softhsm.module}&pin-source={softhsm.pin_file(tmp_path)}"
 
-    with pytest.raises(ConfigurationError, match="kid does not apply"):
+    with pytest.raises(ConfigurationError, match="either kid or the token's certificate"):
         signer_from_uri(uri, kid="k")
     with pytest.raises(ConfigurationError) as caught:
         signer_from_uri(uri.replace("type=cert", "type=private"), kid="k", password=b"secret")

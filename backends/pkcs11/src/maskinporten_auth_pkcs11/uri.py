@@ -110,6 +110,6 @@ def signer_from_uri(
     if keywords.pop("type") == "cert":
         if certificate_chain is not None:
             raise ConfigurationError("certificate_chain", "type=cert sends the token's own certificate as x5c")
-        refuse_kid_with_certificate(kid, "type=cert, the token's certificate")
+        refuse_kid_with_certificate(kid, "the token's certificate (type=cert)")
         return Pkcs11Signer.from_token_certificate(algorithm=algorithm, **keywords)
     return Pkcs11Signer(**keywords, kid=kid, algorithm=algorithm, certificate_chain=certificate_chain)
