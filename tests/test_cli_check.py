@@ -197,7 +197,10 @@ def test_customers_from_standard_input(check: Check, monkeypatch: pytest.MonkeyP
         (["--consumer-org", "31053975"], "--consumer-org: an organisation number is nine digits, got '31053975'"),
         (["--systemuser", "0192:310539759"], "--systemuser: give the bare nine digits without the '0192:' prefix"),
         (["--systemuser", "12345678x:ref"], "--systemuser: an organisation number is nine digits, got '12345678x'"),
-        (["--systemuser", "310539759:"], "--systemuser: the externalRef after ':' must be non-empty"),
+        (
+            ["--systemuser", "310539759:"],
+            "--systemuser (the externalRef after ':' in '310539759:'): must be a non-empty",
+        ),
         ([], "name at least one customer"),
     ],
 )

@@ -100,6 +100,13 @@ def validate_pid(value: object, field: str = "pid") -> str | None:
     return value
 
 
+def validate_external_ref(value: object, field: str = "external_ref") -> str:
+    """Return a system user request's ``externalRef`` if it is a non-empty printable string."""
+    if not isinstance(value, str) or not value or not value.isprintable():
+        raise ConfigurationError(field, f"must be a non-empty printable string, got {value!r}")
+    return value
+
+
 def systemuser_authorization(orgno: str, external_ref: str | None = None) -> dict[str, Any]:
     """Return the ``authorization_details`` entry that asks for a token as an Altinn system user (systembruker)."""
     detail: dict[str, Any] = {
@@ -107,9 +114,7 @@ def systemuser_authorization(orgno: str, external_ref: str | None = None) -> dic
         "systemuser_org": {"authority": "iso6523-actorid-upis", "ID": f"0192:{validate_orgno(orgno, 'orgno')}"},
     }
     if external_ref is not None:
-        if not isinstance(external_ref, str) or not external_ref or not external_ref.isprintable():
-            raise ConfigurationError("external_ref", f"must be a non-empty printable string, got {external_ref!r}")
-        detail["externalRef"] = external_ref
+        detail["externalRef"] = validate_external_ref(external_ref)
     return detail
 
 

@@ -20,6 +20,7 @@ from typing import Any, Literal
 from ..auth import MaskinportenAuth
 from ..config import CLIENT_ID, ENV, KEY, KID, RESOURCE, SCOPES
 from ..errors import ConfigurationError, MaskinportenError, SigningError, TokenRequestError
+from ..grant import validate_external_ref
 from ..orgnr import validate_orgno
 from ..provider import DEFAULT_MAX_IN_FLIGHT
 from ..readiness import Readiness
@@ -189,9 +190,13 @@ def parse_systemuser(value: str, where: str = "--systemuser") -> Customer:
     if value.startswith("0192:"):  # let the organisation number's check say what is wrong
         return Customer(_orgno(value, where), "systemuser")
     orgno, separator, external_ref = value.partition(":")
-    if separator and not (external_ref and external_ref.isprintable()):
-        raise CliError(f"{where}: the externalRef after ':' must be non-empty printable text, got {value!r}")
-    return Customer(_orgno(orgno, where), "systemuser", external_ref if separator else None)
+    if not separator:
+        return Customer(_orgno(orgno, where), "systemuser")
+    try:
+        validate_external_ref(external_ref, f"{where} (the externalRef after ':' in {value!r})")
+    except ConfigurationError as exc:
+        raise CliError(str(exc)) from None
+    return Customer(_orgno(orgno, where), "systemuser", external_ref)
 
 
 def parse_customer_line(line: str, where: str) -> Customer | None:
