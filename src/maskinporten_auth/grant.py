@@ -7,11 +7,12 @@ new ``jti``, ``iat`` and ``exp``.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import re
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -216,6 +217,10 @@ class GrantClaims:
             "pid": validate_pid(pid),
             "lifetime": lifetime,
         }
+        self._set(values)
+
+    def _set(self, values: Mapping[str, Any]) -> None:
+        """Set validated fields, check that they fit together, and precompute the claims every grant repeats."""
         for name, value in values.items():
             object.__setattr__(self, name, value)
         if self.consumer_org is not None and self.systemuser_org is not None:
@@ -258,9 +263,18 @@ class GrantClaims:
         return self._replacing(CONSENT_TYPE, consent, consumer_org=self.consumer_org)
 
     def _replacing(self, kind: str, detail: dict[str, Any] | None, consumer_org: str | None) -> GrantClaims:
+        """A copy with another customer and detail of ``kind``; only what changes is validated (views stay cheap)."""
         others = tuple(d for d in self.authorization_details or () if d.get("type") != kind)
-        details = (*others, detail) if detail is not None else others
-        return replace(self, consumer_org=consumer_org, authorization_details=details or None)
+        added = validate_authorization_details([detail]) if detail is not None else None
+        details = (*others, *(added or ()))
+        claims = copy.copy(self)
+        claims._set(
+            {
+                "consumer_org": None if consumer_org is None else validate_orgno(consumer_org, "consumer_org"),
+                "authorization_details": details or None,
+            }
+        )
+        return claims
 
     def at(self, now: float) -> dict[str, Any]:
         """Return the claims of a new grant issued at ``now`` (seconds since the epoch), with a fresh ``jti``."""
