@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from maskinporten_auth.cli.checklists import UNREACHABLE, checklist_for
@@ -61,3 +64,10 @@ def test_an_unknown_answer_has_no_explanation_and_an_unreachable_endpoint_its_ow
     assert explain("MP-999", "something new", "invalid_request") is None
     assert checklist_for(TokenRequestError("refused", code="MP-999", error="invalid_request")) == ()
     assert checklist_for(NetworkError("connection refused")) == UNREACHABLE
+
+
+def test_every_mp_code_in_the_table_has_a_section_in_the_troubleshooting_page_and_no_other():
+    page = Path(__file__).parents[1] / "docs" / "troubleshooting.md"
+    headings = [line for line in page.read_text(encoding="utf-8").splitlines() if line.startswith("## ")]
+    documented = {code for heading in headings for code in re.findall(r"MP-\d{3}", heading)}
+    assert documented == {explanation.key for explanation in TABLE if explanation.key.startswith("MP-")}
