@@ -6,6 +6,7 @@ import datetime
 import os
 import secrets
 import select
+import socket
 import threading
 import time
 import uuid
@@ -235,3 +236,12 @@ def token_from_forked_child(get_token: Callable[[], str], *, timeout: float = 30
     assert token, f"the child got no token within {timeout:.0f} s (deadlock?)"
     assert os.waitstatus_to_exitcode(status) == 0
     return token
+
+
+@pytest.fixture
+def unused_port() -> int:
+    """A loopback port nothing listens on (bound and released), for connections that must be refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port

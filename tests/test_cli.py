@@ -139,6 +139,27 @@ def test_keygen_refuses_to_overwrite(tmp_path: Path) -> None:
     assert path.read_text() == "precious"
 
 
+def test_keygen_creates_missing_directories_owner_only(tmp_path: Path) -> None:
+    result = run("keygen", "secrets/maskinporten/key.pem", "--bits", "2048", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    for directory in (tmp_path / "secrets", tmp_path / "secrets" / "maskinporten"):
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    path = tmp_path / "secrets" / "maskinporten" / "key.pem"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert os.listdir(path.parent) == ["key.pem"]
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    assert public_key_from_jwk(json.loads(result.stdout)).public_numbers() == key.public_key().public_numbers()
+
+
+def test_keygen_failure_prints_nothing_and_leaves_nothing(tmp_path: Path) -> None:
+    result = run("keygen", f"secrets/{'k' * 300}.pem", "--bits", "2048", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "cannot create" in result.stderr
+    assert result.stdout == ""
+    assert os.listdir(tmp_path) == []
+
+
 def test_keygen_refuses_small_keys(tmp_path: Path) -> None:
     result = run("keygen", str(tmp_path / "k.pem"), "--bits", "1024")
     assert result.returncode == 2
@@ -236,8 +257,9 @@ def test_jwk_of_a_pkcs12_certificate_has_x5c(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["/nonexistent/key.pem"], "--key: cannot read"),
-        (["ftp://x/key"], "--key: unknown key URI scheme"),
+        (["/nonexistent/key.pem"], "KEY: cannot read"),
+        (["--key", "/nonexistent/key.pem"], "--key: cannot read"),
+        (["ftp://x/key"], "KEY: unknown key URI scheme"),
         ([], "--key (or MASKINPORTEN_KEY): is not set"),
     ],
 )
@@ -329,6 +351,23 @@ def test_token_unavailable_exits_3(config: dict[str, str], emulator: Maskinporte
     result = run("token", env=config)
     assert result.returncode == 3
     assert "503" in result.stderr
+
+
+def test_token_unreachable_issuer_exits_3(config: dict[str, str], unused_port: int) -> None:
+    config["MASKINPORTEN_ENV"] = f"http://127.0.0.1:{unused_port}/"
+    for command in ("token", "doctor"):
+        result = run(command, env=config)
+        assert result.returncode == 3, result.stderr
+        assert "could not read metadata" in result.stdout + result.stderr
+
+
+def test_token_issuer_without_its_trailing_slash_hints_at_it(
+    config: dict[str, str], emulator: MaskinportenEmulator
+) -> None:
+    config["MASKINPORTEN_ENV"] = emulator.issuer.removesuffix("/")
+    result = run("token", env=config)
+    assert result.returncode == 2
+    assert f"the trailing slash differs; use {emulator.issuer!r} exactly" in result.stderr
 
 
 # decode
@@ -510,6 +549,7 @@ def running_emulator(pem_file: Path) -> Iterator[RunningEmulator]:
 def test_emulator_command_serves_what_its_exports_describe(running_emulator: RunningEmulator, pem_file: Path) -> None:
     exports = running_emulator.exports()
     assert exports["MASKINPORTEN_ENV"].startswith("http://127.0.0.1:")
+    assert exports["MASKINPORTEN_ENV"].endswith("/")
     assert exports["MASKINPORTEN_KEY"] == pem_file.as_uri()
     assert (exports["MASKINPORTEN_KID"], exports["MASKINPORTEN_SCOPES"]) == (KID, SCOPE)
     own = run("token", "--json", env=exports)
@@ -519,6 +559,7 @@ def test_emulator_command_serves_what_its_exports_describe(running_emulator: Run
     assert delegated.returncode == 0, delegated.stderr
     code, stderr = running_emulator.stop()
     assert code == 0
+    assert f"issuer {exports['MASKINPORTEN_ENV']} " in stderr
     assert "Stopping the emulator." in stderr
 
 

@@ -91,10 +91,11 @@ class Environment:
             raise ConfigurationError("issuer", f"could not read metadata from {url}: {exc}") from exc
         if not isinstance(metadata, dict):
             raise ConfigurationError("issuer", f"metadata at {url} is not a JSON object")
-        if metadata.get("issuer") != issuer:
-            raise ConfigurationError(
-                "issuer", f"metadata at {url} names issuer {metadata.get('issuer')!r}, expected {issuer!r}"
-            )
+        named = metadata.get("issuer")
+        if named != issuer:
+            slash = isinstance(named, str) and named.rstrip("/") == issuer.rstrip("/")
+            hint = f" (hint: the trailing slash differs; use {named!r} exactly)" if slash else ""
+            raise ConfigurationError("issuer", f"metadata at {url} names issuer {named!r}, expected {issuer!r}{hint}")
         token_endpoint = metadata.get("token_endpoint")
         if not isinstance(token_endpoint, str):
             raise ConfigurationError("issuer", f"metadata at {url} has no token_endpoint")

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
+
 from ..config import CLIENT_ID, CONSUMER_ORG, DEFAULT_PREFIX, ENV, KEY, KEY_PASSWORD, KID, RESOURCE, SCOPES, EnvConfig
 from ..errors import (
     ConfigurationError,
@@ -67,13 +69,26 @@ def exit_code_for(error: BaseException) -> ExitCode:
     """Return the exit status for an error a command let through."""
     if isinstance(error, CliError):
         return error.code
-    if isinstance(error, (NetworkError, ServerError, InvalidResponseError)):
+    if isinstance(error, (NetworkError, ServerError, InvalidResponseError)) or _unreachable(error):
         return ExitCode.UNAVAILABLE
     if isinstance(error, TokenRequestError):
         return ExitCode.REFUSED
     if isinstance(error, SigningError):
         return ExitCode.SIGNING
     return ExitCode.USAGE
+
+
+def _unreachable(error: BaseException) -> bool:
+    """Whether ``error`` came from a server that could not be reached or answered 5xx or 429 (as in discovery)."""
+    cause = error.__cause__
+    while cause is not None:
+        if isinstance(cause, httpx.TransportError):
+            return True
+        if isinstance(cause, httpx.HTTPStatusError):
+            status = cause.response.status_code
+            return status >= 500 or status == 429
+        cause = cause.__cause__
+    return False
 
 
 def warn(message: str) -> None:
@@ -155,11 +170,18 @@ def add_config_arguments(parser: argparse.ArgumentParser, *suffixes: str) -> Non
 class ConfigSource:
     """The configuration of a command: the environment, overridden by its command-line options.
 
-    Errors from :attr:`config` name the variable; :meth:`blame_options` renames them after the option that set it,
-    or, for a value given neither way, after the option and the variable (``--kid (or MASKINPORTEN_KID)``).
+    Errors from :attr:`config` name the variable; :meth:`blame_options` renames them after the option that set it
+    (or the name ``shown_as`` gives that option: a positional argument that stands in for it, say), or, for a value
+    given neither way, after the option and the variable (``--kid (or MASKINPORTEN_KID)``).
     """
 
-    def __init__(self, args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        environ: Mapping[str, str] | None = None,
+        *,
+        shown_as: Mapping[str, str] | None = None,
+    ) -> None:
         layered = dict(os.environ if environ is None else environ)
         config = EnvConfig(args.prefix, layered)
         self._option_of: dict[str, str] = {}
@@ -178,7 +200,7 @@ class ConfigSource:
             elif suffix == KEY:
                 value = key_uri(value)
             layered[config.name(suffix)] = value
-            self._option_of[config.name(suffix)] = flag
+            self._option_of[config.name(suffix)] = (shown_as or {}).get(flag, flag)
         self.environ = layered
         self.config = config
 

@@ -93,7 +93,7 @@ class Report:
         try:
             value = read()
         except ConfigurationError as exc:
-            self.fail(step, self._describe(exc), ExitCode.USAGE)
+            self.fail(step, self._describe(exc), exit_code_for(exc))
             return None
         except SigningError as exc:
             self.fail(step, str(exc), ExitCode.SIGNING)

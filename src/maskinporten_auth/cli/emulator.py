@@ -142,7 +142,10 @@ def emulator(args: argparse.Namespace) -> ExitCode:
     try:
         _print_exports(config, {config.name(ENV): server.issuer, **exports}, consumers, systemusers)
         print(f"# Altinn's token exchange: AltinnAuth(auth, environment={server.url!r})")
-        warn(f"Maskinporten emulator at {server.url} (client {client_id}, organisation {orgno}); Ctrl-C stops it.")
+        warn(
+            f"Maskinporten emulator at {server.url}, issuer {server.issuer} (client {client_id}, organisation "
+            f"{orgno}); Ctrl-C stops it."
+        )
         threading.Event().wait()
     except KeyboardInterrupt:
         warn("Stopping the emulator.")

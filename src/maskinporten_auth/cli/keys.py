@@ -93,21 +93,56 @@ def _passphrase(args: argparse.Namespace) -> bytes | None:
     )
 
 
+def _create_parents(path: Path) -> list[Path]:
+    """Create the missing directories above ``path``, owner-only (0700); return them, outermost first."""
+    missing = [parent for parent in reversed(path.parents) if not parent.exists()]
+    for directory in missing:
+        try:
+            directory.mkdir(mode=0o700)
+        except OSError as exc:
+            _remove_directories(missing)
+            raise CliError(f"cannot create the directory {directory}: {exc.strerror}") from None
+    return missing
+
+
+def _remove_directories(directories: list[Path]) -> None:
+    """Remove the directories this command created, innermost first, if they are still empty."""
+    for directory in reversed(directories):
+        try:
+            directory.rmdir()
+        except OSError:
+            return
+
+
 def _write_private(path: Path, data: bytes) -> None:
-    """Create ``path`` with mode 0600 and write ``data``; never replace an existing file."""
+    """Create ``path`` with mode 0600 holding ``data``, whole or not at all; never replace an existing file.
+
+    The key is written and synced under a temporary name in the same directory, then linked to ``path`` (which
+    fails if ``path`` exists), so no reader ever sees a partial key and a failure leaves nothing behind.
+    """
+    created = _create_parents(path)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raise CliError(f"{path} exists; refusing to overwrite a key (choose another path or remove it)") from None
-    except OSError as exc:
-        raise CliError(f"cannot create {path}: {exc.strerror}") from None
-    try:
-        os.fchmod(descriptor, 0o600)
-        with os.fdopen(descriptor, "wb") as file:
-            file.write(data)
-    except OSError as exc:
-        path.unlink(missing_ok=True)
-        raise CliError(f"cannot write {path}: {exc.strerror}") from None
+        try:
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as exc:
+            raise CliError(f"cannot create {path}: {exc.strerror}") from None
+        try:
+            os.fchmod(descriptor, 0o600)
+            with os.fdopen(descriptor, "wb") as file:
+                file.write(data)
+                file.flush()
+                os.fsync(file.fileno())
+            os.link(temporary, path)
+        except FileExistsError:
+            raise CliError(f"{path} exists; refusing to overwrite a key (choose another path or remove it)") from None
+        except OSError as exc:
+            raise CliError(f"cannot write {path}: {exc.strerror}") from None
+        finally:
+            temporary.unlink(missing_ok=True)
+    except CliError:
+        _remove_directories(created)
+        raise
 
 
 def keygen(args: argparse.Namespace) -> ExitCode:
@@ -138,11 +173,13 @@ def keygen(args: argparse.Namespace) -> ExitCode:
 
 def jwk(args: argparse.Namespace) -> ExitCode:
     """Print the public key of the configured key."""
+    shown_as: dict[str, str] = {}
     if args.key_argument is not None:
         if args.key is not None:
             raise CliError("give the key either as an argument or with --key, not both")
         args.key = args.key_argument
-    signer = ConfigSource(args).signer()
+        shown_as["--key"] = "KEY"
+    signer = ConfigSource(args, shown_as=shown_as).signer()
     public_key = signer.public_key()
     if args.pem:
         pem = public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
