@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime
+import importlib.metadata
+import importlib.util
 import json
 import os
 import queue
@@ -85,6 +87,22 @@ def test_help_lists_commands_and_exit_statuses() -> None:
     assert result.returncode == 0
     for text in ("keygen", "jwk", "token", "decode", "check", "doctor", "emulator", "exit status", "3  Maskinporten"):
         assert text in result.stdout
+
+
+def test_version_names_the_package_and_every_installed_backend() -> None:
+    result = run("--version")
+    assert result.returncode == 0
+    lines = [line.split(" ") for line in result.stdout.splitlines()]
+    assert lines[0] == ["maskinporten-auth", importlib.metadata.version("maskinporten-auth")]
+    backends = {name for name, _ in lines[1:]}
+    installed = {
+        name
+        for name in ("maskinporten-auth-awskms", "maskinporten-auth-vault", "maskinporten-auth-redis")
+        if importlib.util.find_spec(name.replace("-", "_")) is not None
+    }
+    assert installed <= backends
+    for name, version in lines[1:]:
+        assert version == importlib.metadata.version(name)
 
 
 @pytest.mark.parametrize("command", ["keygen", "jwk", "token", "decode", "check", "doctor", "emulator"])

@@ -26,16 +26,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from .environment import Environment, resolve_environment
 from .errors import ConfigurationError, SigningError
 from .grant import validate_client_id, validate_resource, validate_scopes
-from .local_key import read_file
 from .orgnr import validate_orgno
-from .signer import Signer
-from .uri import signer_from_uri
 
 if TYPE_CHECKING:
     from .cache import TokenStore
+    from .environment import Environment
+    from .signer import Signer
 
 __all__ = ["CACHE_ENTRY_POINT_GROUP", "DEFAULT_PREFIX", "EnvConfig"]
 
@@ -160,6 +158,8 @@ class EnvConfig:
 
     def environment(self) -> Environment:
         """Return the environment ``ENV`` names: ``test`` (default), ``prod``, or a discovered issuer URL."""
+        from .environment import resolve_environment  # httpx loads only once the environment is needed
+
         value = self.get(ENV) or "test"
         try:
             return resolve_environment(value, self.name(ENV))
@@ -190,6 +190,8 @@ class EnvConfig:
             return direct.encode("utf-8"), False
         if path is None:
             return None
+        from .local_key import read_file
+
         secret = read_file(path, self.name(file_suffix))
         if not secret.removesuffix(b"\n").removesuffix(b"\r"):
             raise ConfigurationError(self.name(file_suffix), f"the file {path!r} is empty")
@@ -208,6 +210,8 @@ class EnvConfig:
 
     def signer(self) -> Signer:
         """Return the signer for ``KEY`` (a key URI), with ``KID`` and the key password."""
+        from .uri import signer_from_uri
+
         uri = self.require(KEY)
         scheme = _scheme(uri)
         if len(scheme) < 2:  # no scheme, or a Windows drive letter

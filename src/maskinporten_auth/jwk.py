@@ -5,9 +5,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography.hazmat.primitives.asymmetric import rsa
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import rsa
 
 __all__ = ["b64url", "b64url_decode", "jwk_thumbprint", "public_key_from_jwk", "rsa_public_jwk"]
 
@@ -56,6 +57,8 @@ def jwk_thumbprint(key: rsa.RSAPublicKey) -> str:
 
 def public_key_from_jwk(jwk: dict[str, Any]) -> rsa.RSAPublicKey:
     """Return the RSA public key of a JWK (private members, if any, are ignored)."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
     if jwk.get("kty") != "RSA":
         raise ValueError(f"only RSA keys are supported, got kty={jwk.get('kty')!r}")
     n = int.from_bytes(b64url_decode(jwk["n"]), "big")

@@ -11,13 +11,15 @@ import abc
 import asyncio
 import hashlib
 import threading
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
-from cryptography.hazmat.primitives.asymmetric import rsa
-
-from .certificates import CertificateChain
 from .errors import ConfigurationError
 from .jwk import rsa_public_jwk
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from .certificates import CertificateChain
 
 __all__ = [
     "ALGORITHMS",
@@ -105,6 +107,8 @@ class Signer(abc.ABC):
 
     def _certify(self, certificate_chain: bytes | str | CertificateChain, source: str = "certificate_chain") -> None:
         """Send the key with ``certificate_chain`` as x5c (PEM, leaf first), instead of a kid."""
+        from .certificates import CertificateChain  # x509 loads only for a signer that has a certificate chain
+
         refuse_kid_with_certificate(self.kid, source)
         if not isinstance(certificate_chain, CertificateChain):
             certificate_chain = CertificateChain.from_pem(certificate_chain)

@@ -8,13 +8,27 @@ for any customer), a token failed verification, or ``doctor`` found a problem; 2
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+import importlib
+import sys
+from collections.abc import Collection, Sequence
 
 from ..errors import MaskinportenError
-from . import check, doctor, emulator, keys, tokens
 from ._common import CliError, ExitCode, exit_code_for, warn
+from .version import VersionAction
 
 __all__ = ["ExitCode", "build_parser", "main"]
+
+# Each command: the module that runs it (its configure_<command>(parser) adds the arguments) and the line that
+# `maskinporten --help` shows. A module is imported only for the command that runs, so `--help` loads none.
+_COMMANDS = {
+    "keygen": ("keys", "create an RSA key locally and print the public JWK to register"),
+    "jwk": ("keys", "print the public JWK (or JWKS, or PEM) of a key"),
+    "token": ("tokens", "get an access token and print it"),
+    "decode": ("tokens", "show a token's header and claims; optionally verify it"),
+    "check": ("check", "check which customers Maskinporten gives tokens for"),
+    "doctor": ("doctor", "check the configuration step by step and explain failures"),
+    "emulator": ("emulator", "run a local Maskinporten and print the variables to use it"),
+}
 
 _EPILOG = """\
 configuration:
@@ -34,8 +48,8 @@ Run `maskinporten COMMAND --help` for a command's options and examples.
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Return the argument parser of ``maskinporten`` and its subcommands."""
+def build_parser(commands: Collection[str] | None = None) -> argparse.ArgumentParser:
+    """Return the argument parser of ``maskinporten``, with the arguments of ``commands`` (default: all)."""
     parser = argparse.ArgumentParser(
         prog="maskinporten",
         description="Maskinporten from the command line: create and show keys, get and inspect tokens, diagnose a "
@@ -43,19 +57,26 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action=VersionAction, help="print the versions of the package and its backends")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command", required=True)
-    keys.register(subparsers)
-    tokens.register(subparsers)
-    check.register(subparsers)
-    doctor.register(subparsers)
-    emulator.register(subparsers)
+    for name, (module, summary) in _COMMANDS.items():
+        command = subparsers.add_parser(name, help=summary, formatter_class=argparse.RawDescriptionHelpFormatter)
+        if commands is None or name in commands:
+            configure = getattr(importlib.import_module(f".{module}", __name__), f"configure_{name}")
+            configure(command)
     return parser
+
+
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` names: its first argument that is not an option (the top level's take no values)."""
+    return next((argument for argument in argv if not argument.startswith("-")), None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``maskinporten`` with ``argv`` (default: the process's arguments); return the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser([command] if (command := _command_in(arguments)) in _COMMANDS else [])
+    args = parser.parse_args(arguments)
     try:
         code: ExitCode = args.func(args)
     except KeyboardInterrupt:

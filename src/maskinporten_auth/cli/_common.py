@@ -11,10 +11,8 @@ import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import httpx
 
 from ..config import CLIENT_ID, CONSUMER_ORG, DEFAULT_PREFIX, ENV, KEY, KEY_PASSWORD, KID, RESOURCE, SCOPES, EnvConfig
 from ..errors import (
@@ -25,7 +23,9 @@ from ..errors import (
     SigningError,
     TokenRequestError,
 )
-from ..signer import Signer
+
+if TYPE_CHECKING:
+    from ..signer import Signer
 
 __all__ = [
     "CliError",
@@ -80,6 +80,8 @@ def exit_code_for(error: BaseException) -> ExitCode:
 
 def _unreachable(error: BaseException) -> bool:
     """Whether ``error`` came from a server that could not be reached or answered 5xx or 429 (as in discovery)."""
+    import httpx  # not at the top: `maskinporten --help` must not pay for it
+
     cause = error.__cause__
     while cause is not None:
         if isinstance(cause, httpx.TransportError):

@@ -26,7 +26,7 @@ from ..provider import DEFAULT_MAX_IN_FLIGHT
 from ..readiness import Readiness
 from ._common import CliError, ConfigSource, ExitCode, add_config_arguments, exit_code_for, print_json
 
-__all__ = ["Customer", "Outcome", "check_all", "register"]
+__all__ = ["Customer", "Outcome", "check_all", "configure_check"]
 
 Kind = Literal["consumer_org", "systemuser"]
 
@@ -135,17 +135,13 @@ class Outcome:
         }
 
 
-def register(subparsers: Any) -> None:
-    """Add the ``check`` subcommand."""
-    parser = subparsers.add_parser(
-        "check",
-        help="check which customers Maskinporten gives tokens for",
-        description="Check at once whether Maskinporten gives a token for each of many customers (Altinn "
-        "delegations and system users), and print a table: READY, or the MP code, Maskinporten's description "
-        "and a hint.",
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+def configure_check(parser: argparse.ArgumentParser) -> None:
+    """Describe ``check`` and add its arguments."""
+    parser.description = (
+        "Check at once whether Maskinporten gives a token for each of many customers (Altinn delegations and "
+        "system users), and print a table: READY, or the MP code, Maskinporten's description and a hint."
     )
+    parser.epilog = _EPILOG
     group = parser.add_argument_group("customers", "At least one customer; the options can be combined and repeated.")
     group.add_argument(
         "--consumer-org",

@@ -6,7 +6,7 @@ import argparse
 import datetime
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import httpx
 
@@ -23,7 +23,7 @@ from ..signer import Signer
 from ._common import ConfigSource, ExitCode, add_config_arguments, exit_code_for
 from .checklists import checklist_for
 
-__all__ = ["register"]
+__all__ = ["configure_doctor"]
 
 T = TypeVar("T")
 
@@ -45,15 +45,10 @@ backend. Warnings alone give 0.
 """
 
 
-def register(subparsers: Any) -> None:
-    """Add the ``doctor`` subcommand."""
-    parser = subparsers.add_parser(
-        "doctor",
-        help="check the configuration step by step and explain failures",
-        description="Check a Maskinporten configuration step by step, ending with a real token request.",
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def configure_doctor(parser: argparse.ArgumentParser) -> None:
+    """Describe ``doctor`` and add its arguments."""
+    parser.description = "Check a Maskinporten configuration step by step, ending with a real token request."
+    parser.epilog = _EPILOG
     add_config_arguments(parser)
     parser.set_defaults(func=doctor)
 

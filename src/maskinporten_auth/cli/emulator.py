@@ -18,7 +18,7 @@ from ..errors import ConfigurationError
 from ..orgnr import validate_orgno
 from ._common import CliError, ConfigSource, ExitCode, add_config_arguments, warn
 
-__all__ = ["register"]
+__all__ = ["configure_emulator"]
 
 #: A synthetic test organisation (Test-Norge), used as the integration's owner unless --orgno says otherwise.
 DEFAULT_ORGNO = "313042995"
@@ -38,15 +38,10 @@ Altinn's token exchange answers on the same server: AltinnAuth(auth, environment
 """
 
 
-def register(subparsers: Any) -> None:
-    """Add the ``emulator`` subcommand."""
-    parser = subparsers.add_parser(
-        "emulator",
-        help="run a local Maskinporten and print the variables to use it",
-        description="Run a local Maskinporten emulator in the foreground.",
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def configure_emulator(parser: argparse.ArgumentParser) -> None:
+    """Describe ``emulator`` and add its arguments."""
+    parser.description = "Run a local Maskinporten emulator in the foreground."
+    parser.epilog = _EPILOG
     parser.add_argument("--host", default="127.0.0.1", help="the loopback address to listen on (default: %(default)s)")
     parser.add_argument("--port", type=int, default=0, help="the port (default: a free one)")
     parser.add_argument(

@@ -6,7 +6,6 @@ import argparse
 import os
 import shlex
 from pathlib import Path
-from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -16,7 +15,7 @@ from ..jwk import jwk_thumbprint, rsa_public_jwk
 from ..signer import ALGORITHMS
 from ._common import CliError, ConfigSource, ExitCode, add_config_arguments, print_json, read_secret, warn
 
-__all__ = ["register"]
+__all__ = ["configure_jwk", "configure_keygen"]
 
 KEY_SIZES = (2048, 3072, 4096)
 DEFAULT_KEY_SIZE = 3072
@@ -45,42 +44,35 @@ examples:
 """
 
 
-def register(subparsers: Any) -> None:
-    """Add the ``keygen`` and ``jwk`` subcommands."""
-    keygen_parser = subparsers.add_parser(
-        "keygen",
-        help="create an RSA key locally and print the public JWK to register",
-        description="Create an RSA private key for Maskinporten and print its public JWK.",
-        epilog=_KEYGEN_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    keygen_parser.add_argument("path", type=Path, help="where to write the private key (PEM, PKCS#8)")
-    keygen_parser.add_argument(
+def configure_keygen(parser: argparse.ArgumentParser) -> None:
+    """Describe ``keygen`` and add its arguments."""
+    parser.description = "Create an RSA private key for Maskinporten and print its public JWK."
+    parser.epilog = _KEYGEN_EPILOG
+    parser.add_argument("path", type=Path, help="where to write the private key (PEM, PKCS#8)")
+    parser.add_argument(
         "--bits", type=int, choices=KEY_SIZES, default=DEFAULT_KEY_SIZE, help="key size (default: %(default)s)"
     )
-    keygen_parser.add_argument("--kid", help="the key id to put in the JWK (default: the key's thumbprint)")
-    keygen_parser.add_argument("--alg", choices=ALGORITHMS, default="RS256", help="default: %(default)s")
-    secret = keygen_parser.add_argument_group(
+    parser.add_argument("--kid", help="the key id to put in the JWK (default: the key's thumbprint)")
+    parser.add_argument("--alg", choices=ALGORITHMS, default="RS256", help="default: %(default)s")
+    secret = parser.add_argument_group(
         "encryption", "Encrypt the key with a passphrase. The passphrase is never taken from the command line."
     )
     secret.add_argument("--encrypt", action="store_true", help="ask for a passphrase on the terminal")
     secret.add_argument("--passphrase-env", metavar="VARIABLE", help="read the passphrase from this variable")
     secret.add_argument("--passphrase-file", metavar="PATH", help="read the passphrase from this file")
-    keygen_parser.set_defaults(func=keygen)
+    parser.set_defaults(func=keygen)
 
-    jwk_parser = subparsers.add_parser(
-        "jwk",
-        help="print the public JWK (or JWKS, or PEM) of a key",
-        description="Print the public key of any key URI, to register it on a Maskinporten integration.",
-        epilog=_JWK_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    jwk_parser.add_argument("key_argument", nargs="?", metavar="KEY", help="a key URI or file [$MASKINPORTEN_KEY]")
-    output = jwk_parser.add_mutually_exclusive_group()
+
+def configure_jwk(parser: argparse.ArgumentParser) -> None:
+    """Describe ``jwk`` and add its arguments."""
+    parser.description = "Print the public key of any key URI, to register it on a Maskinporten integration."
+    parser.epilog = _JWK_EPILOG
+    parser.add_argument("key_argument", nargs="?", metavar="KEY", help="a key URI or file [$MASKINPORTEN_KEY]")
+    output = parser.add_mutually_exclusive_group()
     output.add_argument("--set", action="store_true", help='print a JWK set: {"keys": [...]}')
     output.add_argument("--pem", action="store_true", help="print the public key as PEM (SubjectPublicKeyInfo)")
-    add_config_arguments(jwk_parser, KEY, KID)
-    jwk_parser.set_defaults(func=jwk)
+    add_config_arguments(parser, KEY, KID)
+    parser.set_defaults(func=jwk)
 
 
 def _passphrase(args: argparse.Namespace) -> bytes | None:

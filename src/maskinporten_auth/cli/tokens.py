@@ -18,7 +18,7 @@ from ..jws import RSA_ALGORITHMS, CompactJws, MalformedJws
 from ..provider import TokenEvent
 from ._common import CliError, ConfigSource, ExitCode, add_config_arguments, print_json, warn
 
-__all__ = ["register"]
+__all__ = ["configure_decode", "configure_token"]
 
 #: Leeway for ``exp`` and ``nbf`` when verifying, for clocks a little apart.
 _LEEWAY = 5
@@ -40,34 +40,27 @@ and the expiry, and exits 1 if any check fails.
 """
 
 
-def register(subparsers: Any) -> None:
-    """Add the ``token`` and ``decode`` subcommands."""
-    token_parser = subparsers.add_parser(
-        "token",
-        help="get an access token and print it",
-        description="Get a Maskinporten access token with the configured (or given) client, key and scopes.",
-        epilog=_TOKEN_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    token_parser.add_argument(
+def configure_token(parser: argparse.ArgumentParser) -> None:
+    """Describe ``token`` and add its arguments."""
+    parser.description = "Get a Maskinporten access token with the configured (or given) client, key and scopes."
+    parser.epilog = _TOKEN_EPILOG
+    parser.add_argument(
         "--json", action="store_true", help="print the token with its decoded header, claims and expiry as JSON"
     )
-    add_config_arguments(token_parser)
-    token_parser.set_defaults(func=token)
+    add_config_arguments(parser)
+    parser.set_defaults(func=token)
 
-    decode_parser = subparsers.add_parser(
-        "decode",
-        help="show a token's header and claims; optionally verify it",
-        description="Decode a JWT (an access token or a grant) and print its header and claims as JSON.",
-        epilog=_DECODE_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    decode_parser.add_argument("token", nargs="?", default="-", help="the JWT (default: read standard input)")
-    decode_parser.add_argument(
+
+def configure_decode(parser: argparse.ArgumentParser) -> None:
+    """Describe ``decode`` and add its arguments."""
+    parser.description = "Decode a JWT (an access token or a grant) and print its header and claims as JSON."
+    parser.epilog = _DECODE_EPILOG
+    parser.add_argument("token", nargs="?", default="-", help="the JWT (default: read standard input)")
+    parser.add_argument(
         "--verify", action="store_true", help="verify the signature, issuer and expiry against the environment"
     )
-    add_config_arguments(decode_parser, ENV)
-    decode_parser.set_defaults(func=decode)
+    add_config_arguments(parser, ENV)
+    parser.set_defaults(func=decode)
 
 
 def _timestamp(value: object) -> str | None:

@@ -1,0 +1,57 @@
+"""What importing the package loads: nothing heavy until it is used, and no cloud SDK ever from the core."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import subprocess
+import sys
+
+import pytest
+
+import maskinporten_auth
+
+CLOUD_SDKS = ("boto3", "botocore", "hvac", "azure", "pkcs11", "redis", "valkey")
+
+
+def modules_loaded_by(code: str) -> set[str]:
+    """The modules a fresh interpreter holds after running ``code``."""
+    script = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60)
+    return set(json.loads(done.stdout.splitlines()[-1]))
+
+
+def roots(modules: set[str]) -> set[str]:
+    return {name.split(".")[0] for name in modules}
+
+
+def test_import_loads_no_certificate_machinery_and_no_cloud_sdk() -> None:
+    loaded = modules_loaded_by("import maskinporten_auth")
+    assert "cryptography.x509" not in loaded
+    assert not roots(loaded) & set(CLOUD_SDKS)
+
+
+def test_the_auth_class_loads_no_certificate_or_key_machinery() -> None:
+    loaded = modules_loaded_by("from maskinporten_auth import MaskinportenAuth")
+    assert not {"cryptography.x509", "cryptography.hazmat.primitives.serialization"} & loaded
+    assert not roots(loaded) & set(CLOUD_SDKS)
+
+
+def test_the_command_line_loads_neither_httpx_nor_cryptography_before_a_command_runs() -> None:
+    loaded = roots(modules_loaded_by("from maskinporten_auth.cli import main"))
+    assert not {"httpx", "httpcore", "cryptography", "asyncio"} & loaded
+
+
+@pytest.mark.parametrize("name", maskinporten_auth.__all__)
+def test_every_public_name_resolves(name: str) -> None:
+    assert getattr(maskinporten_auth, name) is not None
+    assert name in dir(maskinporten_auth)
+
+
+def test_version_is_the_installed_distributions() -> None:
+    assert maskinporten_auth.__version__ == importlib.metadata.version("maskinporten-auth")
+
+
+def test_an_unknown_name_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="has no attribute 'MaskinportnAuth'"):
+        maskinporten_auth.MaskinportnAuth  # type: ignore[attr-defined] # noqa: B018
