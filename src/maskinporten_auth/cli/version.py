@@ -3,24 +3,32 @@
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
 __all__ = ["VersionAction", "installed_versions"]
 
 CORE = "maskinporten-auth"
+_REQUIREMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 def installed_versions() -> list[tuple[str, str]]:
-    """The core's version, then each installed backend's (the distributions named ``maskinporten-auth-*``)."""
+    """The core's version, then that of each backend its extras name that is installed."""
     from importlib import metadata
 
     backends = set()
-    for distribution in metadata.distributions():
-        name = (distribution.metadata["Name"] or "").lower().replace("_", "-")
-        if name.startswith(f"{CORE}-"):
-            backends.add((name, distribution.version))
-    return [(CORE, metadata.version(CORE)), *sorted(backends)]
+    for requirement in metadata.requires(CORE) or ():
+        name = _REQUIREMENT_NAME.match(requirement)
+        if name is not None and name.group().lower().startswith(f"{CORE}-"):
+            backends.add(name.group().lower())
+    versions = [(CORE, metadata.version(CORE))]
+    for backend in sorted(backends):
+        try:
+            versions.append((backend, metadata.version(backend)))
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
 
 
 class VersionAction(argparse.Action):
