@@ -6,6 +6,7 @@ import importlib.metadata
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -34,6 +35,16 @@ def test_import_loads_no_certificate_machinery_and_no_cloud_sdk() -> None:
 def test_the_auth_class_loads_no_certificate_or_key_machinery() -> None:
     loaded = modules_loaded_by("from maskinporten_auth import MaskinportenAuth")
     assert not {"cryptography.x509", "cryptography.hazmat.primitives.serialization"} & loaded
+    assert not roots(loaded) & set(CLOUD_SDKS)
+
+
+def test_a_local_key_and_its_auth_load_no_certificate_machinery(pem_file: Path) -> None:
+    loaded = modules_loaded_by(
+        "from maskinporten_auth import MaskinportenAuth, signer_from_uri\n"
+        f"signer = signer_from_uri({pem_file.as_uri()!r}, kid='k')\n"
+        "MaskinportenAuth(client_id='c', scopes='nav:x', signer=signer, environment='test')"
+    )
+    assert "cryptography.x509" not in loaded
     assert not roots(loaded) & set(CLOUD_SDKS)
 
 

@@ -6,19 +6,20 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.hazmat.primitives.serialization import pkcs12
 
-from .certificates import CertificateChain
 from .errors import ConfigurationError
 from .jwk import b64url_decode, jwk_thumbprint
 from .jws import RSA_ALGORITHMS
 from .signer import Signer, check_key_size, refuse_kid_with_certificate
+
+if TYPE_CHECKING:
+    from .certificates import CertificateChain
 
 __all__ = ["LocalKeySigner"]
 
@@ -166,6 +167,10 @@ class LocalKeySigner(Signer):
     @classmethod
     def from_pkcs12(cls, data: bytes, *, password: bytes | str | None, algorithm: str = "RS256") -> LocalKeySigner:
         """Load a PKCS#12 bundle (a virksomhetssertifikat): key, certificate and chain, sent as ``x5c``."""
+        from cryptography.hazmat.primitives.serialization import pkcs12  # x509 loads only for certificates
+
+        from .certificates import CertificateChain
+
         secret = _password_bytes(password)
         try:
             key, certificate, extra = pkcs12.load_key_and_certificates(data, secret)
