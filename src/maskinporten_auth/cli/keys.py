@@ -107,34 +107,41 @@ def _remove_directories(directories: list[Path]) -> None:
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    """Create ``path`` with mode 0600 holding ``data``, whole or not at all; never replace an existing file.
+    """Create ``path`` (and missing directories) holding ``data``, mode 0600; never replace an existing file.
 
-    The key is written and synced under a temporary name in the same directory, then linked to ``path`` (which
-    fails if ``path`` exists), so no reader ever sees a partial key and a failure leaves nothing behind.
+    On failure nothing is left behind: no key, partial or whole, and no directory this created.
     """
     created = _create_parents(path)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        try:
-            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except OSError as exc:
-            raise CliError(f"cannot create {path}: {exc.strerror}") from None
-        try:
-            os.fchmod(descriptor, 0o600)
-            with os.fdopen(descriptor, "wb") as file:
-                file.write(data)
-                file.flush()
-                os.fsync(file.fileno())
-            os.link(temporary, path)
-        except FileExistsError:
-            raise CliError(f"{path} exists; refusing to overwrite a key (choose another path or remove it)") from None
-        except OSError as exc:
-            raise CliError(f"cannot write {path}: {exc.strerror}") from None
-        finally:
-            temporary.unlink(missing_ok=True)
+        _write_new_file(path, data)
     except CliError:
         _remove_directories(created)
         raise
+
+
+def _write_new_file(path: Path, data: bytes) -> None:
+    """Write and sync ``data`` under a temporary name beside ``path``, then link it to ``path``.
+
+    The link fails if ``path`` exists, and no reader ever sees a partial key.
+    """
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise CliError(f"cannot create {path}: {exc.strerror}") from None
+    try:
+        os.fchmod(descriptor, 0o600)
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.link(temporary, path)
+    except FileExistsError:
+        raise CliError(f"{path} exists; refusing to overwrite a key (choose another path or remove it)") from None
+    except OSError as exc:
+        raise CliError(f"cannot write {path}: {exc.strerror}") from None
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def keygen(args: argparse.Namespace) -> ExitCode:
