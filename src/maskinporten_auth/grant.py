@@ -13,13 +13,15 @@ import re
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
 from .errors import ConfigurationError, MaskinportenError, SigningError
 from .jwk import b64url
 from .orgnr import validate_orgno
-from .signer import Signer
+
+if TYPE_CHECKING:
+    from .signer import Signer
 
 __all__ = [
     "MAX_GRANT_LIFETIME",
