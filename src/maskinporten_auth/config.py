@@ -21,7 +21,6 @@ import os
 import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -268,6 +267,8 @@ class EnvConfig:
         return store
 
     def _cache_factory(self, scheme: str) -> Callable[..., TokenStore]:
+        from importlib.metadata import entry_points  # read only when a cache URL is configured
+
         for entry_point in entry_points(group=CACHE_ENTRY_POINT_GROUP):
             if entry_point.name == scheme:
                 factory: Callable[..., TokenStore] = entry_point.load()

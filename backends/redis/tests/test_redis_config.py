@@ -62,9 +62,7 @@ def test_configuration_errors_name_the_variable(environ, field, words):
 
 
 def test_a_missing_backend_is_named_with_its_install_command(monkeypatch):
-    import maskinporten_auth.config
-
-    monkeypatch.setattr(maskinporten_auth.config, "entry_points", lambda group: [])
+    monkeypatch.setattr("importlib.metadata.entry_points", lambda group: [])
     with pytest.raises(ConfigurationError) as caught:
         cache_from({"MASKINPORTEN_CACHE_URL": "rediss://cache:6379/0", "MASKINPORTEN_CACHE_KEY": "x"})
     assert caught.value.field == "MASKINPORTEN_CACHE_URL"
