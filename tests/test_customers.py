@@ -613,3 +613,18 @@ def test_fetches_reuse_one_pooled_client_and_its_connections(make_auth, delegate
     connections = auth._provider.client.http.opened._transport._pool.connections
     assert 1 <= len(connections) <= 4  # kept alive and reused: at most one per fetch in flight
     assert maskinporten_emulator.tokens_issued == 40
+
+
+def test_a_used_token_gets_one_second_chance_per_sweep():
+    cache = TokenCache(max_entries=100)
+    now = time.monotonic()
+    for index in range(100):
+        cache.put(f"k{index}", cached(f"t{index}", now + 100))
+    cache.get("k0")
+    cache.put("k100", cached("t100", now + 100))  # the sweep passes k0 (clearing its use) and drops k1 and k2
+    assert cache.get("k0") is not None
+    assert cache.get("k1") is None and cache.get("k2") is None
+    for index in range(101, 104):
+        cache.put(f"k{index}", cached(f"t{index}", now + 100))
+    assert cache.get("k0") is not None  # used again (by the check above) since the last sweep: passed over again
+    assert cache.get("k3") is None

@@ -13,7 +13,6 @@ import enum
 import random
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -167,69 +166,89 @@ class TokenStore(abc.ABC):
         yield
 
 
+class _Entry:
+    """A cached token and whether it was used since the last eviction sweep looked at it (its second chance)."""
+
+    __slots__ = ("token", "used")
+
+    def __init__(self, token: CachedToken) -> None:
+        self.token = token
+        self.used = False
+
+
 class TokenCache(TokenStore):
     """A bounded in-memory token store, shared by every view of an auth family (``with_consumer_org``, ...).
 
-    Reads take no lock. When a new token would exceed ``max_entries``, expired tokens are dropped first, then the
-    least recently used, one percent of the bound at a time so that the sweep's cost is spread over many inserts.
+    Reads take no lock, and a hit writes nothing but, once per eviction sweep, a use flag: recency is kept the way
+    the CLOCK algorithm keeps it (an approximation of least recently used), not by reordering on every hit. When a
+    new token would exceed ``max_entries``, expired tokens are dropped first, then, oldest first, tokens not used
+    since the last sweep (a used one gets a second chance), one percent of the bound at a time so that the sweep's
+    cost is spread over many inserts.
     """
 
     def __init__(self, max_entries: int = DEFAULT_MAX_ENTRIES) -> None:
         if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
             raise ConfigurationError("max_entries", f"must be a whole number of at least 1, got {max_entries!r}")
         self.max_entries = max_entries
-        self._tokens: OrderedDict[str, CachedToken] = OrderedDict()
+        self._entries: dict[str, _Entry] = {}  # oldest first
         self._lock = threading.Lock()
         forksafe.register(self)
 
     def get(self, key: str) -> CachedToken | None:
-        """Return the token held for ``key``, and mark it recently used."""
-        token = self._tokens.get(key)
-        if token is not None:
-            try:  # noqa: SIM105 - contextlib.suppress costs more than the lookup on this hot path
-                self._tokens.move_to_end(key)
-            except KeyError:  # dropped by another thread since the lookup
-                pass
-        return token
+        """Return the token held for ``key``, and mark it used."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if not entry.used:  # read-only once set: hits on other cores do not keep writing the entry
+            entry.used = True
+        return entry.token
 
     def put(self, key: str, token: CachedToken) -> None:
         """Store ``token`` for ``key`` unless a longer-lived one is already there; evict if full."""
         with self._lock:
-            current = self._tokens.get(key)
-            if current is not None and current.expires_at > token.expires_at:
-                return
-            self._tokens[key] = token
-            self._tokens.move_to_end(key)
-            if len(self._tokens) > self.max_entries:
+            current = self._entries.get(key)
+            if current is not None:
+                if current.token.expires_at > token.expires_at:
+                    return
+                del self._entries[key]  # the new token goes to the end: it is the newest
+            self._entries[key] = _Entry(token)
+            if len(self._entries) > self.max_entries:
                 self._evict()
 
     def _evict(self) -> None:
         now = time.monotonic()
-        for key in [key for key, token in self._tokens.items() if token.expires_at <= now]:
-            del self._tokens[key]
-        target = self.max_entries - max(1, self.max_entries // 100)
-        while len(self._tokens) > target:
-            self._tokens.popitem(last=False)
+        for key in [key for key, entry in self._entries.items() if entry.token.expires_at <= now]:
+            del self._entries[key]
+        excess = len(self._entries) - (self.max_entries - max(1, self.max_entries // 100))
+        while excess > 0:  # at most two passes: the first clears every use flag it passes
+            for key, entry in list(self._entries.items()):
+                if entry.used:
+                    entry.used = False
+                    continue
+                del self._entries[key]
+                excess -= 1
+                if excess == 0:
+                    break
 
     def invalidate(self, key: str, value: str) -> bool:
         """Drop the token for ``key`` only if it is still ``value``."""
         with self._lock:
-            current = self._tokens.get(key)
-            if current is not None and current.value == value:
-                del self._tokens[key]
+            current = self._entries.get(key)
+            if current is not None and current.token.value == value:
+                del self._entries[key]
                 return True
             return False
 
     def clear(self) -> None:
         """Forget every token."""
         with self._lock:
-            self._tokens.clear()
+            self._entries.clear()
 
     def _after_fork(self) -> None:
         self._lock = threading.Lock()  # a thread of the parent may have held it
 
     def __len__(self) -> int:
-        return len(self._tokens)
+        return len(self._entries)
 
     def __repr__(self) -> str:
-        return f"TokenCache(<{len(self._tokens)} of at most {self.max_entries} tokens>)"
+        return f"TokenCache(<{len(self._entries)} of at most {self.max_entries} tokens>)"
