@@ -3,8 +3,10 @@
 Run as a script with a JSON argument ``{"client_id", "orgno", "scope", "kid", "jwk", "token_lifetime"}``: it
 registers that client, prints its base URL and serves until its stdin closes. While it serves it answers commands,
 one JSON object per line on its stdin, with one JSON line on its stdout: ``{"delegate": [orgno, ...]}`` lets those
-customers delegate the scope to the client's organisation; ``{"stats": true}`` reports the token requests it
-received, the tokens it issued and the grant ids (``jti``) it saw more than once.
+customers delegate the scope to the client's organisation; ``{"latency": seconds, "times": count}`` makes the next
+``count`` token requests wait ``seconds`` before they are handled, as a Maskinporten a network away would (``{"latency":
+0}`` ends that); ``{"stats": true}`` reports the token requests it received, the tokens it issued and the grant ids
+(``jti``) it saw more than once.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 from loopback import child_process
 
 from maskinporten_auth import Environment
-from maskinporten_auth.testing import MaskinportenEmulator
+from maskinporten_auth.testing import Fault, MaskinportenEmulator
 
 
 @dataclass
@@ -45,6 +47,10 @@ class ChildEmulator:
     def delegate(self, consumer_orgs: Iterable[str]) -> None:
         """Let each of ``consumer_orgs`` delegate the client's scope to the client's organisation."""
         self._ask({"delegate": list(consumer_orgs)})
+
+    def add_latency(self, seconds: float, times: int) -> None:
+        """Make the next ``times`` token requests wait ``seconds`` first; with ``seconds`` 0, answer at once again."""
+        self._ask({"latency": seconds, "times": times})
 
     def stats(self) -> dict[str, int]:
         """``token_requests``, ``tokens_issued`` and ``reused_jtis`` (a count) so far."""
@@ -101,6 +107,11 @@ def main() -> None:
                 for consumer_org in command["delegate"]:
                     emulator.delegate(consumer_org, config["orgno"], config["scope"])
                 answer: dict[str, int] = {"delegated": len(command["delegate"])}
+            elif "latency" in command:
+                emulator.clear_faults()
+                if command["latency"]:
+                    emulator.inject_fault(Fault.slow(command["latency"]), times=command["times"])
+                answer = {"latency_ms": round(command["latency"] * 1000)}
             else:
                 answer = {
                     "token_requests": emulator.token_requests,
