@@ -60,14 +60,21 @@ _mailboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Mailbox] = wea
 _mailboxes_lock = threading.Lock()
 
 
-def _mailbox() -> _Mailbox:
-    """The running event loop's mailbox."""
-    loop = asyncio.get_running_loop()
-    with _mailboxes_lock:
-        mailbox = _mailboxes.get(loop)
-        if mailbox is None:
-            mailbox = _mailboxes[loop] = _Mailbox(loop)
+def _mailbox(loop: asyncio.AbstractEventLoop) -> _Mailbox:
+    """The mailbox of ``loop`` (the running event loop)."""
+    mailbox = _mailboxes.get(loop)
+    if mailbox is None:
+        with _mailboxes_lock:
+            mailbox = _mailboxes.get(loop)
+            if mailbox is None:
+                mailbox = _mailboxes[loop] = _Mailbox(loop)
     return mailbox
+
+
+def _expire(future: asyncio.Future[None]) -> None:
+    """Timer callback: end a waiter's wait for now, so that it looks at its patience again."""
+    if not future.done():
+        future.set_result(None)
 
 
 class Flight:
@@ -81,8 +88,9 @@ class Flight:
         self.token: CachedToken | None = None
         self.error: BaseException | None = None
         self.started_at: float | None = None
-        self._done = threading.Event()
+        self._finished = False
         self._lock = threading.Lock()
+        self._done: threading.Event | None = None  # made by the first waiting thread: most flights have none
         self._waiters: list[tuple[_Mailbox, asyncio.Future[None]]] = []
 
     def start(self) -> None:
@@ -97,8 +105,10 @@ class Flight:
         """Record the outcome and wake every waiter."""
         with self._lock:
             self.token, self.error = token, error
-            self._done.set()
-            waiters, self._waiters = self._waiters, []
+            self._finished = True
+            done, waiters, self._waiters = self._done, self._waiters, []
+        if done is not None:
+            done.set()
         for mailbox, future in waiters:
             mailbox.post(future)
 
@@ -115,27 +125,40 @@ class Flight:
 
     def wait(self, patience: float) -> bool:
         """Block until the fetch ends; False if it ran longer than ``patience`` seconds."""
-        while not self._done.is_set():
+        with self._lock:
+            if self._finished:
+                return True
+            if self._done is None:
+                self._done = threading.Event()
+            done = self._done
+        while not done.is_set():
             timeout = self._slice(patience)
             if timeout is None:
                 return False
-            self._done.wait(timeout)
+            done.wait(timeout)
         return True
 
     async def wait_async(self, patience: float) -> bool:
-        """Wait in the running event loop until the fetch ends; False if it ran longer than ``patience``."""
-        mailbox = _mailbox()
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        with self._lock:
-            if self._done.is_set():
-                return True
-            self._waiters.append((mailbox, future))
-        while not future.done():
+        """Wait in the running event loop until the fetch ends; False if it ran longer than ``patience``.
+
+        One future and one timer per look: the fetch's end or the timer resolves the future, whichever comes first.
+        """
+        loop = asyncio.get_running_loop()
+        mailbox = _mailbox(loop)
+        while True:
             timeout = self._slice(patience)
-            if timeout is None:
-                return False
-            await asyncio.wait({future}, timeout=timeout)
-        return True
+            future: asyncio.Future[None] = loop.create_future()
+            with self._lock:
+                if self._finished:
+                    return True
+                if timeout is None:
+                    return False
+                self._waiters.append((mailbox, future))
+            timer = loop.call_later(timeout, _expire, future)
+            try:
+                await future
+            finally:
+                timer.cancel()
 
 
 class Flights:
