@@ -13,7 +13,8 @@ cache) makes one view per customer and every view asks for its first token at on
   each grant through a new ``httpx.AsyncClient``, at most ``max_in_flight`` at once.
 
 The rate is customers over the time to the last token; the ways of calling take turns (rotating order) over the
-repetitions, and the rate is the median. The emulator counts the grants; the provider reports the peak of token
+repetitions, and the rate is the median. A ratio between two ways is the median of their ratios within each
+repetition. The emulator counts the grants; the provider reports the peak of token
 requests in flight. CPU time of this process and of the emulator's is recorded per token, to show which side
 bounds the rate.
 
@@ -114,6 +115,7 @@ class Cold:
     client_cpu: float
     emulator_cpu: float | None
     loop_cpu: float | None
+    repetition: int = 0
 
     @property
     def label(self) -> str:
@@ -362,6 +364,7 @@ def cold_runs(
         for way in ways[shift:] + ways[:shift]:
             between()
             cold, family = customers.cold(way, size)
+            cold.repetition = index
             runs.append(cold)
             if kept is None and way is ways[0]:
                 kept = family
@@ -469,6 +472,17 @@ def _rates(runs: list[Cold]) -> dict[str, float]:
     return {label: median([cold.rate for cold in runs if cold.label == label]) for label in labels}
 
 
+def _paired(runs: list[Cold], label: str, baseline: str) -> float:
+    """The median over repetitions of ``label``'s rate over ``baseline``'s in the same repetition.
+
+    Ratios of neighbouring runs, so that a machine that gets busier or quieter during the section (other
+    processes) moves both rates of a pair.
+    """
+    rates = {(cold.label, cold.repetition): cold.rate for cold in runs}
+    repetitions = sorted({cold.repetition for cold in runs})
+    return median([rates[label, index] / rates[baseline, index] for index in repetitions])
+
+
 def _run_note(runs: list[Cold], label: str) -> str:
     mine = [cold for cold in runs if cold.label == label]
     typical = sorted(mine, key=lambda cold: cold.rate)[len(mine) // 2]
@@ -496,7 +510,7 @@ def _report_cold(results: Results, size: int, runs: list[Cold], limit: float) ->
             )
             continue
         floor = floors[way.concurrency]
-        ratio = rates[label] / rates[floor]
+        ratio = _paired(runs, label, floor)
         results.add(
             Row(
                 SECTION,
@@ -528,7 +542,7 @@ def _report_cold(results: Results, size: int, runs: list[Cold], limit: float) ->
     )
     _report_peaks(results, f"{size} customers", library)
     for async_label, sync_label in ((ASYNC, f"sync, {DEFAULT_MAX_IN_FLIGHT} threads"), (ASYNC_8, "sync, 8 threads")):
-        ratio = rates[async_label] / rates[sync_label]
+        ratio = _paired(runs, async_label, sync_label)
         results.add(
             Row(
                 SECTION,
@@ -585,7 +599,7 @@ def _report_latency(results: Results, size: int, runs: list[Cold]) -> None:
     )
     _report_peaks(results, what, runs)
     fastest = max((label for label in rates if label.startswith("sync")), key=lambda label: rates[label])
-    ratio = rates[ASYNC] / rates[fastest]
+    ratio = _paired(runs, ASYNC, fastest)
     results.add(
         Row(
             SECTION,
