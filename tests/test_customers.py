@@ -628,3 +628,24 @@ def test_a_used_token_gets_one_second_chance_per_sweep():
         cache.put(f"k{index}", cached(f"t{index}", now + 100))
     assert cache.get("k0") is not None  # used again (by the check above) since the last sweep: passed over again
     assert cache.get("k3") is None
+
+
+def test_when_every_token_was_used_the_oldest_goes():
+    cache = TokenCache(max_entries=10)
+    now = time.monotonic()
+    for index in range(10):
+        cache.put(f"k{index}", cached(f"t{index}", now + 100))
+        cache.get(f"k{index}")
+    cache.put("k10", cached("t10", now + 100))  # over the bound: down to 9, the bound less one percent (at least 1)
+    assert len(cache) == 9
+    assert cache.get("k0") is None and cache.get("k1") is None
+    assert all(cache.get(f"k{index}") is not None for index in range(2, 11))  # k10 too: it was never used, but new
+
+
+def test_a_cache_of_one_keeps_the_token_just_put():
+    cache = TokenCache(max_entries=1)
+    now = time.monotonic()
+    cache.put("old", cached("t-old", now + 100))
+    cache.put("new", cached("t-new", now + 100))
+    assert len(cache) == 1
+    assert cache.get("new") is not None

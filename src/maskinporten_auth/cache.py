@@ -182,8 +182,8 @@ class TokenCache(TokenStore):
     Reads take no lock, and a hit writes nothing but, once per eviction sweep, a use flag: recency is kept the way
     the CLOCK algorithm keeps it (an approximation of least recently used), not by reordering on every hit. When a
     new token would exceed ``max_entries``, expired tokens are dropped first, then, oldest first, tokens not used
-    since the last sweep (a used one gets a second chance), one percent of the bound at a time so that the sweep's
-    cost is spread over many inserts.
+    since the last sweep (a used one gets a second chance; the new one is kept), one percent of the bound at a time
+    so that the sweep's cost is spread over many inserts.
     """
 
     def __init__(self, max_entries: int = DEFAULT_MAX_ENTRIES) -> None:
@@ -213,22 +213,25 @@ class TokenCache(TokenStore):
                 del self._entries[key]  # the new token goes to the end: it is the newest
             self._entries[key] = _Entry(token)
             if len(self._entries) > self.max_entries:
-                self._evict()
+                self._evict(key)
 
-    def _evict(self) -> None:
+    def _evict(self, newest: str) -> None:
+        """Drop expired tokens, then down to the bound less one percent; never ``newest``, the token just put."""
         now = time.monotonic()
         for key in [key for key, entry in self._entries.items() if entry.token.expires_at <= now]:
             del self._entries[key]
         excess = len(self._entries) - (self.max_entries - max(1, self.max_entries // 100))
-        while excess > 0:  # at most two passes: the first clears every use flag it passes
+        for second_chance in (True, False):  # the first pass passes over used tokens, clearing their flag
             for key, entry in list(self._entries.items()):
-                if entry.used:
+                if excess <= 0:
+                    return
+                if key == newest:
+                    continue
+                if second_chance and entry.used:
                     entry.used = False
                     continue
                 del self._entries[key]
                 excess -= 1
-                if excess == 0:
-                    break
 
     def invalidate(self, key: str, value: str) -> bool:
         """Drop the token for ``key`` only if it is still ``value``."""
