@@ -2,12 +2,18 @@
 
 Each import and command runs in a fresh interpreter; the runs alternate (bare interpreter, httpx, the package's
 imports, ``maskinporten --help`` and ``--version``) so drift hits all alike. An import's time is the run's wall time
-minus the bare interpreter's in the same round; the target is ``import maskinporten_auth`` within 1.3x
-``import httpx``. ``-X importtime``'s own cumulative figure for the top-level module is reported beside it.
+minus the bare interpreter's in the same round; the target is ``import maskinporten_auth`` and
+``from maskinporten_auth import MaskinportenAuth`` (what a program really writes) each within 1.3x ``import httpx``.
+``-X importtime``'s own cumulative figure for the top-level module is reported beside it.
+
+The package is byte-compiled first, as ``pip install`` does: httpx, installed from a wheel, is read from its
+``.pyc`` files, and a checkout run with ``PYTHONDONTWRITEBYTECODE`` would otherwise compile every module of ours
+from source in every run and measure the compiler.
 """
 
 from __future__ import annotations
 
+import compileall
 import json
 import subprocess
 import sys
@@ -21,12 +27,11 @@ SECTION = "imports"
 CHART = "Cold start and imports (ratio to the same run's baseline)"
 CLOUD_SDKS = ("boto3", "botocore", "aiobotocore", "hvac", "azure")
 MASKINPORTEN = Path(sys.executable).with_name("maskinporten")
-#: What a program's first line costs, each as a ratio to ``import httpx``; the target is on the package import.
+#: What a program's first line costs, each as a ratio to ``import httpx`` with the same target.
 IMPORTS = {
     "import maskinporten_auth": "import maskinporten_auth",
     "from maskinporten_auth import MaskinportenAuth": "from maskinporten_auth import MaskinportenAuth",
 }
-TARGET_IMPORT = "import maskinporten_auth"
 TARGET_RATIO = 1.3
 
 _LOADED = """
@@ -79,6 +84,9 @@ def _cloud_modules(code: str) -> list[str]:
 
 
 def run(results: Results, *, quick: bool = False) -> None:
+    import maskinporten_auth
+
+    compileall.compile_dir(Path(maskinporten_auth.__file__).parent, quiet=1)
     rounds = 4 if quick else 12
     imports = {"httpx": "import httpx", **IMPORTS}
     commands = {
@@ -109,8 +117,11 @@ def run(results: Results, *, quick: bool = False) -> None:
     )
     for name in IMPORTS:
         ratio = median([ours / theirs for ours, theirs in zip(added[name], added["httpx"], strict=True)])
-        is_target = name == TARGET_IMPORT
-        note = f"-X importtime: {importtime['maskinporten_auth'] * 1e3:.1f} ms" if is_target else ""
+        note = (
+            f"-X importtime: {importtime['maskinporten_auth'] * 1e3:.1f} ms"
+            if name == "import maskinporten_auth"
+            else ""
+        )
         results.add(
             Row(
                 SECTION,
@@ -119,8 +130,8 @@ def run(results: Results, *, quick: bool = False) -> None:
                 "ms",
                 ratio,
                 "import httpx",
-                target=f"≤ {TARGET_RATIO}{TIMES}" if is_target else "",
-                passed=ratio <= TARGET_RATIO if is_target else None,
+                target=f"≤ {TARGET_RATIO}{TIMES}",
+                passed=ratio <= TARGET_RATIO,
                 note=note,
             )
         )

@@ -32,10 +32,11 @@ def test_import_loads_no_certificate_machinery_and_no_cloud_sdk() -> None:
     assert not roots(loaded) & set(CLOUD_SDKS)
 
 
-def test_the_auth_class_loads_no_certificate_or_key_machinery() -> None:
+def test_the_auth_class_loads_no_certificate_or_key_machinery_and_no_asyncio() -> None:
     loaded = modules_loaded_by("from maskinporten_auth import MaskinportenAuth")
     assert not {"cryptography.x509", "cryptography.hazmat.primitives.serialization"} & loaded
     assert not roots(loaded) & set(CLOUD_SDKS)
+    assert not {"asyncio", "httpcore"} & roots(loaded)  # loaded by the first awaited token or the first request
 
 
 def test_a_local_key_and_its_auth_load_no_certificate_machinery(pem_file: Path) -> None:

@@ -9,13 +9,13 @@ single flight, bounded cache, in-flight limit and refusal memory.
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import hashlib
 import json
 import math
 import re
 import time
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -34,6 +34,9 @@ from .provider import TokenProvider
 from .retry import RetryPolicy
 from .token_client import TokenResponse
 from .transport import PooledClient, send_bounded, typed_error
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = ["EXCHANGE_PATH", "PLATFORMS", "AltinnAuth", "AltinnExchange", "platform_url"]
 

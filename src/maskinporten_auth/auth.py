@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import abc
-import asyncio
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -105,6 +104,8 @@ class BearerAuth(httpx.Auth, abc.ABC):
 
     async def aclose(self) -> None:
         """:meth:`close` without blocking the event loop."""
+        import asyncio
+
         await asyncio.to_thread(self._provider.close)
 
     def __enter__(self: _AuthT) -> _AuthT:

@@ -16,7 +16,6 @@ Framework-free; the auth adapters are thin wrappers around :meth:`TokenProvider.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import hashlib
 import json
@@ -26,7 +25,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, Literal, NamedTuple, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, Literal, NamedTuple, Protocol, TypeVar
 
 from . import forksafe
 from .cache import CachedToken, RefreshPolicy, TokenCache, TokenState, TokenStore
@@ -35,6 +34,9 @@ from .grant import GrantClaims
 from .retry import validate_seconds
 from .singleflight import Flight, Flights, Limiter, Workers
 from .token_client import TokenResponse
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = [
     "DEFAULT_MAX_IN_FLIGHT",
@@ -263,6 +265,8 @@ class TokenProvider(Generic[RequestT]):
                 return value
 
     async def _aget(self, request: RequestT, key: str) -> str:
+        import asyncio  # here, not at the top: a program that never awaits a token need not load asyncio
+
         loop = asyncio.get_running_loop()
         while True:
             step = self._step(request, key, loop)

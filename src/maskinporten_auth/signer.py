@@ -8,7 +8,6 @@ Vault Transit, Azure Key Vault): the digest is computed here and only the digest
 from __future__ import annotations
 
 import abc
-import asyncio
 import hashlib
 import threading
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -138,6 +137,8 @@ class Signer(abc.ABC):
 
     async def asign(self, signing_input: bytes) -> bytes:
         """Sign without blocking the event loop (by default, :meth:`sign` in a worker thread)."""
+        import asyncio
+
         return await asyncio.to_thread(self.sign, signing_input)
 
     @abc.abstractmethod
@@ -232,6 +233,8 @@ class DigestSigner(Signer):
     async def averify_key(self) -> None:
         """:meth:`verify_key` without blocking the event loop (the first call talks to the service)."""
         if not self._verified.is_set():
+            import asyncio
+
             await asyncio.to_thread(self.verify_key)
 
     @property
@@ -250,5 +253,7 @@ class DigestSigner(Signer):
 
     async def asign(self, signing_input: bytes) -> bytes:
         """Sign without blocking the event loop: the key check and the service call run in a worker thread."""
+        import asyncio
+
         await self.averify_key()
         return await asyncio.to_thread(self._sign_digest, digest(self.algorithm, signing_input))

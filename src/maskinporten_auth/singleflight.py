@@ -6,7 +6,6 @@ threads run the fetches of asyncio callers; the limiter bounds the fetches of bo
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import queue
@@ -14,8 +13,12 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from .cache import CachedToken
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = ["Flight", "Flights", "Limiter", "Workers"]
 
@@ -143,6 +146,8 @@ class Flight:
 
         One future and one timer per look: the fetch's end or the timer resolves the future, whichever comes first.
         """
+        import asyncio
+
         loop = asyncio.get_running_loop()
         mailbox = _mailbox(loop)
         while True:

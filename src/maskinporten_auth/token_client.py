@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import email.utils
 import json
@@ -38,6 +37,8 @@ from .retry import RetryPolicy, RetrySchedule
 from .transport import PooledClient, apost_form, post_form, typed_error
 
 if TYPE_CHECKING:
+    import asyncio
+
     from .grant import GrantBuilder
 
 __all__ = ["GRANT_TYPE", "TokenClient", "TokenResponse", "error_from_response", "parse_token_response"]
@@ -258,6 +259,8 @@ class TokenClient:
         form = {"grant_type": GRANT_TYPE, "assertion": grant}
         if loop is None or self._async_http_client is None:
             return post_form(self.http.get(), self.environment.token_endpoint, form, timeout)
+        import asyncio
+
         posted = asyncio.run_coroutine_threadsafe(
             apost_form(self._async_http_client, self.environment.token_endpoint, form, timeout), loop
         )

@@ -24,18 +24,19 @@ goes to the configured token endpoint only, and a 3xx answer is returned like an
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import threading
 import time
 import zlib
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpcore
 import httpx
 
 from .errors import InvalidResponseError, NetworkError, TokenRequestError
+
+if TYPE_CHECKING:
+    import httpcore
 
 __all__ = [
     "MAX_DECODED_BYTES",
@@ -163,6 +164,8 @@ async def apost_form(client: httpx.AsyncClient, url: str, form: Mapping[str, str
         finally:
             await response.aclose()
 
+    import asyncio
+
     try:
         return await asyncio.wait_for(exchange(), timeout)
     except asyncio.TimeoutError:
@@ -203,6 +206,8 @@ def _time_left(error: type[httpcore.TimeoutException], timeout: float | None) ->
 
 def _arm(stream: object) -> None:
     """Make ``stream`` (an ``httpcore.NetworkStream``) honour the deadline of the token request using it."""
+    import httpcore  # loaded by httpx's transport by the time it reports a stream; not at import
+
     if not isinstance(stream, httpcore.NetworkStream) or getattr(stream, _ARMED, False):
         return
     read, write = stream.read, stream.write
