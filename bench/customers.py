@@ -581,18 +581,7 @@ def _report_cold(results: Results, size: int, runs: list[Cold], limit: float) ->
     results.chart_targets[CHART] = TARGET_OF_FLOOR
     results.chart_target_bounds[CHART] = "≥"
     library = [cold for cold in runs if cold.way.library]
-    results.add(
-        Row(
-            SECTION,
-            f"{size} customers: grants the emulator received, every cold run",
-            max(library, key=lambda cold: abs(cold.grants - size)).grants,
-            "grants",
-            target=f"= {size} in each of the {len(library)} runs of the library",
-            passed=all(cold.grants == size and cold.issued == size for cold in library),
-            note=f"per run: {', '.join(str(cold.grants) for cold in library)}; "
-            f"tokens issued: {', '.join(str(cold.issued) for cold in library)}",
-        )
-    )
+    _report_grants(results, f"{size} customers", library, size)
     _report_peaks(results, f"{size} customers", library)
     for async_label, sync_label in ((ASYNC, f"sync, {DEFAULT_MAX_IN_FLIGHT} threads"), (ASYNC_8, "sync, 8 threads")):
         loop_cpu = median(
@@ -610,6 +599,22 @@ def _report_cold(results: Results, size: int, runs: list[Cold], limit: float) ->
                 f"event loop's ({loop_cpu * 1e6:.0f} µs CPU/token); the target is held {LATENCY * 1000:.0f} ms away",
             )
         )
+
+
+def _report_grants(results: Results, what: str, runs: list[Cold], size: int) -> None:
+    """One grant per customer in every run: the worst run's count, and each run's."""
+    results.add(
+        Row(
+            SECTION,
+            f"{what}: grants the emulator received, every cold run of the library",
+            max(runs, key=lambda cold: abs(cold.grants - size)).grants,
+            "grants",
+            target=f"= {size} in each of the {len(runs)} runs",
+            passed=all(cold.grants == size and cold.issued == size for cold in runs),
+            note=f"per run: {', '.join(str(cold.grants) for cold in runs)}; "
+            f"tokens issued: {', '.join(str(cold.issued) for cold in runs)}",
+        )
+    )
 
 
 def _report_peaks(results: Results, what: str, runs: list[Cold]) -> None:
@@ -649,16 +654,7 @@ def _report_latency(results: Results, size: int, runs: list[Cold]) -> None:
                 note=_run_note(runs, label),
             )
         )
-    results.add(
-        Row(
-            SECTION,
-            f"{what}: grants the emulator received, every run",
-            max(runs, key=lambda cold: abs(cold.grants - size)).grants,
-            "grants",
-            target=f"= {size} in each of the {len(runs)} runs",
-            passed=all(cold.grants == size and cold.issued == size for cold in runs),
-        )
-    )
+    _report_grants(results, what, runs, size)
     _report_peaks(results, what, runs)
     fastest = max((label for label in rates if label.startswith("sync")), key=lambda label: rates[label])
     results.add(
