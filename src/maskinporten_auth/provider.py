@@ -16,6 +16,7 @@ Framework-free; the auth adapters are thin wrappers around :meth:`TokenProvider.
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import hashlib
 import json
@@ -335,9 +336,14 @@ class TokenProvider(Generic[RequestT]):
         fallback: CachedToken | None,
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
-        """Run the fetch in a worker thread; with ``loop``, an application's httpx.AsyncClient posts on it."""
+        """Run the fetch in a worker thread; with ``loop``, an application's httpx.AsyncClient posts on it.
+
+        The fetch runs in a copy of the caller's context, as with ``asyncio.to_thread``: a span the caller is in
+        parents the ``on_event`` callbacks' spans.
+        """
+        context = contextvars.copy_context()
         try:
-            self._workers.submit(lambda: self._lead(request, key, flight, fallback, loop))
+            self._workers.submit(lambda: context.run(self._lead, request, key, flight, fallback, loop))
         except RuntimeError as exc:  # the interpreter is shutting down: no new thread can start
             self._flights.end(key, flight, error=NetworkError(f"no worker thread to fetch a token: {exc}"))
 

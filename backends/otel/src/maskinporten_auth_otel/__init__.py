@@ -1,0 +1,5 @@
+"""OpenTelemetry spans and metrics for maskinporten-auth: ``MaskinportenAuth(on_event=TokenTelemetry())``."""
+
+from .telemetry import INSTRUMENTATION_SCOPE, TokenTelemetry
+
+__all__ = ["INSTRUMENTATION_SCOPE", "TokenTelemetry"]
