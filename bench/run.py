@@ -24,7 +24,7 @@ from pathlib import Path
 from benchkit import TIMES, Results, Row, Setup, emulator_setup, new_rsa_key
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = ("imports", "overhead", "herd", "rollover", "signers", "fleet", "customers")
+SECTIONS = ("imports", "overhead", "herd", "rollover", "signers", "fleet", "customers", "otel")
 PACKAGES = ("maskinporten-auth", "httpx", "requests", "authlib", "httpx-auth", "cryptography", "redis")
 
 
@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     import fleet
     import herd
     import import_cost
+    import otel_cost
     import overhead
     import report
     import rollover
@@ -97,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             "signers": lambda: signer_cost.run(setup, results, quick=args.quick),
             "fleet": lambda: fleet.run(results, key, quick=args.quick),
             "customers": lambda: customers.run(setup, results, quick=args.quick),
+            "otel": lambda: otel_cost.run(setup, results, quick=args.quick),
         }
         for name in SECTIONS:
             if name in args.only:
