@@ -119,7 +119,7 @@ class TokenTelemetry:
             self._hits.add(1, self._attributes(event))
         elif event.kind == "refused":
             self._refusals.add(1, self._with_error(event))
-        else:
+        elif event.kind in ("fetched", "fetch_failed", "refresh_failed"):
             self._fetch_ended(event)
 
     def _fetch_ended(self, event: TokenEvent) -> None:
@@ -132,13 +132,14 @@ class TokenTelemetry:
             self._duration.record(event.duration, attributes)
         if event.error is not None:
             self._failures.add(1, attributes)
+        span_attributes = dict(attributes)
         if event.expires_in is not None:
-            attributes[names.TOKEN_EXPIRES_IN] = int(event.expires_in)
+            span_attributes[names.TOKEN_EXPIRES_IN] = int(event.expires_in)
         if isinstance(event.error, TokenRequestError) and event.error.status is not None:
-            attributes[names.HTTP_STATUS] = event.error.status
+            span_attributes[names.HTTP_STATUS] = event.error.status
         start = end - round((event.duration or 0.0) * 1e9)
         span = self._tracer.start_span(
-            names.span_name(event.source), kind=SpanKind.CLIENT, attributes=attributes, start_time=start
+            names.span_name(event.source), kind=SpanKind.CLIENT, attributes=span_attributes, start_time=start
         )
         if event.error is not None:
             span.set_status(Status(StatusCode.ERROR, type(event.error).__qualname__))
