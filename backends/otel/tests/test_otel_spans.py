@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from importlib.metadata import version
 
 import pytest
@@ -49,6 +50,10 @@ def test_an_async_callers_fetch_runs_in_a_worker_thread_and_is_still_its_child(o
             return parent.get_span_context().span_id
 
     parent_id = asyncio.run(handle_request())
+    # The worker wakes its waiters first and reports the fetch after: wait for the span.
+    deadline = time.monotonic() + 10
+    while len(otel_sdk.spans()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
     (fetch,) = [span for span in otel_sdk.spans() if span.name == "fetch maskinporten token"]
     assert fetch.parent is not None and fetch.parent.span_id == parent_id
 
