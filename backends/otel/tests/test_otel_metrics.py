@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from importlib.metadata import version
 
 import pytest
@@ -149,3 +152,22 @@ def test_watch_cache_refuses_what_is_not_a_token_cache(otel_telemetry):
     with pytest.raises(ConfigurationError) as raised:
         otel_telemetry.watch_cache({})
     assert raised.value.field == "cache"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork on this platform")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Python 3.12+ warns about fork with threads
+def test_a_child_forked_while_the_caches_were_being_counted_counts_its_own(otel_telemetry, otel_sdk):
+    cache = TokenCache()
+    otel_telemetry.watch_cache(cache)
+    with otel_telemetry._caches_lock:  # as the parent's metric reader holds it while it counts
+        pid = os.fork()
+        if pid == 0:
+            points = otel_sdk.metrics()["maskinporten.token.cache.count"].data.data_points
+            os._exit(0 if [point.value for point in points] == [0] else 1)
+    deadline = time.monotonic() + 20
+    while (waited := os.waitpid(pid, os.WNOHANG)) == (0, 0) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if waited == (0, 0):
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    assert waited[0] == pid and os.waitstatus_to_exitcode(waited[1]) == 0

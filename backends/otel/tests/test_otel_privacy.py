@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from maskinporten_auth_otel import TokenTelemetry
+from maskinporten_auth_otel.conventions import IDENTITY_ATTRIBUTES
 
 from maskinporten_auth import AltinnAuth
 from maskinporten_auth.errors import DelegationError
@@ -41,7 +42,7 @@ def test_by_default_no_identity_or_token_is_in_any_span_or_metric(
         assert secret not in text
     keys = {key for span in otel_sdk.spans() for key in span.attributes}
     keys |= {key for name in otel_sdk.metrics() for points in otel_sdk.points(name) for key, _ in points}
-    assert not keys & {"maskinporten.client_id", "maskinporten.scopes", "maskinporten.consumer_org"}
+    assert not keys & set(IDENTITY_ATTRIBUTES)
 
 
 def test_record_identities_adds_client_id_scopes_and_customers_but_never_a_token(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import weakref
 from collections.abc import Iterable, Sized
@@ -11,6 +12,7 @@ from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from maskinporten_auth import forksafe
 from maskinporten_auth.cache import TokenStore
 from maskinporten_auth.errors import ConfigurationError, TokenRequestError
 from maskinporten_auth.provider import TokenEvent
@@ -95,6 +97,7 @@ class TokenTelemetry:
             description="Calls answered with a refusal remembered from a moment ago, with no request.",
         )
         self._caches: weakref.WeakSet[Sized] = weakref.WeakSet()
+        self._caches_lock = threading.Lock()  # the metric reader's thread copies the set while another adds
         meter.create_observable_gauge(
             names.CACHE_TOKENS,
             callbacks=[self._observe_caches],
@@ -102,6 +105,7 @@ class TokenTelemetry:
             description="Tokens held in the watched caches.",
         )
         self._by_source: dict[str, Attributes] = {}
+        forksafe.register(self)
 
     def watch_cache(self, cache: TokenStore) -> None:
         """Count the tokens in ``cache`` (such as ``auth.cache``) in ``maskinporten.token.cache.count``.
@@ -111,7 +115,8 @@ class TokenTelemetry:
         """
         if not isinstance(cache, TokenStore) or not isinstance(cache, Sized):
             raise ConfigurationError("cache", f"must be a TokenStore that has a len(), got {type(cache).__name__}")
-        self._caches.add(cache)
+        with self._caches_lock:
+            self._caches.add(cache)
 
     def __call__(self, event: TokenEvent) -> None:
         """Record ``event``: the callback ``on_event=`` calls."""
@@ -175,8 +180,12 @@ class TokenTelemetry:
                 attributes[names.ERROR_CODE] = code
         return attributes
 
+    def _after_fork(self) -> None:
+        self._caches_lock = threading.Lock()  # the parent's metric reader may have held it
+
     def _observe_caches(self, options: CallbackOptions) -> Iterable[Observation]:
-        caches = list(self._caches)
+        with self._caches_lock:
+            caches = list(self._caches)
         if not caches:
             return []
         return [Observation(sum(len(cache) for cache in caches))]
