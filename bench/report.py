@@ -35,6 +35,7 @@ SECTION_TITLES = {
     "imports": "5. Import cost and cloud SDKs",
     "fleet": "6. A fleet of processes on a shared store",
     "customers": "7. Many customers: one auth family, a view per customer",
+    "otel": "8. OpenTelemetry on a cache hit",
 }
 
 METHOD = {
@@ -84,6 +85,13 @@ METHOD = {
     "imports": (
         "Fresh interpreters, alternating; start-up of a bare interpreter subtracted. The cloud SDK check looks at "
         "`sys.modules` in a fresh interpreter after the import."
+    ),
+    "otel": (
+        "`get_token()` on a cached token, with no `on_event`, with a callback doing nothing, and with a "
+        "`TokenTelemetry` on the OpenTelemetry SDK (an in-memory metric reader), timed in interleaved rounds whose "
+        "order rotates; the ratios are per round against no `on_event`. Apart, the telemetry's handling of one hit "
+        "event against a bare `counter.add(1, attributes)` on the same SDK: what the integration costs beyond the "
+        "counter add it has to make."
     ),
     "fleet": (
         "8 processes forked from the benchmark (as gunicorn forks workers) each ask for the tokens of 100 customers "

@@ -44,10 +44,13 @@ REFUSALS: Final = "maskinporten.token.refusals"
 CACHE_TOKENS: Final = "maskinporten.token.cache.count"
 """Observable gauge, ``{token}``: tokens held in the watched caches."""
 
-#: Seconds. A fetch is a signature (under 1 ms with a local key, tens of ms with a key service) and a round trip to
-#: Maskinporten (tens to hundreds of ms); retries after 5xx, 429 or a timeout stretch it to seconds, up to the retry
-#: deadline (30 s by default).
 FETCH_DURATION_BUCKETS: Final = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+"""The duration histogram's bucket boundaries, seconds.
+
+A fetch is a signature (under 1 ms with a local key, tens of ms with a key service) and a round trip to Maskinporten
+(tens to hundreds of ms); retries after 5xx, 429 or a timeout stretch it to seconds, up to the retry deadline (30 s
+by default).
+"""
 
 # Attributes
 
@@ -65,12 +68,16 @@ TOKEN_EXPIRES_IN: Final = "maskinporten.token.expires_in"
 """The new token's lifetime in seconds (spans only)."""
 
 CLIENT_ID: Final = "maskinporten.client_id"
+"""The integration's client id (with ``record_identities=True`` only)."""
 SCOPES: Final = "maskinporten.scopes"
+"""The scopes asked for, a list (with ``record_identities=True`` only)."""
 CONSUMER_ORG: Final = "maskinporten.consumer_org"
+"""The organisation number of the customer acted for through delegation (with ``record_identities=True`` only)."""
 SYSTEMUSER_ORG: Final = "maskinporten.systemuser_org"
-#: Who asked for which token: the integration, its scopes and the customer's organisation number. Recorded only
-#: with ``record_identities=True``.
+"""The organisation number of the customer whose system user acts (with ``record_identities=True`` only)."""
 IDENTITY_ATTRIBUTES: Final = (CLIENT_ID, SCOPES, CONSUMER_ORG, SYSTEMUSER_ORG)
+"""Who asked for which token: the integration, its scopes and the customer. Recorded only with
+``record_identities=True``."""
 
 _SPAN_NAMES: Final = {"maskinporten": "fetch maskinporten token", "altinn": "exchange altinn token"}
 

@@ -21,8 +21,8 @@ from . import conventions as names
 
 __all__ = ["INSTRUMENTATION_SCOPE", "TokenTelemetry"]
 
-#: The instrumentation scope of every span and metric: this package's name.
 INSTRUMENTATION_SCOPE = "maskinporten_auth_otel"
+"""The instrumentation scope of every span and metric: this package's name (its version goes with it)."""
 
 AttributeValue = str | bool | int | float | tuple[str, ...]
 Attributes = dict[str, AttributeValue]
