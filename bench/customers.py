@@ -72,7 +72,7 @@ from maskinporten_auth.token_client import GRANT_TYPE, parse_token_response
 
 SECTION = "customers"
 CHART = "Many customers: first tokens per second, ratio to the no-library floor with as many threads"
-HIT_CHART = "Many customers: a cache hit over the simplest hand-written cache's, ratio to 1 customer cached"
+HIT_CHART = "Many customers: a cache hit, ratio to 1 customer cached"
 #: (customers, repetitions of every way of calling)
 SIZES = ((1_000, 3), (10_000, 1))
 QUICK_SIZES = ((100, 2), (1_000, 1))
