@@ -36,6 +36,7 @@ from maskinporten_auth import (
 from maskinporten_auth.jwk import b64url
 from maskinporten_auth.testing import Fault, MaskinportenEmulator
 from maskinporten_auth.testing.protected_api import ProtectedApi
+from maskinporten_auth.testing.wire import observed_clients
 from maskinporten_auth.token_client import parse_token_response
 
 SCOPE = "nav:oppfolgingsplan/lps.write"
@@ -122,16 +123,9 @@ def wire_clients(evidence) -> Iterator[tuple[httpx.Client, httpx.AsyncClient]]:
             return
         evidence.tokens.append(token)
 
-    def hook(response: httpx.Response) -> None:
-        response.read()
-        note(response)
-
-    async def async_hook(response: httpx.Response) -> None:
-        await response.aread()
-        note(response)
-
-    with httpx.Client(event_hooks={"response": [hook]}) as client:
-        yield client, httpx.AsyncClient(event_hooks={"response": [async_hook]})
+    client, async_client = observed_clients(note)
+    with client:
+        yield client, async_client
 
 
 class BrokenHsmSigner(LocalKeySigner):

@@ -19,10 +19,9 @@ from .provider import (
     TokenProvider,
     cache_key,
     validate_max_in_flight,
-    validate_remember_refusals,
 )
 from .readiness import Readiness, areadiness, readiness
-from .retry import RetryPolicy
+from .retry import RetryPolicy, validate_seconds
 from .signer import Signer
 from .token_client import TokenClient
 
@@ -251,7 +250,7 @@ class MaskinportenAuth(BearerAuth):
             background_refresh=background_refresh,
             on_event=on_event,
             max_in_flight=max_in_flight,
-            remember_refusals=validate_remember_refusals(remember_refusals),
+            remember_refusals=validate_seconds(remember_refusals, "remember_refusals"),
         )
         self._grants = GrantBuilder(signer, claims)
         self._key = cache_key(signer.key_identity, claims)

@@ -32,7 +32,6 @@ from . import forksafe
 from .cache import CachedToken, RefreshPolicy, TokenCache, TokenState, TokenStore
 from .errors import ConfigurationError, MaskinportenError, NetworkError, TokenRequestError
 from .grant import GrantClaims
-from .retry import validate_seconds
 from .singleflight import Flight, Flights, Limiter, Workers
 from .token_client import TokenResponse
 
@@ -48,7 +47,6 @@ __all__ = [
     "TokenSource",
     "cache_key",
     "validate_max_in_flight",
-    "validate_remember_refusals",
 ]
 
 logger = logging.getLogger("maskinporten_auth")
@@ -155,11 +153,6 @@ def validate_max_in_flight(value: object, field: str = "max_in_flight") -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigurationError(field, f"must be a whole number of at least 1, got {value!r}")
     return value
-
-
-def validate_remember_refusals(value: object, field: str = "remember_refusals") -> float:
-    """Return ``value`` as seconds if it is a finite, non-negative number, else raise ConfigurationError."""
-    return validate_seconds(value, field)
 
 
 def _newer_and_usable(shared: CachedToken, held: CachedToken | None) -> bool:

@@ -38,6 +38,7 @@ from ..local_key import LocalKeySigner
 from .emulator import MaskinportenEmulator
 from .faults import Fault
 from .protected_api import ProtectedApi
+from .wire import observed_clients
 
 SCOPE = "nav:oppfolgingsplan/lps.write"
 SUPPLIER = "313042995"
@@ -204,15 +205,7 @@ def _token_http_clients(outcomes: Outcomes) -> tuple[httpx.Client, httpx.AsyncCl
         if isinstance(expires_in, (int, float)) and not isinstance(expires_in, bool) and 0 < expires_in < 86400:
             outcomes.token_arrived(expires_in)
 
-    def hook(response: httpx.Response) -> None:
-        response.read()
-        note(response)
-
-    async def async_hook(response: httpx.Response) -> None:
-        await response.aread()
-        note(response)
-
-    return httpx.Client(event_hooks={"response": [hook]}), httpx.AsyncClient(event_hooks={"response": [async_hook]})
+    return observed_clients(note)
 
 
 def run_soak(config: SoakConfig) -> SoakReport:
