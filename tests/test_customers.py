@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import http.server
 import os
 import threading
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -613,6 +614,47 @@ def test_fetches_reuse_one_pooled_client_and_its_connections(make_auth, delegate
     connections = auth._provider.client.http.opened._transport._pool.connections
     assert 1 <= len(connections) <= 4  # kept alive and reused: at most one per fetch in flight
     assert maskinporten_emulator.tokens_issued == 40
+
+
+class ForwardingProxy(http.server.BaseHTTPRequestHandler):
+    """An HTTP forward proxy: it relays each absolute-form request to its origin and notes the request line."""
+
+    seen: ClassVar[list[str]] = []
+
+    def do_POST(self) -> None:
+        self.seen.append(f"{self.command} {self.path}")
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        headers = {name: value for name, value in self.headers.items() if name.lower() != "proxy-connection"}
+        with httpx.Client(trust_env=False) as origin:
+            answer = origin.request(self.command, self.path, content=body, headers=headers)
+        self.send_response(answer.status_code)
+        for name, value in answer.headers.items():
+            if name.lower() not in ("content-length", "transfer-encoding", "connection"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(answer.content)))
+        self.end_headers()
+        self.wfile.write(answer.content)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_a_proxy_named_by_the_environment_carries_the_token_requests(make_auth, maskinporten_emulator, monkeypatch):
+    """The family's own client honours HTTP(S)_PROXY as httpx does; without one its requests go straight out."""
+    ForwardingProxy.seen = []
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), ForwardingProxy)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        assert make_auth().get_token()
+        assert ForwardingProxy.seen == []
+        for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.server_address[1]}")
+        assert make_auth().get_token()
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+    assert ForwardingProxy.seen == [f"POST {maskinporten_emulator.environment.token_endpoint}"]
 
 
 def test_a_used_token_gets_one_second_chance_per_sweep():

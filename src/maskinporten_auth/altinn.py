@@ -33,7 +33,7 @@ from .jws import CompactJws, MalformedJws
 from .provider import TokenProvider
 from .retry import RetryPolicy
 from .token_client import TokenResponse
-from .transport import PooledClient, send_bounded, typed_error
+from .transport import PooledClient, typed_error
 
 if TYPE_CHECKING:
     import asyncio
@@ -179,8 +179,7 @@ class AltinnExchange:
         while True:
             maskinporten_token = request.get_token()
             try:
-                response = send_bounded(
-                    self.http.get(),
+                response = self.http.send(
                     "GET",
                     self.url,
                     schedule.attempt_timeout(),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import queue
 import threading
 import time
@@ -26,16 +27,22 @@ logger = logging.getLogger("maskinporten_auth")
 
 
 class _Mailbox:
-    """Futures of one event loop that other threads resolve, delivered in batches.
+    """The waiters of one event loop: futures that other threads resolve, and the deadlines that end their waits.
 
     ``call_soon_threadsafe`` wakes the loop through its self-pipe each time; when worker threads finish fetches
     faster than the loop runs, one wake-up here resolves every future posted since the last.
+
+    Deadlines are kept to the next :data:`_TICK`, with one loop timer per tick that has waiters rather than one per
+    waiter: thousands of customers waiting at once cost a set entry each, not a timer in the loop's heap.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        # Weakly: the mailboxes are the values of a WeakKeyDictionary keyed by the loop, and a value that held its
+        # key would keep every event loop that ever waited for a token alive.
+        self._loop = weakref.ref(loop)
         self._posted: list[asyncio.Future[None]] = []
         self._lock = threading.Lock()
+        self._due: dict[int, set[asyncio.Future[None]]] = {}
 
     def post(self, future: asyncio.Future[None]) -> bool:
         """Resolve ``future`` on its loop soon; False if the loop has closed."""
@@ -43,13 +50,16 @@ class _Mailbox:
             self._posted.append(future)
             if len(self._posted) > 1:
                 return True  # a delivery is already scheduled
-        try:
-            self._loop.call_soon_threadsafe(self._deliver)
-        except RuntimeError:  # the loop has closed: nobody waits there any more
-            with self._lock:
-                self._posted.clear()
-            return False
-        return True
+        loop = self._loop()
+        if loop is not None:
+            try:
+                loop.call_soon_threadsafe(self._deliver)
+                return True
+            except RuntimeError:  # the loop has closed
+                pass
+        with self._lock:  # nobody waits on a closed or collected loop any more
+            self._posted.clear()
+        return False
 
     def _deliver(self) -> None:
         with self._lock:
@@ -58,6 +68,30 @@ class _Mailbox:
             if not future.done():
                 future.set_result(None)
 
+    def expire_later(
+        self, loop: asyncio.AbstractEventLoop, delay: float, future: asyncio.Future[None]
+    ) -> set[asyncio.Future[None]]:
+        """Resolve ``future`` in ``delay`` seconds (rounded up to a tick) unless it is resolved first.
+
+        Called on ``loop``, this mailbox's. Returns the set ``future`` joined: discard it from there once it is
+        resolved.
+        """
+        tick = math.ceil((time.monotonic() + delay) / _TICK)
+        due = self._due.get(tick)
+        if due is None:
+            due = self._due[tick] = set()
+            loop.call_later(tick * _TICK - time.monotonic(), self._expire, tick)
+        due.add(future)
+        return due
+
+    def _expire(self, tick: int) -> None:
+        for future in self._due.pop(tick, ()):
+            if not future.done():
+                future.set_result(None)
+
+
+#: The resolution of an async waiter's deadline, in seconds.
+_TICK = 0.25
 
 _mailboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Mailbox] = weakref.WeakKeyDictionary()
 _mailboxes_lock = threading.Lock()
@@ -72,12 +106,6 @@ def _mailbox(loop: asyncio.AbstractEventLoop) -> _Mailbox:
             if mailbox is None:
                 mailbox = _mailboxes[loop] = _Mailbox(loop)
     return mailbox
-
-
-def _expire(future: asyncio.Future[None]) -> None:
-    """Timer callback: end a waiter's wait for now, so that it looks at its patience again."""
-    if not future.done():
-        future.set_result(None)
 
 
 class Flight:
@@ -144,7 +172,7 @@ class Flight:
     async def wait_async(self, patience: float) -> bool:
         """Wait in the running event loop until the fetch ends; False if it ran longer than ``patience``.
 
-        One future and one timer per look: the fetch's end or the timer resolves the future, whichever comes first.
+        One future per look: the fetch's end or the look's deadline resolves it, whichever comes first.
         """
         import asyncio
 
@@ -159,11 +187,11 @@ class Flight:
                 if timeout is None:
                     return False
                 self._waiters.append((mailbox, future))
-            timer = loop.call_later(timeout, _expire, future)
+            due = mailbox.expire_later(loop, timeout, future)
             try:
                 await future
             finally:
-                timer.cancel()
+                due.discard(future)
 
 
 class Flights:

@@ -34,7 +34,7 @@ from .errors import (
 )
 from .mp_codes import AUTHORIZATION_DETAILS_CODES, SYSTEMUSER_NOT_SET_UP, mp_code
 from .retry import RetryPolicy, RetrySchedule
-from .transport import PooledClient, apost_form, post_form, typed_error
+from .transport import PooledClient, apost_form, typed_error
 
 if TYPE_CHECKING:
     import asyncio
@@ -258,7 +258,7 @@ class TokenClient:
     def _post(self, grant: str, timeout: float, loop: asyncio.AbstractEventLoop | None) -> httpx.Response:
         form = {"grant_type": GRANT_TYPE, "assertion": grant}
         if loop is None or self._async_http_client is None:
-            return post_form(self.http.get(), self.environment.token_endpoint, form, timeout)
+            return self.http.send("POST", self.environment.token_endpoint, timeout, data=form)
         import asyncio
 
         posted = asyncio.run_coroutine_threadsafe(
