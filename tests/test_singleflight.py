@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
+import weakref
 
 from maskinporten_auth.cache import CachedToken
 from maskinporten_auth.singleflight import Flight
@@ -75,3 +77,23 @@ def test_a_cancelled_async_waiter_leaves_the_flight_to_wake_the_others():
         return await other
 
     assert asyncio.run(wait())
+
+
+def test_a_thousand_async_waiters_share_a_timer_and_keep_no_event_loop_alive():
+    flight = Flight()
+    flight.start()
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def wait() -> list[bool]:
+        loop = asyncio.get_running_loop()
+        loops.append(weakref.ref(loop))
+        waiters = [asyncio.ensure_future(flight.wait_async(patience=30)) for _ in range(1000)]
+        await asyncio.sleep(0)
+        timers = [handle for handle in loop._scheduled if not handle.cancelled()]  # type: ignore[attr-defined]
+        assert len(timers) <= 2  # one per tick of the waiters' deadlines, not one per waiter
+        finish_soon(flight, after=0.01)
+        return await asyncio.gather(*waiters)
+
+    assert all(asyncio.run(wait()))
+    gc.collect()
+    assert loops[0]() is None
