@@ -183,7 +183,8 @@ class MaskinportenAuth(BearerAuth):
         max_in_flight: the most token requests this auth family has at Maskinporten at once (threads and tasks).
         remember_refusals: seconds during which a customer Maskinporten refused (no delegation, a system user not
             set up, a scope not granted) gets the same error again at once, without a new request; 0 turns it off.
-        http_client: the ``httpx.Client`` that talks to Maskinporten (proxies, custom CA).
+        http_client: the ``httpx.Client`` that talks to Maskinporten (proxies, custom CA). Without one the family
+            opens its own, which honours ``HTTPS_PROXY``, ``NO_PROXY`` and ``SSL_CERT_FILE`` as httpx does.
         async_http_client: the ``httpx.AsyncClient`` that talks to Maskinporten from async code.
         on_event: a callback receiving :class:`~maskinporten_auth.provider.TokenEvent` for metrics.
     """
