@@ -166,21 +166,29 @@ class TokenStore(abc.ABC):
         yield
 
 
-class _Entry:
-    """A cached token and whether it was used since the last eviction sweep looked at it (its second chance)."""
+class _Unused:
+    """A cached token not used since it was stored or since the last eviction sweep passed it.
 
-    __slots__ = ("token", "used")
+    A used token is held as it is, so that a hit reads nothing but the token; its first use since the last sweep
+    swaps this wrapper for it.
+    """
+
+    __slots__ = ("token",)
 
     def __init__(self, token: CachedToken) -> None:
         self.token = token
-        self.used = False
+
+
+def _token(held: CachedToken | _Unused) -> CachedToken:
+    return held.token if isinstance(held, _Unused) else held
 
 
 class TokenCache(TokenStore):
     """A bounded in-memory token store, shared by every view of an auth family (``with_consumer_org``, ...).
 
-    Reads take no lock, and a hit writes nothing but, once per eviction sweep, a use flag: recency is kept the way
-    the CLOCK algorithm keeps it (an approximation of least recently used), not by reordering on every hit. When a
+    A hit takes no lock and writes nothing: recency is kept the way the CLOCK algorithm keeps it (an approximation
+    of least recently used), not by reordering on every hit. A token's first use after it is stored, and after
+    each eviction sweep that passes it, marks it used, under the lock. When a
     new token would exceed ``max_entries``, expired tokens are dropped first, then, oldest first, tokens not used
     since the last sweep (a used one gets a second chance; the new one is kept), one percent of the bound at a time
     so that the sweep's cost is spread over many inserts.
@@ -190,45 +198,46 @@ class TokenCache(TokenStore):
         if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
             raise ConfigurationError("max_entries", f"must be a whole number of at least 1, got {max_entries!r}")
         self.max_entries = max_entries
-        self._entries: dict[str, _Entry] = {}  # oldest first
+        self._entries: dict[str, CachedToken | _Unused] = {}  # oldest first
         self._lock = threading.Lock()
         forksafe.register(self)
 
     def get(self, key: str) -> CachedToken | None:
         """Return the token held for ``key``, and mark it used."""
-        entry = self._entries.get(key)
-        if entry is None:
-            return None
-        if not entry.used:  # read-only once set: hits on other cores do not keep writing the entry
-            entry.used = True
-        return entry.token
+        held = self._entries.get(key)
+        if not isinstance(held, _Unused):
+            return held  # None, or a token used since the last sweep
+        with self._lock:  # once per token per sweep; the lock keeps a newer token put meanwhile from being undone
+            if self._entries.get(key) is held:
+                self._entries[key] = held.token
+        return held.token
 
     def put(self, key: str, token: CachedToken) -> None:
         """Store ``token`` for ``key`` unless a longer-lived one is already there; evict if full."""
         with self._lock:
             current = self._entries.get(key)
             if current is not None:
-                if current.token.expires_at > token.expires_at:
+                if _token(current).expires_at > token.expires_at:
                     return
                 del self._entries[key]  # the new token goes to the end: it is the newest
-            self._entries[key] = _Entry(token)
+            self._entries[key] = _Unused(token)
             if len(self._entries) > self.max_entries:
                 self._evict(key)
 
     def _evict(self, newest: str) -> None:
         """Drop expired tokens, then down to the bound less one percent; never ``newest``, the token just put."""
         now = time.monotonic()
-        for key in [key for key, entry in self._entries.items() if entry.token.expires_at <= now]:
+        for key in [key for key, held in self._entries.items() if _token(held).expires_at <= now]:
             del self._entries[key]
         excess = len(self._entries) - (self.max_entries - max(1, self.max_entries // 100))
         for second_chance in (True, False):  # the first pass passes over used tokens, clearing their flag
-            for key, entry in list(self._entries.items()):
+            for key, held in list(self._entries.items()):
                 if excess <= 0:
                     return
                 if key == newest:
                     continue
-                if second_chance and entry.used:
-                    entry.used = False
+                if second_chance and not isinstance(held, _Unused):
+                    self._entries[key] = _Unused(held)
                     continue
                 del self._entries[key]
                 excess -= 1
@@ -237,7 +246,7 @@ class TokenCache(TokenStore):
         """Drop the token for ``key`` only if it is still ``value``."""
         with self._lock:
             current = self._entries.get(key)
-            if current is not None and current.token.value == value:
+            if current is not None and _token(current).value == value:
                 del self._entries[key]
                 return True
             return False
