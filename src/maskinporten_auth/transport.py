@@ -96,7 +96,8 @@ class PooledClient:
         if self._client is None:
             with self._lock:
                 if self._client is None:
-                    self._client, self._direct = self._open()
+                    client, self._direct = self._open()
+                    self._client = client  # last: a thread that finds the client finds its transport too
         return self._client
 
     def _open(self) -> tuple[httpx.Client, httpx.BaseTransport | None]:
