@@ -441,6 +441,7 @@ def test_doctor_all_checks_pass(config: dict[str, str]) -> None:
     for step in ("environment", "client id", "scopes", "consumer_org", "key", "kid", "signing", "clock", "token"):
         assert f"[ ok ] {step}:" in result.stdout
     assert "consumer 0192:310539759" in result.stdout
+    assert "shared cache" not in result.stdout  # none configured: nothing to say
     assert "All checks passed." in result.stdout
 
 

@@ -155,6 +155,14 @@ class TokenStore(abc.ABC):
     def clear(self) -> None:
         """Forget every token."""
 
+    def check(self) -> str:
+        """Try what the store does with a server, and describe it; raise the server's error if a step fails.
+
+        For ``maskinporten doctor``, never called on the hot path. A store that keeps its tokens in this process
+        has nothing to try.
+        """
+        return "tokens are kept in this process only"
+
     @contextlib.contextmanager
     def fetching(self, key: str, timeout: float) -> Iterator[None]:
         """Hold the right to fetch ``key``'s token while the block runs.

@@ -50,7 +50,8 @@ class ExitCode(enum.IntEnum):
     USAGE = 2
     """Bad arguments or configuration: a missing variable, an unreadable key, a file that would be overwritten."""
     UNAVAILABLE = 3
-    """Maskinporten (or a JWKS endpoint) could not be reached or answered 5xx, 429 or garbage."""
+    """Maskinporten (or a JWKS endpoint) could not be reached or answered 5xx, 429 or garbage; or, for ``doctor``,
+    the shared token cache failed its probe."""
     SIGNING = 4
     """The key backend (KMS, Vault, Key Vault) failed to sign or to describe its key."""
     INTERRUPTED = 130

@@ -37,7 +37,9 @@ _PROBE = b"maskinporten doctor: signing probe"
 _EPILOG = """\
 Checks, in order: the environment, client id, scopes and consumer_org; that the key is readable and has a kid or a
 certificate (x5c); that the certificate is valid for at least 30 more days and names a valid organisation number;
-that the key signs; the clock's offset against the token endpoint's Date header; and finally a real token request.
+that the key signs; the clock's offset against the token endpoint's Date header; a shared token cache
+(MASKINPORTEN_CACHE_URL), if one is configured, with a probe entry written, read back and removed; and finally a
+real token request.
 A refused request is explained with a checklist of causes and fixes for its MP code.
 
 The exit status is that of the first failure: 1 refused or a problem found, 2 configuration, 3 network, 4 key
@@ -216,6 +218,35 @@ def _describe_token(access_token: str, expires_in: float | None) -> str:
     return ", ".join(parts)
 
 
+def check_shared_cache(report: Report, source: ConfigSource) -> None:
+    """With a shared token store configured (``CACHE_URL``), try it: a fleet whose store fails fetches per process."""
+    try:
+        store = source.config.cache()
+    except ConfigurationError as exc:
+        report.fail("shared cache", source.describe(exc), exit_code_for(exc))
+        return
+    if store is None:
+        return
+    try:
+        detail = store.check()
+    except Exception as exc:  # whatever the store's client raises: it is reported, not handled
+        report.fail(
+            "shared cache",
+            f"{type(exc).__name__}: {exc}",
+            ExitCode.UNAVAILABLE,
+            notes=[
+                "requests still get their tokens: while the store does not answer, every process fetches its own "
+                "(one grant per customer per process instead of one per fleet)",
+            ],
+        )
+    else:
+        report.ok("shared cache", detail)
+    finally:
+        close = getattr(store, "close", None)
+        if close is not None:
+            close()
+
+
 def check_token(report: Report, source: ConfigSource, signer: Signer) -> None:
     """Make a real token request, and explain a refusal."""
     expires: list[float] = []
@@ -257,6 +288,7 @@ def doctor(args: argparse.Namespace) -> ExitCode:
         check_certificate(report, signer, datetime.datetime.now(datetime.timezone.utc))
         check_signing(report, signer)
     reachable = environment is not None and check_clock(report, environment)
+    check_shared_cache(report, source)
     if report.failure is not None or not (reachable and client_id and scopes and signer):
         report.skip("token", "fix the failures above first")
     else:

@@ -293,6 +293,35 @@ class RedisTokenCache(TokenStore):
 
         self._server(delete_all, None)
 
+    def check(self) -> str:
+        """Do once what a fetch does with the server, under a probe key, and say where; raise the first error.
+
+        Writes a sealed entry, reads it back and opens it, takes and releases a lease, and removes the entry: the
+        commands (``SET``, ``GET``, ``PTTL``, ``EVALSHA``/``EVAL``, ``DEL``) an ACL must allow. Unlike the hot path,
+        a failure here is raised, not absorbed.
+        """
+        probe = f"maskinporten-doctor:{uuid.uuid4().hex}"
+        name, lease = self.entry_name(probe), self.lease_name(probe)
+        now = time.monotonic()
+        token = CachedToken(uuid.uuid4().hex, expires_at=now + 30, refresh_at=now + 20, must_refresh_at=now + 25)
+        blob, ttl_ms = self._sealer.seal(name, token)
+        if not self._put_unless_longer(keys=[name], args=[blob, ttl_ms]):
+            raise RuntimeError(f"the probe entry {name} was already there")
+        try:
+            read = self.client.get(name)
+            if read != blob:
+                raise RuntimeError(f"the probe entry {name} read back differs from what was written")
+            if self._sealer.open(name, read).value != token.value:
+                raise RuntimeError(f"the probe entry {name} did not open to what was sealed")
+            owner = uuid.uuid4().hex
+            if not self.client.set(lease, owner, nx=True, px=10_000):
+                raise RuntimeError(f"the probe lease {lease} was already taken")
+            self._delete_if_equal(keys=[lease], args=[owner])
+        finally:
+            self._delete_if_equal(keys=[name], args=[blob])
+        sealed = "sealed with AES-256-GCM" if self.encrypted else "NOT encrypted (insecure_no_encryption)"
+        return f"{_server_address(self.client)}: wrote, read back and removed a probe entry, {sealed}; lease taken"
+
     @contextlib.contextmanager
     def fetching(self, key: str, timeout: float) -> Iterator[None]:
         """Hold the fleet's lease on ``key`` while the block fetches, or return once another process's token is in.
