@@ -195,11 +195,11 @@ class TokenCache(TokenStore):
     """A bounded in-memory token store, shared by every view of an auth family (``with_consumer_org``, ...).
 
     A hit takes no lock and writes nothing: recency is kept the way the CLOCK algorithm keeps it (an approximation
-    of least recently used), not by reordering on every hit. A token's first use after it is stored, and after
-    each eviction sweep that passes it, marks it used, under the lock. When a
-    new token would exceed ``max_entries``, expired tokens are dropped first, then, oldest first, tokens not used
-    since the last sweep (a used one gets a second chance; the new one is kept), one percent of the bound at a time
-    so that the sweep's cost is spread over many inserts.
+    of least recently used), not by reordering on every hit. A token's first use after it is stored, and after each
+    eviction sweep that passes it, marks it used, under the lock. When a new token would exceed ``max_entries``,
+    expired tokens are dropped first, then, oldest first, tokens not used since the last sweep (a used one gets a
+    second chance; the new one is kept), one percent of the bound at a time so that the sweep's cost is spread over
+    many inserts.
     """
 
     def __init__(self, max_entries: int = DEFAULT_MAX_ENTRIES) -> None:
@@ -238,7 +238,7 @@ class TokenCache(TokenStore):
         for key in [key for key, held in self._entries.items() if _token(held).expires_at <= now]:
             del self._entries[key]
         excess = len(self._entries) - (self.max_entries - max(1, self.max_entries // 100))
-        for second_chance in (True, False):  # the first pass passes over used tokens, clearing their flag
+        for second_chance in (True, False):  # the first pass passes over used tokens, marking them unused
             for key, held in list(self._entries.items()):
                 if excess <= 0:
                     return

@@ -13,7 +13,7 @@ import queue
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from .cache import CachedToken
@@ -70,9 +70,7 @@ class _Mailbox:
         with self._lock:
             posted, self._posted = self._posted, []
             self._polling = bool(posted) and self.waiting > len(posted)
-        for future in posted:
-            if not future.done():
-                future.set_result(None)
+        _resolve(posted)
         loop = self._loop()
         if self._polling and loop is not None:
             loop.call_later(_POLL, self._deliver)
@@ -94,9 +92,14 @@ class _Mailbox:
         return due
 
     def _expire(self, tick: int) -> None:
-        for future in self._due.pop(tick, ()):
-            if not future.done():
-                future.set_result(None)
+        _resolve(self._due.pop(tick, ()))
+
+
+def _resolve(futures: Iterable[asyncio.Future[None]]) -> None:
+    """End the waits of ``futures`` (on their loop), leaving alone those a cancellation ended already."""
+    for future in futures:
+        if not future.done():
+            future.set_result(None)
 
 
 #: The resolution of an async waiter's deadline, in seconds.

@@ -163,11 +163,13 @@ def send_bounded(
     if transport is None:
         request = _build_request(client, method, url, timeout, data=data, headers=headers, extensions=extensions)
     else:
+        merged = client.headers.copy()  # the client's defaults (User-Agent, ...), as Client.send would send them
+        merged.update({**_REQUEST_HEADERS, **(headers or {})})
         request = httpx.Request(
             method,
             url,
             data=None if data is None else dict(data),
-            headers={**_DIRECT_HEADERS, **_REQUEST_HEADERS, **(headers or {})},
+            headers=merged,
             extensions={"timeout": httpx.Timeout(timeout).as_dict(), **extensions},
         )
     token = _deadline.set(time.monotonic() + timeout)
@@ -239,8 +241,6 @@ def _build_request(
 
 # No compression is asked for (a token response is small); one that comes anyway is decoded here, bounded.
 _REQUEST_HEADERS = {"Accept": "application/json", "Accept-Encoding": "identity"}
-#: What an ``httpx.Client`` of its own would add to a request sent straight to its transport.
-_DIRECT_HEADERS = {"User-Agent": f"python-httpx/{httpx.__version__}", "Connection": "keep-alive"}
 
 
 def _time_left(error: type[httpcore.TimeoutException], timeout: float | None) -> float | None:
