@@ -459,6 +459,14 @@ def test_test_true_asks_for_the_test_organisation(make_auth, maskinporten_emulat
     assert jwt.get_unverified_claims(auth.get_token())["urn:altinn:org"] == "ttd"
 
 
+def test_the_exchange_takes_every_setting_of_the_family_it_wraps(make_auth, maskinporten_emulator):
+    refresh = RefreshPolicy(refresh_window=(0.5, 0.5))
+    base = make_auth(refresh=refresh, background_refresh=True, max_in_flight=3, remember_refusals=7.0)
+    family, provider = base._provider, AltinnAuth(base, environment=maskinporten_emulator.url)._provider
+    assert provider.store is family.store and provider.refresh is refresh and provider.background_refresh
+    assert (provider.max_in_flight, provider.remember_refusals) == (3, 7.0)
+
+
 def test_views_share_the_exchange_and_the_store(make_auth, maskinporten_emulator, vendor, systemuser_id):
     events: list[TokenEvent] = []
     maskinporten_emulator.add_systemuser(AGENT, vendor, system_id=SYSTEM)

@@ -267,15 +267,7 @@ class AltinnAuth(BearerAuth):
             http_client=http_client,
             max_connections=family.max_in_flight,
         )
-        self._provider: TokenProvider[MaskinportenAuth] = TokenProvider(
-            exchange,
-            store=family.store,
-            refresh=family.refresh,
-            background_refresh=family.background_refresh,
-            on_event=family.on_event,
-            max_in_flight=family.max_in_flight,
-            remember_refusals=family.remember_refusals,
-        )
+        self._provider: TokenProvider[MaskinportenAuth] = family.for_source(exchange)
         self._exchange = exchange
         self._auth = auth
         self._key = _cache_key(exchange.url, auth.cache_key)

@@ -94,6 +94,7 @@ class TokenRequest(Protocol):
 
 
 RequestT = TypeVar("RequestT", bound=TokenRequest)
+OtherRequestT = TypeVar("OtherRequestT", bound=TokenRequest)
 RequestT_contra = TypeVar("RequestT_contra", bound=TokenRequest, contravariant=True)
 
 
@@ -205,6 +206,22 @@ class TokenProvider(Generic[RequestT]):
         self._setbacks_lock = threading.Lock()
         self._workers = Workers(max_in_flight, "maskinporten-fetch")
         forksafe.register(self)
+
+    def for_source(self, client: TokenSource[OtherRequestT]) -> TokenProvider[OtherRequestT]:
+        """A provider of tokens from ``client`` with this one's settings.
+
+        It shares this provider's store and copies its refresh policy, events, bound on fetches in flight and time
+        refusals are remembered: an Altinn exchange beside the Maskinporten family whose tokens it exchanges.
+        """
+        return TokenProvider(
+            client,
+            store=self.store,
+            refresh=self.refresh,
+            background_refresh=self.background_refresh,
+            on_event=self.on_event,
+            max_in_flight=self.max_in_flight,
+            remember_refusals=self.remember_refusals,
+        )
 
     @property
     def patience(self) -> float:
