@@ -51,12 +51,15 @@ class CachedToken:
         expires_at: the token's end, measured from before its request was sent.
         refresh_at: from here one caller refreshes while the others keep using this token.
         must_refresh_at: from here nobody sends it; callers wait for a new one.
+        renewed_at: when the token was requested to replace one that an API rejected with 401, or None. A renewal
+            that is rejected too pauses renewal for the view: a new token would not be accepted either.
     """
 
     value: str = field(repr=False)
     expires_at: float
     refresh_at: float
     must_refresh_at: float
+    renewed_at: float | None = None
 
     def state(self, now: float) -> TokenState:
         """The token's state at monotonic time ``now``."""
