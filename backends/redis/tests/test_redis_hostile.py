@@ -57,7 +57,7 @@ def test_a_replayed_expired_entry_is_removed_and_reported_when_read(redis_store,
     assert [event.kind for event in events] == ["entry_rejected"]
 
 
-@pytest.mark.parametrize("blob", [b"\x01" + bytes(range(64)), b"", b"not ours at all"])
+@pytest.mark.parametrize("blob", [b"\x01" + bytes(range(64)), b"", b"not ours at all"], ids=["sealed", "empty", "text"])
 def test_a_foreign_entry_with_a_long_ttl_does_not_block_a_write(redis_store, redis_server, blob):
     events: list[StoreEvent] = []
     writer, reader = redis_store(on_event=events.append), redis_store()
@@ -93,6 +93,9 @@ def test_a_value_of_the_wrong_type_under_an_entry_is_a_bad_entry_not_an_outage(r
     assert [event.kind for event in events] == ["entry_rejected"]
     assert "type" in events[0].detail
     assert store.available and not unavailable_warnings(caplog)
+    client.set(store.entry_name(KEY), b"a string")
+    store._delete_if_not_string(keys=[store.entry_name(KEY)])  # what removes it spares a string put there since
+    assert client.get(store.entry_name(KEY)) == b"a string"
     # Sharing goes on for every customer, this one included.
     for key in (KEY, OTHER_KEY):
         store.put(key, token(f"eyJ.{key[0]}"))
@@ -190,7 +193,7 @@ def test_a_waiter_does_not_rob_a_holder_that_renews_its_lease(redis_store, redis
     assert client.exists(name) == 0
 
 
-def test_a_holder_whose_lease_expired_does_not_release_the_next_holders(redis_store, redis_server):
+def test_a_holder_whose_lease_expired_neither_renews_nor_releases_the_next_holders(redis_store, redis_server):
     first, second = redis_store(lease_time=5), redis_store(lease_time=5)
     client = redis_server.client()
     name = first.lease_name(KEY)
@@ -199,9 +202,14 @@ def test_a_holder_whose_lease_expired_does_not_release_the_next_holders(redis_st
         client.delete(name)  # as if it expired while its holder was stalled
         second_holds.enter_context(second.fetching(KEY, timeout=1))
         taken = client.get(name)
-        assert taken is not None and name in second._leases
-        first_holds.close()  # the first holder is done: its release must not remove the second's lease
+        assert taken is not None and taken.decode().startswith(second._leases[name])
+        assert first._renew_held()  # the first holder still believes it holds its lease...
+        assert client.get(name) == taken  # ...but its renewal leaves the second's alone
+        first_holds.close()  # and so does its release
         assert client.get(name) == taken
+        assert second._renew_held()
+        renewed = client.get(name)
+        assert renewed is not None and renewed != taken and renewed.decode().startswith(second._leases[name])
     assert client.exists(name) == 0
 
 

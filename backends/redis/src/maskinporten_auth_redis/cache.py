@@ -437,17 +437,23 @@ class RedisTokenCache(TokenStore):
 
     def _renew(self) -> None:
         """Extend every lease this process holds, every third of ``lease_time``, until it holds none."""
-        lease_ms = int(self.lease_time * 1000)
         while True:
             time.sleep(self.lease_time / 3)
-            with self._leases_lock:
-                leases = dict(self._leases)
-                if not leases:
-                    self._renewer = None
-                    return
-            for name, owner in leases.items():
-                renewal: list[str | int] = [f"{owner}:", _lease_value(owner), lease_ms]
-                self._server(name, functools.partial(self._renew_if_owner, keys=[name], args=renewal), 0)
+            if not self._renew_held():
+                return
+
+    def _renew_held(self) -> bool:
+        """Extend every lease this process still holds, under a new value; False, ending the renewer, if none."""
+        lease_ms = int(self.lease_time * 1000)
+        with self._leases_lock:
+            leases = dict(self._leases)
+            if not leases:
+                self._renewer = None
+                return False
+        for name, owner in leases.items():
+            renewal: list[str | int] = [f"{owner}:", _lease_value(owner), lease_ms]
+            self._server(name, functools.partial(self._renew_if_owner, keys=[name], args=renewal), 0)
+        return True
 
     # Failure handling
 
