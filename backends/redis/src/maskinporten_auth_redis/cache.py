@@ -84,9 +84,9 @@ class StoreEvent:
     """What happened to the shared store, for metrics (``on_event=``). Never holds a token or a key.
 
     ``kind`` is ``"unavailable"`` (the server failed or timed out; each process fetches its own tokens until it
-    answers again), ``"available"`` (it answers again) or ``"entry_rejected"`` (an entry was unreadable, foreign
-    or tampered with; it was ignored and removed). ``detail`` says why, e.g. ``"TimeoutError: Timeout reading
-    from socket"``.
+    answers again), ``"available"`` (it answers again) or ``"entry_rejected"`` (an entry was unreadable, foreign,
+    tampered with, expired by its sealed expiry or not a string; it was ignored and removed or replaced).
+    ``detail`` says why, e.g. ``"TimeoutError: Timeout reading from socket"``.
     """
 
     kind: Literal["unavailable", "available", "entry_rejected"]
@@ -112,11 +112,15 @@ class RedisTokenCache(TokenStore):
     Two levels: the bounded in-memory :class:`~maskinporten_auth.cache.TokenCache` answers every cache hit (no
     network); the server is read on a local miss and written after every fetch. When a token is missing or due,
     one process of the fleet takes a lease on it in the server and fetches; the others wait (polling with backoff)
-    until its token appears or the lease goes. The lease expires by itself after ``lease_time`` seconds and is
-    renewed while its holder is fetching, so a process killed mid-fetch delays the others by at most that long.
+    until its token appears or the lease goes, and at most ``lease_time`` seconds. The lease expires by itself
+    after ``lease_time`` and is renewed while its holder is fetching; one that nobody renews for that long (a
+    process killed mid-fetch, or a lease planted in the server) is taken over, whatever the server says its time
+    to live is.
 
     Entries are sealed with AES-256-GCM under ``encryption_key`` and named by a keyed digest of the cache key: the
-    server holds no token, organisation number or scope in clear, and an entry expires with its token. When the
+    server holds no token, organisation number or scope in clear, and an entry expires with its token. An entry is
+    trusted only if it opens and has not expired by the expiry sealed in it, whatever time to live the server
+    gives it; anything else under an entry's or a lease's name is removed and reported. When the
     server is down, slow (``timeout``) or answers garbage, the process fetches for itself and keeps serving; it logs
     one warning per outage, emits :class:`StoreEvent`, and tries the server again ``retry_interval`` seconds later.
 
@@ -131,7 +135,8 @@ class RedisTokenCache(TokenStore):
         insecure_no_encryption: store tokens in clear, readable by anyone who can read the server: only for a
             development server on your own machine.
         namespace: the prefix of every key name, to keep these entries apart from other data on the server.
-        lease_time: seconds after which a lease that is not renewed expires (a holder that died).
+        lease_time: seconds after which a lease that is not renewed expires (a holder that died), and the longest
+            a process waits for another's fetch.
         retry_interval: seconds the server is left alone after it failed, before it is tried again.
         max_entries: the bound of the in-memory level.
         on_event: a callback receiving :class:`StoreEvent`.
