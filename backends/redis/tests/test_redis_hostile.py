@@ -146,7 +146,7 @@ def test_a_planted_lease_stalls_a_fetch_at_most_the_lease_time(redis_store, redi
         # Nobody renewed it for lease_time: abandoned. This process took it over and holds it while it fetches.
         assert client.get(store.lease_name(KEY)) != b"planted"
         assert store.lease_name(KEY) in store._leases
-    assert 0.9 <= waited <= 1.5
+    assert 0.9 <= waited <= 2.0
     assert client.exists(store.lease_name(KEY)) == 0
 
 
@@ -183,7 +183,7 @@ def test_a_waiter_does_not_rob_a_holder_that_renews_its_lease(redis_store, redis
             held = client.get(name)
             assert name not in waiter._leases  # fetches without the lease...
             assert held is not None and held.decode().startswith(owner)  # ...and the holder still has it
-        assert 0.5 <= waited <= 1.2
+        assert 0.5 <= waited <= 1.5
         time.sleep(0.5)
         renewed = client.get(name)
         assert renewed is not None and renewed.decode().startswith(owner) and renewed != held
@@ -239,7 +239,7 @@ def test_calls_during_an_outage_do_not_each_wait_for_the_timeout(redis_own_serve
     finally:
         redis_own_server.process.send_signal(signal.SIGCONT)
     assert 0.2 <= first < 1.0  # one call waited for the timeout (and its one retry)...
-    assert rest < 0.1, f"60 calls during the outage took {rest:.2f} s"  # ...the others did not wait at all
+    assert rest < 0.5, f"60 calls during the outage took {rest:.2f} s"  # ...the others did not wait at all
     assert [event.kind for event in events] == ["unavailable"]
 
 
