@@ -1,5 +1,6 @@
 """What another party with write access to the server can do: replayed, foreign and wrong-type entries, planted
-leases. None of it is served, none of it stops the fleet from sharing, and none of it stalls a fetch."""
+leases. None of it is served, none of it stops the fleet from sharing, and none of it stalls a fetch. Also: leases
+are renewed and released by their owner only, an outage costs one timeout, and the renewal time is shared."""
 
 from __future__ import annotations
 
