@@ -21,6 +21,19 @@ def gcp_kms() -> Iterator[fake_kms.FakeCloudKms]:
         yield server
 
 
+@pytest.fixture(scope="session")
+def gcp_shared_key(gcp_kms: fake_kms.FakeCloudKms) -> Callable[[str], fake_kms.FakeKeyVersion]:
+    """One key version per algorithm for the session (4096-bit keys are slow to make); tests must not change them."""
+    made: dict[str, fake_kms.FakeKeyVersion] = {}
+
+    def get(algorithm: str) -> fake_kms.FakeKeyVersion:
+        if algorithm not in made:
+            made[algorithm] = gcp_kms.create_key_version("shared", algorithm.lower().replace("_", "-"), algorithm)
+        return made[algorithm]
+
+    return get
+
+
 @pytest.fixture
 def gcp_client_options(gcp_kms: fake_kms.FakeCloudKms) -> dict[str, Any]:
     """What the signer's own client needs for the fake: anonymous credentials and its http endpoint."""

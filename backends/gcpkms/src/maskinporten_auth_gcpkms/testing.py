@@ -193,12 +193,13 @@ class FakeKeyVersion:
 
 @dataclass(frozen=True)
 class RecordedRequest:
-    """One request the server received: what was asked, on which key version, by whom."""
+    """One request the server received: what was asked, on which key version, by whom, from which client port."""
 
     method: str
     operation: str
     name: str
     caller: str | None
+    peer: int
 
 
 class _Metadata(Exception):
@@ -445,7 +446,7 @@ class FakeCloudKms:
             answer["verifiedDigestCrc32c"] = answer["verifiedDataCrc32c"] = False
         return answer
 
-    def handle(self, method: str, path: str, authorization: str | None, body: bytes) -> dict[str, Any]:
+    def handle(self, method: str, path: str, authorization: str | None, body: bytes, peer: int = 0) -> dict[str, Any]:
         """Answer one request with its JSON body; raise :class:`KmsError` for Cloud KMS's error answers."""
         token = authorization[7:] if authorization and authorization.startswith("Bearer ") else None
         resource = path.removeprefix("/v1/")
@@ -456,7 +457,7 @@ class FakeCloudKms:
             operation, resource = "getPublicKey", resource.removesuffix("/publicKey")
         with self._lock:
             caller = self._tokens.get(token) if token is not None else (ANONYMOUS if authorization is None else None)
-            self.requests.append(RecordedRequest(method, operation, resource, caller))
+            self.requests.append(RecordedRequest(method, operation, resource, caller, peer))
         if not _VERSION_NAME.fullmatch(resource) or (operation, method) == ("get", "POST"):
             raise KmsError("UNIMPLEMENTED", f"The fake Cloud KMS does not serve {method} {path}.")
         if operation == "asymmetricSign":
@@ -539,7 +540,7 @@ def _handler_for(kms: FakeCloudKms) -> type[http.server.BaseHTTPRequestHandler]:
                 self._answer(metadata.status, metadata.body, metadata.content_type)
                 return
             try:
-                answer = kms.handle(self.command, path, self.headers.get("Authorization"), body)
+                answer = kms.handle(self.command, path, self.headers.get("Authorization"), body, self.client_address[1])
             except KmsError as exc:
                 self._answer(exc.http_status, exc.body)
             else:
