@@ -9,15 +9,16 @@ import os
 
 import pytest
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from jose import jws
 from maskinporten_auth_gcpkms import GcpKmsSigner, KmsIntegrityError
 from maskinporten_auth_gcpkms import testing as fake_kms
 
-from maskinporten_auth import SigningError
+from maskinporten_auth import ConfigurationError, SigningError
 from maskinporten_auth.jwk import b64url, jwk_thumbprint
 from maskinporten_auth.testing import longest_stall
+from maskinporten_auth.testing.certificates import issue_certificate_chain
 
 HASHES = {"RS256": hashes.SHA256(), "RS384": hashes.SHA384(), "RS512": hashes.SHA512()}
 # Every key version algorithm that can sign for Maskinporten, with each JWS algorithm it signs.
@@ -278,3 +279,31 @@ def test_repr_and_key_identity_name_the_key_version_and_nothing_secret(gcp_share
     assert repr(signer) == f"GcpKmsSigner(key_version_name={version.name!r}, kid='mp-2026-1', algorithm='RS256')"
     assert signer.key_identity == f"gcp-kms:{version.name}:kid=mp-2026-1"
     assert not hasattr(signer, "private_key")
+
+
+def pem_chain(certificates) -> bytes:
+    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certificates)
+
+
+def test_an_enterprise_certificate_for_the_key_version_is_sent_as_x5c(gcp_key, gcp_make_signer):
+    version = gcp_key()
+    chain = issue_certificate_chain(version.public_key(), intermediates=3)
+    signer = gcp_make_signer(version, certificate_chain=pem_chain(chain))
+
+    token = compact_jws(signer, {"iss": "client"})
+
+    assert signer.kid is None
+    assert signer.jose_header() == {"alg": "RS256", "x5c": signer.x5c}
+    assert len(signer.x5c or []) == len(chain)  # leaf, three intermediates, root
+    assert json.loads(jws.verify(token, signer.public_jwk(), algorithms=["RS256"])) == {"iss": "client"}
+
+
+def test_a_certificate_for_another_key_is_refused_before_anything_is_signed(gcp_kms, gcp_key, gcp_make_signer):
+    version = gcp_key()
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
+
+    with pytest.raises(ConfigurationError) as caught:
+        gcp_make_signer(version, certificate_chain=pem_chain(issue_certificate_chain(other)))
+
+    assert caught.value.field == "certificate_chain"
+    assert "asymmetricSign" not in gcp_kms.operations(version.name)
