@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Final
+from typing import Any, Final
 
 from google.api_core.exceptions import GoogleAPICallError, GoogleAPIError
 from google.auth.exceptions import DefaultCredentialsError, GoogleAuthError
@@ -44,34 +44,26 @@ class KmsIntegrityError(SigningError):
     """
 
 
-def _status(exc: GoogleAPICallError) -> str:
-    """Google's canonical status (``FAILED_PRECONDITION``, ...): from the REST error body, or the gRPC code."""
-    response = exc.response
-    json_body = getattr(response, "json", None)
-    if callable(json_body):
-        try:
-            error = json_body().get("error", {})
-        except (ValueError, AttributeError):
-            error = {}
-        status = error.get("status") if isinstance(error, dict) else None
-        if isinstance(status, str) and status:
-            return status
-    code = exc.grpc_status_code
-    return code.name if code is not None else f"HTTP {exc.code}"
+def _google_error(exc: GoogleAPICallError) -> dict[str, Any]:
+    """The ``error`` object of Google's JSON error body, when the REST transport received one."""
+    try:
+        body = exc.response.json() if exc.response is not None else None
+    except (ValueError, AttributeError):  # not JSON; or a gRPC call, whose response has no body
+        return {}
+    error = body.get("error") if isinstance(body, dict) else None
+    return error if isinstance(error, dict) else {}
 
 
-def _message(exc: GoogleAPICallError) -> str:
-    """Google's own message, without the method and URL the REST transport puts in front of it."""
-    response = exc.response
-    json_body = getattr(response, "json", None)
-    if callable(json_body):
-        try:
-            message = json_body()["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = None
-        if isinstance(message, str) and message:
-            return message
-    return str(exc.message).strip() or type(exc).__name__
+def _status_and_message(exc: GoogleAPICallError) -> tuple[str, str]:
+    """Google's canonical status (``FAILED_PRECONDITION``, ...) and its message, without the REST transport's URL."""
+    error = _google_error(exc)
+    status, message = error.get("status"), error.get("message")
+    if not isinstance(status, str) or not status:
+        code = exc.grpc_status_code
+        status = code.name if code is not None else f"HTTP {exc.code}"
+    if not isinstance(message, str) or not message:
+        message = str(exc.message).strip() or type(exc).__name__
+    return status, message
 
 
 def _hint(status: str, message: str, name: KeyVersionName, operation: str) -> str | None:
@@ -114,7 +106,7 @@ def signing_error(exc: Exception, *, name: KeyVersionName, operation: str) -> Si
     """Describe a failure of ``operation`` (``asymmetricSign``, ``getPublicKey``) on ``name`` as a SigningError."""
     key = str(name)
     if isinstance(exc, GoogleAPICallError):
-        status, message = _status(exc), _message(exc)
+        status, message = _status_and_message(exc)
         hint = _hint(status, message, name, operation)
         return SigningError(f"Cloud KMS {operation} failed: {status}: {message}", backend=BACKEND, key=key, hint=hint)
     if isinstance(exc, DefaultCredentialsError):

@@ -24,7 +24,7 @@ from maskinporten_auth.signer import ALGORITHMS, DigestSigner
 from .errors import BACKEND, KmsIntegrityError, gcp_errors
 from .names import KeyVersionName
 
-__all__ = ["DEFAULT_TIMEOUT", "ENDPOINT_VARIABLE", "GcpKmsSigner", "jws_algorithms"]
+__all__ = ["DEFAULT_TIMEOUT", "ENDPOINT_VARIABLE", "GcpKmsSigner"]
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -53,9 +53,15 @@ _DIGEST_INFO_PREFIX: Final = {
 _DIGEST_FIELD: Final = {"RS256": "sha256", "RS384": "sha384", "RS512": "sha512"}
 _CLIENT_OPTIONS: Final = frozenset({"credentials", "transport", "client_options", "client_info"})
 _RETRYABLE: Final = (api_exceptions.ServiceUnavailable, api_exceptions.DeadlineExceeded)
+_CREATE_KEY_HINT: Final = (
+    "create a key for Maskinporten: gcloud kms keys create <key> --keyring <key ring> --location <location> "
+    "--purpose asymmetric-signing --default-algorithm rsa-sign-pkcs1-2048-sha256 --protection-level hsm "
+    "(RS512: rsa-sign-pkcs1-4096-sha512; RS384: rsa-sign-raw-pkcs1-2048)"
+)
+_RETRY_HINT: Final = "Google asks clients to discard such an answer and try again; a later attempt usually succeeds"
 
 
-def jws_algorithms(kms_algorithm: str) -> tuple[str, ...]:
+def _signs(kms_algorithm: str) -> tuple[str, ...]:
     """The JWS algorithms (RS256, RS384, RS512) a key version with ``kms_algorithm`` can sign; the first is its own."""
     if kms_algorithm in _PKCS1_DIGEST:
         return (_PKCS1_DIGEST[kms_algorithm],)
@@ -66,11 +72,7 @@ def jws_algorithms(kms_algorithm: str) -> tuple[str, ...]:
 
 def _key_algorithms_for(jws_algorithm: str) -> list[str]:
     """The key version algorithms that can sign ``jws_algorithm``, for messages."""
-    return [
-        kms_algorithm
-        for kms_algorithm in (*_PKCS1_DIGEST, *_PKCS1_RAW)
-        if jws_algorithm in jws_algorithms(kms_algorithm)
-    ]
+    return [kms_algorithm for kms_algorithm in (*_PKCS1_DIGEST, *_PKCS1_RAW) if jws_algorithm in _signs(kms_algorithm)]
 
 
 def _why_not(kms_algorithm: str) -> str:
@@ -80,16 +82,6 @@ def _why_not(kms_algorithm: str) -> str:
     if kms_algorithm.startswith("RSA_SIGN_PSS_"):
         return f"{kms_algorithm} signs RSASSA-PSS; Maskinporten takes RSASSA-PKCS1-v1_5 only (RS256/RS384/RS512)"
     return f"{kms_algorithm} is not an RSA PKCS#1 v1.5 signing algorithm; Maskinporten takes RS256/RS384/RS512 only"
-
-
-_CREATE_KEY_HINT: Final = (
-    "create a key for Maskinporten: gcloud kms keys create <key> --keyring <key ring> --location <location> "
-    "--purpose asymmetric-signing --default-algorithm rsa-sign-pkcs1-2048-sha256 --protection-level hsm "
-    "(RS512: rsa-sign-pkcs1-4096-sha512; RS384: rsa-sign-raw-pkcs1-2048)"
-)
-
-
-_RETRY_HINT: Final = "Google asks to discard such an answer; the next grant is signed anew, which usually succeeds"
 
 
 @dataclass(frozen=True)
@@ -157,7 +149,7 @@ class GcpKmsSigner(DigestSigner):
         thumbprint_kid = kid is None and certificate_chain is None
         read_now = algorithm is None or thumbprint_kid
         if algorithm is None:
-            algorithm = self._jws_algorithms()[0]
+            algorithm = self._usable_algorithms()[0]
         super().__init__(kid=kid, algorithm=algorithm, certificate_chain=certificate_chain)
         if thumbprint_kid:
             self.kid = jwk_thumbprint(self.public_key())
@@ -230,24 +222,24 @@ class GcpKmsSigner(DigestSigner):
             _LOGGER.debug("Cloud KMS key version %s has algorithm %s", name, algorithm)
         return self._info
 
-    def _jws_algorithms(self) -> tuple[str, ...]:
+    def _usable_algorithms(self) -> tuple[str, ...]:
         """The JWS algorithms the key version can sign, its own first; SigningError for EC, PSS and the rest."""
         info = self._key_version()
-        algorithms = jws_algorithms(info.algorithm)
+        algorithms = _signs(info.algorithm)
         if not algorithms or info.public_key is None:
             raise SigningError(_why_not(info.algorithm), backend=BACKEND, key=str(self._name), hint=_CREATE_KEY_HINT)
         return algorithms
 
     def _fetch_public_key(self) -> rsa.RSAPublicKey:
         """The public key from ``getPublicKey`` (PEM), read once; only an RSA PKCS#1 key version gets this far."""
-        self._jws_algorithms()
+        self._usable_algorithms()
         public_key = self._key_version().public_key
-        assert public_key is not None  # _jws_algorithms refuses key versions without one
+        assert public_key is not None  # _usable_algorithms refuses key versions without one
         return public_key
 
     def _check_key(self) -> None:
         """The key version must sign :attr:`algorithm`; remember whether it takes a digest or a DigestInfo."""
-        algorithms = self._jws_algorithms()
+        algorithms = self._usable_algorithms()
         kms_algorithm = self._key_version().algorithm
         if self.algorithm not in algorithms:
             raise SigningError(

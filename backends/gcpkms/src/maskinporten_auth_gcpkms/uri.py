@@ -36,4 +36,4 @@ def signer_from_uri(uri: str, *, kid: str | None = None, algorithm: str | None =
     except ConfigurationError as exc:
         if exc.field != "key_version_name":
             raise
-        raise ConfigurationError("key", f"{exc.problem} (from {uri!r})") from None
+        raise ConfigurationError("key", exc.problem) from None
