@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 import uuid
 
 import pytest
+from google.api_core.exceptions import Forbidden
 from google.oauth2.credentials import Credentials
+from maskinporten_auth_gcpkms import testing as fake_kms
 
 from maskinporten_auth import SigningError
 
@@ -137,3 +140,30 @@ def test_an_unreachable_endpoint_fails_fast_with_a_network_hint(gcp_key, gcp_mak
 
     assert time.monotonic() - started < 5
     assert "could not be reached" in (caught.value.hint or "")
+
+
+def test_the_fake_serves_versions_get_to_the_viewer_role_only(gcp_kms, gcp_key):
+    version = gcp_key()
+    gcp_kms.set_state(version, "DISABLED")
+    _, viewer = caller_with(gcp_kms, "roles/cloudkms.viewer")
+    _, signer_verifier = caller_with(gcp_kms, ROLE)
+
+    state = fake_kms.make_kms_client(gcp_kms.endpoint, viewer).get_crypto_key_version(name=version.name).state
+    with pytest.raises(Forbidden, match=r"cloudkms\.cryptoKeyVersions\.get"):  # REST raises by HTTP status
+        fake_kms.make_kms_client(gcp_kms.endpoint, signer_verifier).get_crypto_key_version(name=version.name)
+
+    assert state.name == "DISABLED"
+
+
+def test_no_token_in_any_log_line(gcp_kms, gcp_key, gcp_make_signer, caplog):
+    caplog.set_level(logging.DEBUG)
+    token, credentials = caller_with(gcp_kms, ROLE)
+    signer = gcp_make_signer(gcp_key(), credentials=credentials)
+
+    signer.sign(b"x")
+    gcp_kms.grant(gcp_kms.requests[-1].caller)  # every role taken away: the failure is logged and raised
+    with pytest.raises(SigningError):
+        signer.sign(b"y")
+
+    assert caplog.records
+    assert token not in caplog.text
