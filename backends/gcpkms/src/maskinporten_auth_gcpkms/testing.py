@@ -54,6 +54,7 @@ __all__ = [
     "FakeKeyVersion",
     "Fault",
     "KmsError",
+    "RecordedRequest",
     "make_kms_client",
 ]
 
@@ -202,21 +203,22 @@ class RecordedRequest:
     peer: int
 
 
-class _Metadata(Exception):
+@dataclass(frozen=True)
+class _Metadata:
     """An answer of the metadata server: status, body and content type."""
 
-    def __init__(self, status: int, body: str, content_type: str = "application/text") -> None:
-        super().__init__(body)
-        self.status, self.body, self.content_type = status, body, content_type
+    status: int
+    body: str
+    content_type: str = "application/text"
 
 
 class FakeCloudKms:
     """Cloud KMS's REST API for signing keys on ``http://127.0.0.1:<free port>``; a context manager.
 
     Every key version lives in ``projects/<project>/locations/<location>``. Callers hold roles (:data:`ROLES`);
-    :data:`ANONYMOUS`, the caller with the client's anonymous credentials, starts with
-    ``roles/cloudkms.signerVerifier``, the role the backend documents. ``sign_delay`` (seconds) makes each
-    signature take that long, as an HSM's does.
+    :data:`ANONYMOUS` (the client's anonymous credentials) and :data:`WORKLOAD` (the metadata server's service
+    account) start with ``roles/cloudkms.signerVerifier``, the role the backend documents. ``sign_delay``
+    (seconds) makes each signature take that long, as an HSM's does.
     """
 
     def __init__(
@@ -249,10 +251,11 @@ class FakeCloudKms:
 
     def stop(self) -> None:
         """Stop serving and close the listening socket."""
-        if self._server is not None:
+        if self._server is not None and self._thread is not None:
             self._server.shutdown()
             self._server.server_close()
-            self._server = None
+            self._thread.join(timeout=5)
+            self._server = self._thread = None
 
     def __enter__(self) -> FakeCloudKms:
         return self.start()
