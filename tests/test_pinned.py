@@ -11,7 +11,7 @@ import threading
 import time
 import tracemalloc
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -278,15 +278,27 @@ def test_an_altinn_system_user_view_keeps_its_external_ref(vendor_auth, maskinpo
 # A hostile token endpoint
 
 
-def test_a_body_dripped_through_the_applications_own_client_ends_within_the_attempt_timeout(
-    make_auth, maskinporten_emulator
+@pytest.fixture(params=["applications-client", "own-client-behind-https-proxy"])
+def client_options(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """How the family reaches the token endpoint: the application's own httpx.Client, or the family's own client
+    made while ``HTTPS_PROXY`` is set (the emulator's plain-http address is reached directly all the same)."""
+    if request.param == "applications-client":
+        with httpx.Client() as own:
+            yield {"http_client": own}
+    else:
+        monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+        yield {}
+
+
+@pytest.mark.parametrize("body_only", [False, True], ids=["headers-dripped", "body-dripped"])
+def test_a_dripped_answer_ends_in_a_network_error_within_the_attempt_timeout(
+    make_auth, maskinporten_emulator, client_options, body_only
 ):
-    maskinporten_emulator.inject_fault(Fault.drip_feed(1.0, body_only=True))
-    with httpx.Client() as own:
-        auth = make_auth(http_client=own, retry=RetryPolicy(attempts=1, deadline=3.0, timeout=2.0))
-        started = time.monotonic()
-        with pytest.raises(NetworkError):
-            in_thread(auth.get_token, timeout=30)
+    maskinporten_emulator.inject_fault(Fault.drip_feed(1.0, body_only=body_only))
+    auth = make_auth(retry=RetryPolicy(attempts=1, deadline=3.0, timeout=2.0), **client_options)
+    started = time.monotonic()
+    with pytest.raises(NetworkError):
+        in_thread(auth.get_token, timeout=30)
     assert time.monotonic() - started < 2.0 + 6.0
 
 
