@@ -16,6 +16,8 @@ from typing import Any
 
 import httpx
 import pytest
+import requests
+import requests.adapters
 from jose import jwt
 
 from maskinporten_auth import (
@@ -33,6 +35,7 @@ from maskinporten_auth import (
 )
 from maskinporten_auth.cache import CachedToken, TokenCache
 from maskinporten_auth.testing import Fault, MaskinportenEmulator
+from maskinporten_auth.testing.protected_api import ProtectedApi
 
 from .conftest import SCOPE, SUPPLIER
 
@@ -191,6 +194,46 @@ def test_a_failed_early_refresh_is_tried_again_before_the_must_refresh_point(mak
     auth.get_token()  # this caller starts the next early refresh (and waits for it: no background refresh)
     assert maskinporten_emulator.tokens_issued == issued_before + 1
     assert auth.get_token() != first
+
+
+# A 401 from the API
+
+
+class HeldAdapter(requests.adapters.HTTPAdapter):
+    """Holds each answer from the API until ``release`` is set, as a slow network would (``hold`` turns it on)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hold = threading.Event()
+        self.held = threading.Event()
+        self.release = threading.Event()
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+        response = super().send(request, *args, **kwargs)
+        if self.hold.is_set():
+            self.hold.clear()
+            self.held.set()
+            assert self.release.wait(20)
+        return response
+
+
+def test_a_late_401_for_a_replaced_token_with_requests_keeps_the_new_token(make_auth, maskinporten_emulator):
+    auth = make_auth()
+    with ProtectedApi(lambda: maskinporten_emulator.jwks, issuer=maskinporten_emulator.issuer, scope=SCOPE) as api:
+        api.revoke(auth.get_token())
+        slow, fast = requests.Session(), requests.Session()
+        adapter = HeldAdapter()
+        slow.mount("http://", adapter)
+        adapter.hold.set()
+        answers: list[requests.Response] = []
+        late = threading.Thread(target=lambda: answers.append(slow.get(f"{api.url}/a", auth=auth, timeout=20)))
+        late.start()
+        assert adapter.held.wait(20)  # its 401 for the revoked token is on its way back
+        assert fast.get(f"{api.url}/b", auth=auth, timeout=20).status_code == 200  # renewed once, resent
+        adapter.release.set()
+        late.join(20)
+    assert [answer.status_code for answer in answers] == [200]  # resent with the renewed token, which was kept
+    assert maskinporten_emulator.tokens_issued == 2
 
 
 # The cache key
