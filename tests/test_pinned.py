@@ -7,6 +7,7 @@ machine.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import tracemalloc
@@ -79,31 +80,39 @@ def sleep_until(moment: float) -> None:
     time.sleep(max(0.0, moment - time.monotonic()))
 
 
+@pytest.fixture(params=["sync", "async"])
+def token_of(request: pytest.FixtureRequest) -> Callable[[MaskinportenAuth], str]:
+    """Get a view's token as a thread does (``get_token``) or as a coroutine does (``aget_token``)."""
+    if request.param == "sync":
+        return lambda auth: auth.get_token()
+    return lambda auth: asyncio.run(auth.aget_token())
+
+
 # The bound on fetches in flight
 
 
-def test_a_failed_fetch_frees_its_in_flight_slot(make_auth, maskinporten_emulator):
+def test_a_failed_fetch_frees_its_in_flight_slot(make_auth, maskinporten_emulator, token_of):
     auth = make_auth(max_in_flight=1, retry=ONCE, remember_refusals=0)
     maskinporten_emulator.inject_fault(Fault.server_error(500), times=3)
     for _ in range(3):
         with pytest.raises(ServerError):
-            in_thread(auth.get_token)
-    assert in_thread(auth.get_token)  # a slot leaked by each failure would leave none by now
+            in_thread(lambda: token_of(auth))
+    assert in_thread(lambda: token_of(auth))  # a slot leaked by each failure would leave none by now
 
 
 # Refusal memory
 
 
-def test_a_success_for_one_customer_does_not_forget_anothers_refusal(make_auth, maskinporten_emulator):
+def test_a_success_for_one_customer_does_not_forget_anothers_refusal(make_auth, maskinporten_emulator, token_of):
     maskinporten_emulator.delegate(CUSTOMER, SUPPLIER, SCOPE)
     auth = make_auth()
     refused = auth.with_consumer_org(UNDELEGATED)
     with pytest.raises(DelegationError):
-        refused.get_token()
-    assert auth.with_consumer_org(CUSTOMER).get_token()
+        token_of(refused)
+    assert token_of(auth.with_consumer_org(CUSTOMER))
     requests_before = maskinporten_emulator.token_requests
     with pytest.raises(DelegationError):
-        refused.get_token()
+        token_of(refused)
     assert maskinporten_emulator.token_requests == requests_before
 
 
@@ -137,20 +146,20 @@ def token_in_its_last_margin(make_auth, emulator: MaskinportenEmulator, **option
     return auth, first
 
 
-def test_a_failing_fetch_in_the_last_margin_hands_out_the_still_valid_token(make_auth, maskinporten_emulator):
+def test_a_failing_fetch_in_the_last_margin_hands_out_the_still_valid_token(make_auth, maskinporten_emulator, token_of):
     auth, first = token_in_its_last_margin(make_auth, maskinporten_emulator)
     maskinporten_emulator.inject_fault(Fault.server_error(500))
-    assert auth.get_token() == first
+    assert token_of(auth) == first
 
 
 def test_a_refusal_in_the_last_margin_hands_out_the_still_valid_token_and_is_remembered(
-    make_auth, maskinporten_emulator
+    make_auth, maskinporten_emulator, token_of
 ):
     auth, first = token_in_its_last_margin(make_auth, maskinporten_emulator)
     maskinporten_emulator.inject_fault(refusal("Consumer has not delegated access to the scope"))
-    assert auth.get_token() == first
+    assert token_of(auth) == first
     requests_before = maskinporten_emulator.token_requests
-    assert auth.get_token() == first  # the refusal is remembered, but this view's token is still valid
+    assert token_of(auth) == first  # the refusal is remembered, but this view's token is still valid
     assert maskinporten_emulator.token_requests == requests_before
 
 
