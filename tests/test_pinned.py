@@ -44,6 +44,7 @@ from .conftest import SCOPE, SUPPLIER
 ONCE = RetryPolicy(attempts=1, deadline=10.0, timeout=5.0)
 CUSTOMER = "310539759"
 UNDELEGATED = "314180313"
+INNTEKTSMELDING = "nav:inntektsmelding/lps.write"
 
 
 def refusal(description: str) -> Fault:
@@ -52,6 +53,7 @@ def refusal(description: str) -> Fault:
 
 
 def cached(auth: MaskinportenAuth | AltinnAuth) -> CachedToken:
+    """The token the view's store holds now, with its deadlines."""
     token = auth.cache.get(auth.cache_key)
     assert token is not None
     return token
@@ -247,18 +249,17 @@ def test_a_late_401_for_a_replaced_token_with_requests_keeps_the_new_token(make_
 # The cache key
 
 
-def test_two_families_of_one_client_with_other_scopes_do_not_share_a_token(maskinporten_emulator, rsa_key, signer):
+def test_two_families_of_one_client_with_INNTEKTSMELDINGs_do_not_share_a_token(maskinporten_emulator, rsa_key, signer):
     client_id = str(uuid.uuid4())
-    other_scope = "nav:inntektsmelding/lps.write"
     maskinporten_emulator.register_client(
-        client_id, orgno=SUPPLIER, scopes=[SCOPE, other_scope], keys={"test-key-1": rsa_key.public_key()}
+        client_id, orgno=SUPPLIER, scopes=[SCOPE, INNTEKTSMELDING], keys={"test-key-1": rsa_key.public_key()}
     )
     store = TokenCache()
     tokens = {
         scope: MaskinportenAuth(
             client_id, scope, signer, environment=maskinporten_emulator.environment, cache=store
         ).get_token()
-        for scope in (SCOPE, other_scope)
+        for scope in (SCOPE, INNTEKTSMELDING)
     }
     for scope, token in tokens.items():
         assert jwt.get_unverified_claims(token)["scope"] == scope
@@ -280,7 +281,6 @@ def test_a_403_saying_not_delegated_without_an_mp_code_is_a_delegation_error(mak
 
 # Altinn's token exchange
 
-INNTEKTSMELDING = "nav:inntektsmelding/lps.write"
 SYSTEM = f"{SUPPLIER}_lonn"
 
 
