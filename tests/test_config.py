@@ -199,7 +199,12 @@ def test_scopes_separated_by_spaces_or_commas(environ: dict[str, str], value: st
 
 @pytest.mark.parametrize(
     ("value", "problem"),
-    [(None, "is not set"), ("", "is empty"), (" , ", "holds no scope"), ('a:"b"', "not a valid OAuth scope")],
+    [
+        (None, "is not set"),
+        ("", "is empty"),
+        (" , ", "at least one scope is required"),
+        ('a:"b"', "not a valid OAuth scope"),
+    ],
 )
 def test_scopes_bad_values(environ: dict[str, str], value: str | None, problem: str) -> None:
     if value is None:

@@ -18,7 +18,6 @@ resolved through the ``maskinporten_auth.caches`` entry points) with ``MASKINPOR
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -75,7 +74,6 @@ _CACHE_PACKAGES = {
     "unix": "maskinporten-auth[redis]",
 }
 
-_SCOPE_SEPARATORS = re.compile(r"[\s,]+")
 _PASSWORD_SCHEMES = ("file", "pkcs12")
 
 # The MaskinportenAuth keyword each variable feeds, and the error fields that map back to the variable.
@@ -173,11 +171,7 @@ class EnvConfig:
 
     def scopes(self) -> list[str]:
         """Return ``SCOPES`` split on spaces and commas, without duplicates, in the order given."""
-        value = self.require(SCOPES)
-        scopes = list(dict.fromkeys(part for part in _SCOPE_SEPARATORS.split(value) if part))
-        if not scopes:
-            raise ConfigurationError(self.name(SCOPES), f"holds no scope: {value!r}")
-        return list(validate_scopes(scopes, self.name(SCOPES)))
+        return list(validate_scopes(self.require(SCOPES), self.name(SCOPES)))
 
     def _secret(self, suffix: str, file_suffix: str) -> tuple[bytes, bool] | None:
         """A secret given in ``suffix`` or in the file ``file_suffix`` names, and whether it came from the file."""
