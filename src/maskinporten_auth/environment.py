@@ -118,6 +118,7 @@ TEST = Environment(
     name="test",
 )
 _PRESETS = {"prod": PROD, "test": TEST}
+_ISSUER_HOSTS = {name: urlsplit(preset.issuer).netloc for name, preset in _PRESETS.items()}
 #: Altinn's environments, which people give here for Maskinporten's (maskinporten-protocol.md §7: tt02 pairs with test).
 _ALTINN_ENVIRONMENTS = frozenset({"tt02", "at21", "at22", "at23", "at24", "yt01"})
 #: Maskinporten environments that no longer exist (maskinporten-protocol.md §1).
@@ -127,12 +128,10 @@ _RETIRED = frozenset({"ver1", "ver2", "yt2"})
 def _preset_for_url(value: str) -> Environment | None:
     """The preset whose issuer ``value`` is, with or without the trailing slash and in any case of host."""
     parts = urlsplit(value)
-    if parts.query or parts.fragment or parts.path not in ("", "/"):
+    if parts.scheme.lower() != "https" or parts.query or parts.fragment or parts.path not in ("", "/"):
         return None
-    for preset in _PRESETS.values():
-        if urlsplit(preset.issuer).netloc == parts.netloc.lower() and parts.scheme.lower() == "https":
-            return preset
-    return None
+    name = next((name for name, host in _ISSUER_HOSTS.items() if host == parts.netloc.lower()), None)
+    return None if name is None else _PRESETS[name]
 
 
 def _misnamed(value: str) -> str | None:
