@@ -79,6 +79,7 @@ def docs(session: nox.Session) -> None:
         session, "mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26", *LINT_DEPS, test_servers=False
     )
     session.run("mkdocs", "build", "--strict", "--site-dir", str(ROOT / "site"), env={"NO_MKDOCS_2_WARNING": "1"})
+    session.log("Built site/; serve it (its links do not open from file://): python3 -m http.server -d site")
 
 
 @nox.session
