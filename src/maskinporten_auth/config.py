@@ -122,7 +122,10 @@ def key_uri(value: str) -> str:
     """
     if len(_scheme(value)) > 1:  # a one-letter "scheme" is a Windows drive
         return value
-    uri = Path(value).expanduser().resolve().as_uri()
+    try:
+        uri = Path(value).expanduser().resolve().as_uri()
+    except (ValueError, OSError, RuntimeError):  # not a path at all (a NUL byte, say): the URI check says why
+        return value
     if Path(value).suffix.lower() in (".p12", ".pfx"):
         return "pkcs12:" + uri.removeprefix("file:")
     return uri
