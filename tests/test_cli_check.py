@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from maskinporten_auth import LocalKeySigner, SigningError
 from maskinporten_auth.cli import main
+from maskinporten_auth.cli.check import _INVALID_HINT, Customer, Outcome, _hints
 from maskinporten_auth.testing import Fault, MaskinportenEmulator, organisation_numbers
 
 CLIENT_ID = "1ab20f23-c69c-44d3-b078-a0d92083ada5"
@@ -314,3 +315,12 @@ def test_customers_are_checked_concurrently(check: Check, emulator: Maskinporten
     received = sorted(record.received_at for record in emulator.grants)
     assert len(received) == 4
     assert received[-1] - received[0] < 1.0  # all four were at Maskinporten at once
+
+
+def test_hints_are_wrapped_to_a_terminal_width() -> None:
+    outcomes = [Outcome(Customer(f"line {n}", invalid=f"customers.txt:{n}: not a customer")) for n in (1, 2)]
+    lines = _hints(outcomes, width=50)
+    assert lines[:2] == ["", "INVALID (2 customers)"]
+    assert lines[2].startswith("  hint: fix the line") and all(line.startswith(" " * 8) for line in lines[3:])
+    assert len(lines) > 3 and all(len(line) <= 50 for line in lines)
+    assert " ".join(line.strip() for line in lines[2:]).removeprefix("hint: ") == _INVALID_HINT

@@ -10,7 +10,6 @@ import contextlib
 import io
 import logging
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +17,15 @@ import pytest
 
 from maskinporten_auth import MaskinportenAuth
 from maskinporten_auth.testing import MaskinportenEmulator
-from maskinporten_auth.testing.protected_api import ProtectedApi
 
-from .conftest import SCOPE, SUPPLIER
+from .conftest import SCOPE
+from .test_doc_snippets import page_blocks
 
 GUIDES = Path(__file__).resolve().parents[1] / "docs" / "guides"
-CUSTOMERS = ("310539759", "311654306")
 
 
 def python_blocks(page: str) -> list[str]:
-    text = (GUIDES / page).read_text()
-    return re.findall(r"^```python\n(.*?)^```", text, flags=re.MULTILINE | re.DOTALL)
+    return [block.code for block in page_blocks(GUIDES / page)]
 
 
 def run(snippet: str, names: dict[str, Any]) -> str:
@@ -41,9 +38,7 @@ def run(snippet: str, names: dict[str, Any]) -> str:
 
 @pytest.fixture
 def deployment(monkeypatch, maskinporten_emulator: MaskinportenEmulator, registered_client, pem_file) -> dict[str, str]:
-    """``registered_client`` as a deployment configures it, with CUSTOMERS' delegations."""
-    for customer in CUSTOMERS:
-        maskinporten_emulator.delegate(customer, SUPPLIER, SCOPE)
+    """``registered_client`` as a deployment configures it."""
     variables = {
         "MASKINPORTEN_ENV": maskinporten_emulator.issuer,
         "MASKINPORTEN_CLIENT_ID": registered_client,
@@ -54,12 +49,6 @@ def deployment(monkeypatch, maskinporten_emulator: MaskinportenEmulator, registe
     for name, value in variables.items():
         monkeypatch.setenv(name, value)
     return variables
-
-
-@pytest.fixture
-def api(maskinporten_emulator: MaskinportenEmulator) -> Iterator[ProtectedApi]:
-    with ProtectedApi(lambda: maskinporten_emulator.jwks, issuer=maskinporten_emulator.issuer, scope=SCOPE) as server:
-        yield server
 
 
 @pytest.mark.usefixtures("deployment")
