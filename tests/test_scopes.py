@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 from jose import jwt
 
 from maskinporten_auth import ConfigurationError, LocalKeySigner, MaskinportenAuth
+from maskinporten_auth.cli import main
 from maskinporten_auth.config import EnvConfig
 from maskinporten_auth.testing import MaskinportenEmulator
 
@@ -63,3 +67,24 @@ def test_scopes_in_the_wire_format_get_a_token_for_both(
         assert jwt.get_unverified_claims(token)["scope"] == f"{READ} {WRITE}"
         grant = maskinporten_emulator.grants[-1].claims
         assert grant is not None and grant["scope"] == f"{READ} {WRITE}"
+
+
+@pytest.mark.parametrize("given", [[f"{READ},{WRITE}"], [f"{READ} {WRITE}"], [READ, WRITE]])
+def test_the_command_line_follows_the_same_rule(
+    maskinporten_emulator: MaskinportenEmulator,
+    signer: LocalKeySigner,
+    pem_file: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    given: list[str],
+) -> None:
+    maskinporten_emulator.register_client(
+        "two-scopes", orgno="313042995", scopes=[READ, WRITE], keys={"test-key-1": signer.public_jwk()}
+    )
+    for name in [name for name in os.environ if name.startswith("MASKINPORTEN_")]:
+        monkeypatch.delenv(name)
+    options = [argument for scope in given for argument in ("--scope", scope)]
+    configuration = ["--env", maskinporten_emulator.issuer, "--client-id", "two-scopes", "--kid", "test-key-1"]
+    code = main(["token", *configuration, "--key", str(pem_file), *options])
+    assert code == 0
+    assert jwt.get_unverified_claims(capsys.readouterr().out.strip())["scope"] == f"{READ} {WRITE}"

@@ -201,7 +201,7 @@ def public_key_file(value: str | None) -> Path | None:
 _CONFIG_FLAGS = (
     ("--env", ENV, "test, prod or an issuer URL [${prefix}ENV, default test]"),
     ("--client-id", CLIENT_ID, "the integration's client id [${prefix}CLIENT_ID]"),
-    ("--scope", SCOPES, "a scope to request; repeat for several [${prefix}SCOPES]"),
+    ("--scope", SCOPES, "scopes to request, separated by spaces or commas; repeatable [${prefix}SCOPES]"),
     ("--key", KEY, "a key URI or a local key file [${prefix}KEY]"),
     ("--kid", KID, "the key id registered on the integration [${prefix}KID]"),
     ("--consumer-org", CONSUMER_ORG, "act for this customer's organisation number [${prefix}CONSUMER_ORG]"),
