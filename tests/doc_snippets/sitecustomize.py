@@ -17,13 +17,14 @@ def _enter_the_world(issuer: str, api: str) -> None:
     import httpx
     import requests.adapters
 
-    from maskinporten_auth import altinn, environment
+    from maskinporten_auth import environment
+    from maskinporten_auth.endpoints import PLATFORMS
 
     emulator = environment.Environment(issuer=issuer, token_endpoint=issuer + "token", jwks_uri=issuer + "jwk")
     for name in ("test", "prod"):
         environment._PRESETS[name] = dataclasses.replace(emulator, name=name)
     for name in ("tt02", "prod"):
-        altinn.PLATFORMS[name] = issuer.rstrip("/")
+        PLATFORMS[name] = issuer.rstrip("/")
     stand_in = httpx.URL(api)
 
     def local(url: httpx.URL) -> httpx.URL:
@@ -55,4 +56,7 @@ def _enter_the_world(issuer: str, api: str) -> None:
 
 
 if _ISSUER:
-    _enter_the_world(_ISSUER, os.environ["DOC_SNIPPETS_API"])
+    try:
+        _enter_the_world(_ISSUER, os.environ["DOC_SNIPPETS_API"])
+    except Exception as exc:  # Python would only print a line and go on, into the real Maskinporten
+        raise SystemExit(f"tests/doc_snippets/sitecustomize.py could not set up the docs' world: {exc!r}") from exc
