@@ -118,9 +118,6 @@ def test_a_success_for_one_customer_does_not_forget_anothers_refusal(make_auth, 
     assert maskinporten_emulator.token_requests == requests_before
 
 
-@pytest.mark.xfail(
-    strict=True, reason="the classifier does not yet take invalid_altinn_customer_configuration for a refusal"
-)
 def test_a_system_user_not_set_up_without_an_mp_code_is_remembered_as_a_refusal(make_auth, maskinporten_emulator):
     answer = {"error": "invalid_altinn_customer_configuration", "error_description": "No system user found"}
     maskinporten_emulator.inject_fault(status=400, body=answer)

@@ -218,7 +218,8 @@ class MaskinportenAuth(BearerAuth):
 
     Args:
         client_id: the integration's client id in Maskinporten.
-        scopes: the scope, or a list of scopes (one per token is recommended).
+        scopes: the scopes: a list, or a str in which whitespace or commas separate them (one per token is
+            recommended).
         signer: signs the grant; a :class:`~maskinporten_auth.LocalKeySigner` or a remote key backend.
         environment: ``"test"``, ``"prod"``, an issuer URL (discovered), or an :class:`Environment`.
         consumer_org: the customer's organisation number, to act for it through Altinn delegation.

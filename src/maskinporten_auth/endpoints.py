@@ -7,8 +7,9 @@ until the retry policy's attempts or deadline run out; any other answer is final
 Each attempt is one request through an ``httpx.Client``'s ``send``, never redirected: a 3xx is an answer like any
 other, and a grant goes to the configured token endpoint only. The answer is read as a stream, capped at
 :data:`MAX_BODY_BYTES`, and the attempt's deadline is checked between chunks, so a server that drips its body is
-cut off at the deadline; one that drips its headers is cut off by a watchdog that closes the family's own
-connections just after it (an application's own ``http_client`` is never closed: its timeouts bound each read).
+cut off at the deadline. The exchange runs in a thread of its own, so that a fetch gives up on an answer that
+stalls past the deadline wherever it stalls (a server that drips its headers, through any client); the family's
+own connections are then closed under it, and an application's own ``http_client`` is left to its timeouts.
 The request asks for an uncompressed answer, and any ``Content-Encoding`` but identity is an invalid answer.
 
 Every 200 answer of either issuer is read by one guarded parser (:func:`_token_answer`), which ends in a token or a
@@ -17,6 +18,8 @@ typed error, never in a bare ``RecursionError`` or ``OverflowError``.
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextvars
 import email.utils
 import json
 import logging
@@ -160,7 +163,7 @@ class GrantClock:
 # The HTTP path
 
 
-#: How long past an attempt's deadline an answer may stall before the family's own connections are closed.
+#: How long past an attempt's deadline a fetch waits for a stalled answer before it gives up on it.
 _STALL_GRACE = 0.25
 
 
@@ -210,29 +213,31 @@ class HttpPath:
             method, url, data=data, headers={**_REQUEST_HEADERS, **(headers or {})}, timeout=timeout
         )
         deadline = time.monotonic() + timeout
-        # httpx's timeouts bound each read, not a whole answer: a watchdog cuts off one that stalls past the deadline.
-        stalled = threading.Event()
-        watchdog = threading.Timer(timeout + _STALL_GRACE, self._cut, (client, stalled)) if self._owned else None
-        if watchdog is not None:
-            watchdog.daemon = True
-            watchdog.start()
-        try:
-            response = client.send(request, stream=True, follow_redirects=False)
-            try:
-                return _read_bounded(response, deadline)
-            finally:
-                response.close()
-        except httpx.TransportError:
-            if stalled.is_set():
-                raise httpx.ReadTimeout(_DEADLINE_PASSED, request=request) from None
-            raise
-        finally:
-            if watchdog is not None:
-                watchdog.cancel()
+        answer: concurrent.futures.Future[httpx.Response] = concurrent.futures.Future()
 
-    def _cut(self, client: httpx.Client, stalled: threading.Event) -> None:
+        def exchange() -> None:
+            try:
+                response = client.send(request, stream=True, follow_redirects=False)
+                try:
+                    answer.set_result(_read_bounded(response, deadline))
+                finally:
+                    response.close()
+            except BaseException as exc:  # handed to the waiting fetch (if it still waits)
+                answer.set_exception(exc)
+
+        # httpx's timeouts bound each read, not a whole answer: the exchange runs in a thread of its own, and a
+        # fetch gives up on one that stalls past the deadline (closing its own connections under it).
+        context = contextvars.copy_context()
+        threading.Thread(target=context.run, args=(exchange,), name="maskinporten-request", daemon=True).start()
+        try:
+            return answer.result(timeout + _STALL_GRACE)
+        except concurrent.futures.TimeoutError:
+            if self._owned:
+                self._cut(client)
+            raise httpx.ReadTimeout(_DEADLINE_PASSED, request=request) from None
+
+    def _cut(self, client: httpx.Client) -> None:
         """Close ``client`` (the next request opens another): an answer on it has stalled past its deadline."""
-        stalled.set()
         with self._lock:
             if self._client is client:
                 self._client = None
