@@ -407,7 +407,7 @@ def test_token_unreachable_issuer_exits_3(config: dict[str, str], unused_port: i
     for command in ("token", "doctor"):
         result = run(command, env=config)
         assert result.returncode == 3, result.stderr
-        assert "could not read metadata" in result.stdout + result.stderr
+        assert "could not read the issuer's metadata" in result.stdout + result.stderr
 
 
 def test_token_issuer_without_its_trailing_slash_hints_at_it(

@@ -71,9 +71,15 @@ def test_likely_mistakes_say_what_to_give_instead(value: str, problem: str) -> N
 
 @pytest.mark.usefixtures("no_network")
 def test_an_issuer_with_a_path_is_not_taken_for_a_preset() -> None:
-    # Not Maskinporten's issuer: discovery is attempted (and here refused), never silently the preset.
+    # Not Maskinporten's issuer: its metadata is read at the first token request, never silently the preset.
+    environment = resolve_environment("https://test.maskinporten.no/other/")
+    assert (environment.issuer, environment.token_endpoint, environment.name) == (
+        "https://test.maskinporten.no/other/",
+        None,
+        None,
+    )
     with pytest.raises(AssertionError, match="network I/O attempted"):
-        resolve_environment("https://test.maskinporten.no/other/")
+        environment.resolved()
 
 
 def test_doctor_says_when_test_is_the_default(pem_file: Path, unused_port: int) -> None:

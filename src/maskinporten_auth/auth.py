@@ -265,9 +265,9 @@ class MaskinportenAuth(BearerAuth):
         on_event: Callable[[TokenEvent], None] | None = None,
     ) -> None:
         _check_signer(signer)
-        self.environment = resolve_environment(environment)
+        resolved = resolve_environment(environment)
         claims = GrantClaims(
-            audience=self.environment.issuer,
+            audience=resolved.issuer,
             client_id=client_id,
             scopes=scopes,
             consumer_org=consumer_org,
@@ -286,9 +286,7 @@ class MaskinportenAuth(BearerAuth):
         if on_event is not None and not callable(on_event):
             raise ConfigurationError("on_event", "must be callable")
         max_in_flight = validate_count(max_in_flight, "max_in_flight")
-        self._endpoint = TokenEndpoint(
-            self.environment, retry=retry, http_client=http_client, max_in_flight=max_in_flight
-        )
+        self._endpoint = TokenEndpoint(resolved, retry=retry, http_client=http_client, max_in_flight=max_in_flight)
         self._provider = TokenProvider(
             store=cache,
             refresh=refresh,
@@ -310,6 +308,14 @@ class MaskinportenAuth(BearerAuth):
         view = copy.copy(self)
         view._set_grants(self._grants.with_claims(claims))
         return view
+
+    @property
+    def environment(self) -> Environment:
+        """The Maskinporten environment.
+
+        Given as an issuer URL, its token endpoint is read from the issuer's metadata at the first token request.
+        """
+        return self._endpoint.environment
 
     def replace_signer(self, signer: Signer) -> None:
         """Sign with ``signer`` from the next grant on, in every view of this auth family.

@@ -500,10 +500,11 @@ class TokenEndpoint(_Issuer):
         corrected = False
 
         def attempt(timeout: float) -> TokenResponse:
+            token_endpoint = self._token_endpoint(timeout)
             grant = grants.build(self.clock.now(), key)
             sent_at = time.time()
             response = self.http.send(
-                "POST", self.environment.token_endpoint, timeout, data={"grant_type": GRANT_TYPE, "assertion": grant}
+                "POST", token_endpoint, timeout, data={"grant_type": GRANT_TYPE, "assertion": grant}
             )
             self.clock.observe(response.headers.get("date"), sent_at, time.time())
             if response.status_code == 200:
@@ -523,6 +524,12 @@ class TokenEndpoint(_Issuer):
             return False
 
         return with_retries(self.retry, attempt, "Maskinporten's token endpoint", recover)
+
+    def _token_endpoint(self, timeout: float) -> str:
+        """The token endpoint, read from the issuer's metadata the first time when the environment names none."""
+        self.environment = self.environment.resolved(client=self.http.client(), timeout=timeout)
+        assert self.environment.token_endpoint is not None
+        return self.environment.token_endpoint
 
 
 # Altinn's token exchange

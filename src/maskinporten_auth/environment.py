@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from dataclasses import dataclass
 from typing import Any
@@ -9,7 +10,7 @@ from urllib.parse import SplitResult, urlsplit
 
 import httpx
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, NetworkError
 
 __all__ = ["PROD", "TEST", "Environment", "metadata_url", "resolve_environment"]
 
@@ -52,17 +53,19 @@ class Environment:
     """A Maskinporten environment.
 
     ``issuer`` is used verbatim as the grant's ``aud`` (mind the trailing slash); ``token_endpoint`` receives the
-    grant. Both must be https, except on loopback (the local emulator).
+    grant; None reads it from the issuer's metadata (:meth:`discover`) at the first token request. Both must be
+    https, except on loopback (the local emulator).
     """
 
     issuer: str
-    token_endpoint: str
+    token_endpoint: str | None = None
     jwks_uri: str | None = None
     name: str | None = None
 
     def __post_init__(self) -> None:
         validate_url(self.issuer, "environment.issuer")
-        validate_url(self.token_endpoint, "environment.token_endpoint")
+        if self.token_endpoint is not None:
+            validate_url(self.token_endpoint, "environment.token_endpoint")
         if self.jwks_uri is not None:
             validate_url(self.jwks_uri, "environment.jwks_uri")
 
@@ -71,11 +74,20 @@ class Environment:
         """Where the issuer publishes its authorization-server metadata (RFC 8414), which :meth:`discover` reads."""
         return metadata_url(self.issuer)
 
+    def resolved(self, *, client: httpx.Client | None = None, timeout: float = 10.0) -> Environment:
+        """Return the environment with its token endpoint: itself, or with what :meth:`discover` reads if none."""
+        if self.token_endpoint is not None:
+            return self
+        found = self.discover(self.issuer, client=client, timeout=timeout)
+        return dataclasses.replace(self, token_endpoint=found.token_endpoint, jwks_uri=found.jwks_uri)
+
     @classmethod
     def discover(cls, issuer: str, *, client: httpx.Client | None = None, timeout: float = 10.0) -> Environment:
         """Read ``issuer``'s well-known metadata and return the environment it describes.
 
-        The metadata's ``issuer`` must equal ``issuer`` exactly, as RFC 8414 requires.
+        The metadata's ``issuer`` must equal ``issuer`` exactly, as RFC 8414 requires. Raises
+        :class:`~maskinporten_auth.errors.NetworkError` when the metadata cannot be read, and
+        :class:`~maskinporten_auth.errors.ConfigurationError` when it does not describe this issuer.
         """
         validate_url(issuer, "issuer")
         url = metadata_url(issuer)
@@ -88,7 +100,7 @@ class Environment:
             response.raise_for_status()
             metadata: Any = response.json()
         except (httpx.HTTPError, ValueError) as exc:
-            raise ConfigurationError("issuer", f"could not read metadata from {url}: {exc}") from exc
+            raise NetworkError(f"could not read the issuer's metadata from {url}: {exc}") from exc
         if not isinstance(metadata, dict):
             raise ConfigurationError("issuer", f"metadata at {url} is not a JSON object")
         named = metadata.get("issuer")
@@ -161,8 +173,8 @@ def _misnamed(value: str) -> str | None:
 def resolve_environment(value: object, field: str = "environment") -> Environment:
     """Turn ``"test"``, ``"prod"``, an issuer URL or an :class:`Environment` into an Environment.
 
-    Maskinporten's own issuers (``https://test.maskinporten.no/``, with or without the slash) are the presets,
-    with no network I/O; another issuer URL is discovered through its metadata.
+    Maskinporten's own issuers (``https://test.maskinporten.no/``, with or without the slash) are the presets;
+    another issuer URL gets its token endpoint from its metadata at the first token request. No network I/O.
     """
     if isinstance(value, Environment):
         return value
@@ -174,6 +186,6 @@ def resolve_environment(value: object, field: str = "environment") -> Environmen
         if problem is not None:
             raise ConfigurationError(field, problem)
         if value.startswith(("https://", "http://")):
-            return Environment.discover(value)
+            return Environment(issuer=value)
         raise ConfigurationError(field, f"must be 'test', 'prod', an issuer URL or an Environment, got {value!r}")
     raise ConfigurationError(field, f"must be 'test', 'prod' or an Environment, got {type(value).__name__}")

@@ -15,7 +15,7 @@ from ..certificates import CertificateChain, organisation_number
 from ..config import ENV, KID
 from ..endpoints import GrantClock
 from ..environment import Environment
-from ..errors import ConfigurationError, SigningError, TokenRequestError
+from ..errors import ConfigurationError, NetworkError, SigningError, TokenRequestError
 from ..jwk import jwk_thumbprint
 from ..jws import CompactJws, MalformedJws
 from ..orgnr import is_valid_orgno
@@ -91,6 +91,9 @@ class Report:
             value = read()
         except ConfigurationError as exc:
             self.fail(step, self._describe(exc), exit_code_for(exc))
+            return None
+        except NetworkError as exc:  # the issuer's metadata could not be read
+            self.fail(step, str(exc), exit_code_for(exc))
             return None
         except SigningError as exc:
             self.fail(step, str(exc), ExitCode.SIGNING)
@@ -182,6 +185,7 @@ def check_clock(report: Report, environment: Environment) -> bool:
     """Compare the local clock with the token endpoint's ``Date`` header; False if Maskinporten is unreachable."""
     clock = GrantClock()
     sent_at = time.time()
+    assert environment.token_endpoint is not None  # discovered by the environment step
     try:
         response = httpx.get(environment.token_endpoint, timeout=10.0)
     except httpx.HTTPError as exc:
@@ -278,7 +282,9 @@ def doctor(args: argparse.Namespace) -> ExitCode:
     config = source.config
     report = Report(source.describe)
     unset = config.name(ENV) if config.get(ENV) is None else None
-    environment = report.attempt("environment", config.environment, lambda env: _describe_environment(env, unset))
+    environment = report.attempt(
+        "environment", lambda: config.environment().resolved(), lambda env: _describe_environment(env, unset)
+    )
     client_id = report.attempt("client id", config.client_id, str)
     scopes = report.attempt("scopes", config.scopes, " ".join)
     report.attempt("consumer_org", config.consumer_org, _describe_consumer_org)

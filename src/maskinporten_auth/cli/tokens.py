@@ -13,6 +13,7 @@ import httpx
 from ..auth import MaskinportenAuth
 from ..config import ENV
 from ..environment import Environment
+from ..errors import NetworkError
 from ..jwk import public_key_from_jwk
 from ..jws import RSA_ALGORITHMS, CompactJws, MalformedJws
 from ..provider import TokenEvent
@@ -128,6 +129,10 @@ def decode(args: argparse.Namespace) -> ExitCode:
 
 
 def _jwks(environment: Environment) -> list[dict[str, Any]]:
+    try:
+        environment = environment.resolved()
+    except NetworkError as exc:
+        raise CliError(str(exc), ExitCode.UNAVAILABLE) from None
     if environment.jwks_uri is None:
         raise CliError(f"the environment {environment.issuer} publishes no jwks_uri to verify against")
     try:
