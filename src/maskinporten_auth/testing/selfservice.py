@@ -303,7 +303,7 @@ def _iso(timestamp: float) -> str:
 
 
 def verify_own_token(token: str, jwks: Mapping[str, Any], issuer: str, now: float) -> dict[str, Any] | None:
-    """The claims of ``token`` if it is an unexpired access token from ``issuer`` signed by ``jwks``'s key, else None."""
+    """The claims of ``token`` if it is an unexpired access token from ``issuer`` signed by ``jwks``, else None."""
     try:
         jws = CompactJws.parse(token)
     except MalformedJws:
