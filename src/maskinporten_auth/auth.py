@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import weakref
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -254,7 +255,23 @@ class MaskinportenAuth(BearerAuth):
             remember_refusals=validate_seconds(remember_refusals, "remember_refusals"),
         )
         self._grants = GrantBuilder(signer, claims)
-        self._key = cache_key(signer.key_identity, claims)
+        # the family's first key names its tokens in the cache for good: replacing the signer keeps them
+        self._key_identity = signer.key_identity
+        self._key = cache_key(self._key_identity, claims)
+        self._family: weakref.WeakSet[MaskinportenAuth] = weakref.WeakSet([self])
+
+    def replace_signer(self, new_signer: Signer) -> None:
+        """Sign with ``new_signer`` from the next grant on, in every view of this auth family.
+
+        Cached tokens stay: each view keeps its cache key, so a rotation does not empty the cache.
+        """
+        if not isinstance(new_signer, Signer):
+            raise ConfigurationError(
+                "new_signer", f"must be a maskinporten_auth Signer, got {type(new_signer).__name__}"
+            )
+        new_signer.jose_header()  # a signer Maskinporten cannot tell the key of fails here, not at the next grant
+        for view in list(self._family):
+            view._grants = GrantBuilder(new_signer, view._grants.claims)
 
     def _view(self, claims: GrantClaims) -> MaskinportenAuth:
         """Another member of this auth family: the same provider (signer, cache, connections, limits), other claims."""
@@ -262,7 +279,10 @@ class MaskinportenAuth(BearerAuth):
         view.environment = self.environment
         view._provider = self._provider
         view._grants = self._grants.with_claims(claims)
-        view._key = cache_key(self._grants.signer.key_identity, claims)
+        view._key_identity = self._key_identity
+        view._key = cache_key(self._key_identity, claims)
+        view._family = self._family
+        self._family.add(view)
         return view
 
     @classmethod
