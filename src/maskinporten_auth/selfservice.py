@@ -364,7 +364,6 @@ def _public_jwk(source: Signer | Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigurationError("kid", "the new key needs a kid to be registered by")
     jwk.setdefault("alg", "RS256")
     jwk.setdefault("use", "sig")
-    jwk.pop("exp", None)
     return jwk
 
 
