@@ -548,19 +548,19 @@ class SelfService:
     # Closing
 
     def close(self) -> None:
-        """Close the HTTP clients this object opened (not the ones given to it)."""
-        for client in self._own_clients:
-            if isinstance(client, httpx.Client):
-                client.close()
-        self._own_clients = [client for client in self._own_clients if isinstance(client, httpx.AsyncClient)]
+        """Close the HTTP client this object opened (not one given to it); a later call opens a new one."""
+        if self._http_client is not None and self._http_client in self._own_clients:
+            self._own_clients.remove(self._http_client)
+            self._http_client.close()
+            self._http_client = None
 
     async def aclose(self) -> None:
         """Close every HTTP client this object opened."""
         self.close()
-        for client in self._own_clients:
-            if isinstance(client, httpx.AsyncClient):
-                await client.aclose()
-        self._own_clients = []
+        if self._async_http_client is not None and self._async_http_client in self._own_clients:
+            self._own_clients.remove(self._async_http_client)
+            await self._async_http_client.aclose()
+            self._async_http_client = None
 
     def __enter__(self) -> SelfService:
         return self
