@@ -203,7 +203,11 @@ def test_an_unreachable_api_is_a_typed_error_without_a_token(maskinporten_emulat
 
 @pytest.mark.parametrize(
     ("options", "field"),
-    [({"environment": "staging"}, "environment"), ({"prefix": "api"}, "prefix"), ({"catalogue_ttl": -1}, "catalogue_ttl")],
+    [
+        ({"environment": "staging"}, "environment"),
+        ({"prefix": "api"}, "prefix"),
+        ({"catalogue_ttl": -1}, "catalogue_ttl"),
+    ],
 )
 def test_bad_configuration_fails_at_construction(options: dict[str, object], field: str) -> None:
     with pytest.raises(ConfigurationError) as refused:
@@ -248,7 +252,9 @@ def test_scope_info_explains_lifetime_delegation_and_refusals(maskinporten_emula
     api.close()
 
 
-def test_the_catalogue_is_read_once_and_a_snapshot_needs_no_network(maskinporten_emulator: MaskinportenEmulator) -> None:
+def test_the_catalogue_is_read_once_and_a_snapshot_needs_no_network(
+    maskinporten_emulator: MaskinportenEmulator,
+) -> None:
     requests: list[str] = []
     client = httpx.Client(event_hooks={"request": [lambda request: requests.append(str(request.url))]})
     api = SelfService(None, maskinporten_emulator.selfservice_url, http_client=client)

@@ -11,7 +11,7 @@ import dataclasses
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -65,9 +65,7 @@ class RotationRig:
 
     def application(self, signer: Signer | None = None) -> MaskinportenAuth:
         """The application's auth, signing with ``signer`` (the old key by default), as a process starts it."""
-        return MaskinportenAuth(
-            self.client_id, APPLICATION_SCOPE, signer or self.old_signer, self.emulator.environment
-        )
+        return MaskinportenAuth(self.client_id, APPLICATION_SCOPE, signer or self.old_signer, self.emulator.environment)
 
     def rotate(self, new_signer: Signer, auth: MaskinportenAuth, **options: object) -> RotationResult:
         """Rotate to ``new_signer`` with quick probes and removal of the old key at once."""
@@ -112,10 +110,8 @@ def crash_and_rerun(rig: RotationRig, new_signer: Signer, crash_after: str) -> R
         if progress.step == crash_after:
             raise Crash(crash_after)
 
-    try:
+    with suppress(Crash):
         rig.rotate(new_signer, auth, progress=die)
-    except Crash:
-        pass
     restarted_with = auth.signer
     auth.close()
     restarted = rig.application(restarted_with)
