@@ -76,12 +76,20 @@ class SelfServiceError(MaskinportenError):
         status: the HTTP status, or None when no answer arrived.
         description: the API's own message, verbatim.
         hint: what to do about it.
+        retryable: whether a later attempt may succeed (no answer, 5xx or 429).
     """
 
     def __init__(
-        self, message: str, *, status: int | None = None, description: str | None = None, hint: str | None = None
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        description: str | None = None,
+        hint: str | None = None,
+        retryable: bool = False,
     ) -> None:
         self.status = status
+        self.retryable = retryable
         self.description = description
         self.hint = hint
         parts = [message + (f" [status={status}]" if status else "")]
@@ -866,6 +874,7 @@ class SelfService:
         return SelfServiceError(
             f"cannot reach the self-service API ({step.method} {self.prefix}{step.path}): {type(error).__name__}",
             hint="check the network and the base URL (MASKINPORTEN_SELFSERVICE_URL)",
+            retryable=True,
         )
 
     def _decode(self, step: _Http, response: httpx.Response) -> Any:
@@ -883,6 +892,7 @@ class SelfService:
             status=response.status_code,
             description=_message(response),
             hint=_HINTS.get(response.status_code),
+            retryable=response.status_code >= 500 or response.status_code == 429,
         )
 
 
