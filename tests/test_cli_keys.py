@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import time
 from pathlib import Path
@@ -10,8 +11,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from maskinporten_auth.cli import main
+from maskinporten_auth.jwk import public_key_from_jwk
 from maskinporten_auth.selfservice import ADMIN_SCOPES
-from maskinporten_auth.testing import MaskinportenEmulator
+from maskinporten_auth.testing import ClientKey, MaskinportenEmulator
 
 CLIENT_ID = "9f8e7d6c-admin-and-application"
 SCOPE = "nav:inntektsmelding/lps.write"
@@ -154,3 +156,47 @@ def test_a_custom_environment_without_a_selfservice_url_is_a_configuration_error
     monkeypatch.delenv("MASKINPORTEN_SELFSERVICE_URL")
     assert main(["keys", "list"]) == 2
     assert "MASKINPORTEN_SELFSERVICE_URL" in capsys.readouterr().err
+
+
+def test_doctor_reports_days_left_on_the_signing_key_and_the_scopes_catalogue_entry(
+    configured: MaskinportenEmulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MASKINPORTEN_SCOPES", SCOPE)
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert "[ ok ] key expiry: old has no expiry" in out
+    assert f"[ ok ] scope {SCOPE}: tokens live 120 s, delegable through https://tt02.altinn.no/" in out
+
+
+def configured_key(capsys: pytest.CaptureFixture[str]) -> dict[str, object]:
+    assert main(["jwk"]) == 0
+    jwk: dict[str, object] = json.loads(capsys.readouterr().out)
+    return jwk
+
+
+def test_doctor_warns_of_a_key_that_expires_soon_and_a_scope_that_cannot_be_delegated(
+    configured: MaskinportenEmulator,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    old = configured_key(capsys)
+    configured.register_client(CLIENT_ID, orgno="313042995", scopes=["altinn:serviceowner", *ADMIN_SCOPES], keys={})
+    assert main(["keys", "list"]) != 0  # no key yet: the admin cannot even get a token
+    capsys.readouterr()
+    configured.register_client(
+        CLIENT_ID,
+        orgno="313042995",
+        scopes=["altinn:serviceowner", *ADMIN_SCOPES],
+        keys={"old": ClientKey(public_key_from_jwk(old), expires_at=soon(days=10))},
+    )
+    monkeypatch.setenv("MASKINPORTEN_SCOPES", "altinn:serviceowner")
+    monkeypatch.setenv("MASKINPORTEN_CONSUMER_ORG", "310539759")
+    assert main(["doctor"]) == 1  # the token itself is refused: no delegation
+    out = capsys.readouterr().out
+    assert "[warn] key expiry: old expires on" in out and "in 10 days: renew it" in out
+    assert "[warn] scope altinn:serviceowner: consumer_org is set, but altinn:serviceowner cannot be delegated" in out
+
+
+def soon(*, days: int) -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=days, hours=1)

@@ -117,17 +117,24 @@ def selfservice_base_url(source: ConfigSource) -> str:
     )
 
 
-def _api(source: ConfigSource, *, admin: bool = True) -> SelfService:
+def selfservice_client(source: ConfigSource, base_url: str, signer: Signer | None) -> SelfService:
+    """A client of the API at ``base_url``; with ``signer``, authenticated as the configured integration."""
     from ..auth import MaskinportenAuth
     from ..selfservice import ADMIN_SCOPES, SelfService
 
+    if signer is None:
+        return SelfService(None, base_url)
+    with source.blame_options():
+        auth = MaskinportenAuth.from_config(
+            source.config, signer=signer, scopes=list(ADMIN_SCOPES), consumer_org=None, resource=None
+        )
+    return SelfService(auth, base_url)
+
+
+def _api(source: ConfigSource, *, admin: bool = True) -> SelfService:
     with source.blame_options():
         base_url = selfservice_base_url(source)
-        if not admin:
-            return SelfService(None, base_url)
-        signer = source.signer()
-        auth = MaskinportenAuth.from_config(source.config, signer=signer, scopes=list(ADMIN_SCOPES))
-    return SelfService(auth, base_url)
+    return selfservice_client(source, base_url, source.signer() if admin else None)
 
 
 def _managed_client(args: argparse.Namespace, api: SelfService) -> tuple[str, bool]:
