@@ -17,12 +17,20 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ..auth import MaskinportenAuth
 from ..errors import MaskinportenError
+from ..jwk import public_key_from_jwk
 from ..local_key import LocalKeySigner
 from ..selfservice import ADMIN_SCOPES, RotationProgress, RotationResult, SelfService
 from ..signer import Signer
 from .emulator import MaskinportenEmulator
 
-__all__ = ["ROTATION_STEPS", "Crash", "RotationRig", "crash_and_rerun", "tokens_throughout"]
+__all__ = [
+    "ROTATION_STEPS",
+    "Crash",
+    "RotationRig",
+    "crash_and_rerun",
+    "rotate_backend_key",
+    "tokens_throughout",
+]
 
 #: The steps after which a rotation can die (``rollback`` aside): each is followed by the next or by the end.
 ROTATION_STEPS = ("read", "add", "verified", "switch", "remove")
@@ -78,6 +86,10 @@ class RotationRig:
         """The kids registered on the application client now."""
         return [key.kid for key in self.api.keys(self.client_id)]
 
+    def registered_public_key(self, kid: str) -> rsa.RSAPublicKey:
+        """The public key registered under ``kid``, as the self-service API returns it."""
+        return public_key_from_jwk(next(key.jwk for key in self.api.keys(self.client_id) if key.kid == kid))
+
     def refused_application_grants(self, kid: str) -> int:
         """How many grants signed with ``kid`` for the application were refused, the rotation's own probes aside.
 
@@ -121,6 +133,29 @@ def crash_and_rerun(rig: RotationRig, new_signer: Signer, crash_after: str) -> R
         return result
     finally:
         restarted.close()
+
+
+def rotate_backend_key(
+    emulator: MaskinportenEmulator, old_signer: Signer, new_signer: Signer, crash_after: str
+) -> rsa.RSAPublicKey:
+    """Rotate a client from one backend key to another, dying after ``crash_after`` and running again.
+
+    Raises AssertionError unless the rerun converged: only the new key registered, no application grant refused.
+    Returns the public key registered for the new kid, to compare with the key service's own.
+    """
+    emulator.propagation_delay = 0.2
+    rig = RotationRig.create(emulator, old_signer)
+    try:
+        crash_and_rerun(rig, new_signer, crash_after)
+        kids = rig.kids()
+        if kids != [new_signer.kid]:
+            raise AssertionError(f"the rerun left {kids} registered, not only {new_signer.kid}")
+        for kid in (old_signer.kid, new_signer.kid):
+            if kid is not None and rig.refused_application_grants(kid):
+                raise AssertionError(f"an application grant signed with {kid} was refused")
+        return rig.registered_public_key(str(new_signer.kid))
+    finally:
+        rig.close()
 
 
 @contextmanager
