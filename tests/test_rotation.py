@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from maskinporten_auth import LocalKeySigner
-from maskinporten_auth.selfservice import KeyLimitError, RotationError, RotationProgress
+from maskinporten_auth.errors import ConfigurationError
+from maskinporten_auth.selfservice import KeyLimitError, RotationError, RotationProgress, SignerReloader
 from maskinporten_auth.testing import MaskinportenEmulator
-from maskinporten_auth.testing.rotation import ROTATION_STEPS, RotationRig, crash_and_rerun, tokens_throughout
+from maskinporten_auth.testing.rotation import (
+    APPLICATION_SCOPE,
+    ROTATION_STEPS,
+    RotationRig,
+    crash_and_rerun,
+    tokens_throughout,
+)
 
 PROPAGATION = 0.3
 
@@ -159,3 +169,73 @@ def test_no_token_request_fails_while_threads_and_tasks_ask_throughout_a_rotatio
     assert rig.kids() == ["new"]
     assert rig.refused_application_grants("new") == 0 and rig.refused_application_grants("old") == 0
     auth.close()
+
+
+def write_key(path: Path, signer_key: rsa.RSAPrivateKey) -> None:
+    temporary = path.with_suffix(".tmp")
+    temporary.write_bytes(
+        signer_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    temporary.replace(path)  # as a Kubernetes secret update swaps the files at once
+
+
+def test_a_mounted_key_file_that_changes_is_switched_to_once_maskinporten_accepts_it(
+    rig: RotationRig, tmp_path: Path
+) -> None:
+    old_key, new_key = (rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in range(2))
+    key_file, kid_file = tmp_path / "key.pem", tmp_path / "kid"
+    write_key(key_file, old_key)
+    kid_file.write_text("old")
+
+    def load() -> LocalKeySigner:
+        return LocalKeySigner.from_pem_file(key_file, kid=kid_file.read_text().strip())
+
+    rig.emulator.register_client(
+        rig.client_id, orgno="313042995", scopes=[APPLICATION_SCOPE], keys={"old": old_key.public_key()}
+    )
+    auth = rig.application(load())
+    cached = auth.get_token()
+    reloader = SignerReloader(auth, load, watch=[key_file, kid_file])
+    assert reloader.check() is False, "nothing changed"
+
+    write_key(key_file, new_key)
+    kid_file.write_text("new")
+    new = LocalKeySigner(new_key, kid="new")
+    rig.api.add_key(rig.client_id, new)
+    assert reloader.check() is False, "the new kid is not known yet: keep the old key"
+    assert auth.signer.kid == "old" and auth.get_token() == cached
+    time.sleep(PROPAGATION + 0.05)
+    assert reloader.check() is True
+    assert auth.signer.kid == "new" and auth.get_token() == cached
+    auth.cache.invalidate(auth.cache_key, cached)
+    assert auth.get_token() != cached
+    assert rig.emulator.grants[-1].header == {"alg": "RS256", "kid": "new"}
+    auth.close()
+
+
+def test_the_reloader_checks_in_the_background(rig: RotationRig, tmp_path: Path) -> None:
+    key_file = tmp_path / "key.pem"
+    new_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    write_key(key_file, rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    auth = rig.application()
+    rig.emulator.propagation_delay = 0
+    rig.api.add_key(rig.client_id, LocalKeySigner(new_key, kid="new"))
+    with SignerReloader(
+        auth, lambda: LocalKeySigner.from_pem_file(key_file, kid="new"), watch=[key_file], interval=0.05
+    ):
+        write_key(key_file, new_key)
+        deadline = time.monotonic() + 5
+        while auth.signer.kid != "new" and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert auth.signer.kid == "new"
+    auth.close()
+
+
+@pytest.mark.parametrize(("options", "field"), [({"watch": []}, "watch"), ({"interval": 0}, "interval")])
+def test_the_reloader_refuses_bad_settings(rig: RotationRig, options: dict[str, object], field: str) -> None:
+    settings: dict[str, object] = {"watch": ["key.pem"], **options}
+    with pytest.raises(ConfigurationError) as refused:
+        SignerReloader(rig.application(), lambda: rig.old_signer, **settings)  # type: ignore[arg-type]
+    assert refused.value.field == field

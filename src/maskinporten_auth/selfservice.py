@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import hashlib
 import logging
+import os
+import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, cast
 
 import httpx
@@ -33,6 +37,7 @@ from .signer import Signer
 
 if TYPE_CHECKING:
     from .auth import MaskinportenAuth
+    from .environment import Environment
 
 __all__ = [
     "ADMIN_SCOPES",
@@ -50,7 +55,10 @@ __all__ = [
     "ScopeInfo",
     "SelfService",
     "SelfServiceError",
+    "SignerReloader",
+    "aprobe_key",
     "key_expiry",
+    "probe_key",
 ]
 
 logger = logging.getLogger("maskinporten_auth.selfservice")
@@ -360,6 +368,40 @@ def _key_accepted(error: MaskinportenError) -> bool:
     It checks the key and signature first; a refusal of the scope, the customer or the system user comes after.
     """
     return isinstance(error, (InvalidScopeError, AccessDeniedError, AuthorizationDetailsError))
+
+
+def _probe_auth(environment: Environment, client_id: str, scopes: Sequence[str], signer: Signer) -> MaskinportenAuth:
+    """A fresh auth for one probe grant: no cached token and no remembered refusal can answer for the key."""
+    from .auth import MaskinportenAuth
+
+    return MaskinportenAuth(client_id, list(scopes), signer, environment, remember_refusals=0)
+
+
+def probe_key(
+    environment: Environment, client_id: str, scopes: Sequence[str], signer: Signer
+) -> TokenRequestError | None:
+    """Ask Maskinporten for a token signed by ``signer``: None when it accepted the key, else its refusal.
+
+    A refusal of the scope or the customer counts as accepted: Maskinporten checks the key before them.
+    """
+    with _probe_auth(environment, client_id, scopes, signer) as probe:
+        try:
+            probe.get_token()
+        except TokenRequestError as exc:
+            return None if _key_accepted(exc) else exc
+    return None
+
+
+async def aprobe_key(
+    environment: Environment, client_id: str, scopes: Sequence[str], signer: Signer
+) -> TokenRequestError | None:
+    """:func:`probe_key` without blocking the event loop."""
+    async with _probe_auth(environment, client_id, scopes, signer) as probe:
+        try:
+            await probe.aget_token()
+        except TokenRequestError as exc:
+            return None if _key_accepted(exc) else exc
+    return None
 
 
 def _public_jwk(source: Signer | Mapping[str, Any]) -> dict[str, Any]:
@@ -811,12 +853,7 @@ class SelfService:
             time.sleep(step.seconds)
             return None
         if isinstance(step, _Probe):
-            with self._probe_auth(step) as probe:
-                try:
-                    probe.get_token()
-                except TokenRequestError as exc:
-                    return None if _key_accepted(exc) else exc
-            return None
+            return probe_key(self._admin().environment, step.client_id, step.scopes, step.signer)
         headers = {"Authorization": f"Bearer {self._admin().get_token()}"} if step.admin else {}
         client = self._http_client or self._own(httpx.Client(timeout=self._timeout))
         try:
@@ -832,12 +869,7 @@ class SelfService:
             await asyncio.sleep(step.seconds)
             return None
         if isinstance(step, _Probe):
-            async with self._probe_auth(step) as probe:
-                try:
-                    await probe.aget_token()
-                except TokenRequestError as exc:
-                    return None if _key_accepted(exc) else exc
-            return None
+            return await aprobe_key(self._admin().environment, step.client_id, step.scopes, step.signer)
         headers = {"Authorization": f"Bearer {await self._admin().aget_token()}"} if step.admin else {}
         client = self._async_http_client or self._own(httpx.AsyncClient(timeout=self._timeout))
         try:
@@ -859,13 +891,6 @@ class SelfService:
         if self.admin_auth is None:
             raise ConfigurationError("admin_auth", "is needed for the keys (a MaskinportenAuth with idporten:dcr.*)")
         return self.admin_auth
-
-    def _probe_auth(self, step: _Probe) -> MaskinportenAuth:
-        """A fresh auth for one probe grant: no cached token and no remembered refusal can answer for the key."""
-        from .auth import MaskinportenAuth
-
-        admin = self._admin()
-        return MaskinportenAuth(step.client_id, step.scopes, step.signer, admin.environment, remember_refusals=0)
 
     def _url(self, path: str) -> str:
         return f"{self.base_url}{self.prefix}{path}"
@@ -1004,3 +1029,117 @@ class ExpiryWatch:
         if self.on_event is not None:
             self.on_event(expiry)
         return expiry
+
+
+class SignerReloader:
+    """Switches ``auth`` to the key a mounted file holds whenever the file changes, without a restart.
+
+    This is what a Kubernetes secret update (or a new key URI in a mounted file) needs: every ``interval`` seconds
+    (or on each :meth:`check`), the files in ``watch`` are read; when their content changed, ``load()`` builds the
+    new signer, a probe grant asks Maskinporten whether it knows the new key, and only then
+    ``auth.replace_signer`` switches every view of the family to it. A key Maskinporten does not accept yet (its
+    kid still propagating) leaves the old signer in place and is tried again at the next check. Cached tokens stay.
+
+    Args:
+        auth: the application's auth.
+        load: builds the signer from the files as they are now, e.g. ``lambda: signer_from_uri(uri, kid=...)``.
+        watch: the files whose content marks a change (the key file, a file holding the kid or the key URI).
+        interval: seconds between checks in the background thread that :meth:`start` runs.
+        verify: probe with the new key before switching (True); False switches as soon as the files change.
+    """
+
+    def __init__(
+        self,
+        auth: MaskinportenAuth,
+        load: Callable[[], Signer],
+        *,
+        watch: Sequence[str | os.PathLike[str]],
+        interval: float = 10.0,
+        verify: bool = True,
+    ) -> None:
+        if not callable(load):
+            raise ConfigurationError("load", "must be a callable that returns a Signer")
+        if not watch:
+            raise ConfigurationError("watch", "name at least one file to watch")
+        if not isinstance(interval, (int, float)) or interval <= 0:
+            raise ConfigurationError("interval", f"must be a number of seconds above 0, got {interval!r}")
+        self.auth = auth
+        self.load = load
+        self.watch = [Path(path) for path in watch]
+        self.interval = float(interval)
+        self.verify = verify
+        self._seen = self._fingerprint()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def _fingerprint(self) -> str:
+        digest = hashlib.sha256()
+        for path in self.watch:
+            try:
+                digest.update(path.read_bytes())
+            except OSError:
+                digest.update(b"\0missing")  # a secret being swapped may be absent for a moment
+        return digest.hexdigest()
+
+    def check(self) -> bool:
+        """Look at the files once; switch to their key if it changed and Maskinporten accepts it. True if switched."""
+        with self._lock:
+            fingerprint = self._fingerprint()
+            if fingerprint == self._seen:
+                return False
+            try:
+                signer = self.load()
+            except MaskinportenError as exc:
+                logger.warning("the changed key files %s do not load yet: %s", self._names(), exc)
+                return False
+            current = self.auth.signer
+            if signer.kid == current.kid and signer.public_jwk().get("n") == current.public_jwk().get("n"):
+                self._seen = fingerprint
+                return False
+            if self.verify:
+                refused = probe_key(self.auth.environment, self.auth.client_id, self.auth.scopes, signer)
+                if refused is not None:
+                    logger.warning(
+                        "Maskinporten does not accept the new key %s from %s yet; still signing with %s: %s",
+                        signer.kid,
+                        self._names(),
+                        current.kid,
+                        refused.description or refused,
+                    )
+                    return False
+            self.auth.replace_signer(signer)
+            self._seen = fingerprint
+            logger.info("switched signing from %s to %s (from %s)", current.kid, signer.kid, self._names())
+            return True
+
+    def _names(self) -> str:
+        return ", ".join(str(path) for path in self.watch)
+
+    def start(self) -> SignerReloader:
+        """Check every ``interval`` seconds in a daemon thread until :meth:`stop`; return self."""
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="maskinporten-signer-reloader", daemon=True)
+            self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.check()
+            except MaskinportenError as exc:  # Maskinporten unreachable, say: the next check tries again
+                logger.warning("checking the key files %s failed: %s", self._names(), exc)
+
+    def stop(self) -> None:
+        """Stop the background checks and wait for the thread."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def __enter__(self) -> SignerReloader:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
