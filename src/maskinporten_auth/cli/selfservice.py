@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 import datetime
 import shlex
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from ..config import ENV, KEY, KID
@@ -137,11 +138,18 @@ def _api(source: ConfigSource, *, admin: bool = True) -> SelfService:
     return selfservice_client(source, base_url, source.signer() if admin else None)
 
 
-def _managed_client(args: argparse.Namespace, api: SelfService) -> tuple[str, bool]:
-    """The client to manage, and whether it is the admin's own (whose configured key signs the admin's grants)."""
-    admin_id = api.admin_auth.client_id if api.admin_auth is not None else None
-    client_id = str(args.managed_client or admin_id)
-    return client_id, client_id == admin_id
+@contextmanager
+def _managed(args: argparse.Namespace, source: ConfigSource) -> Iterator[tuple[SelfService, str, bool]]:
+    """The API as the configured admin, the client to manage, and whether it is the admin's own; closed after."""
+    api = _api(source)
+    try:
+        admin_id = api.admin_auth.client_id if api.admin_auth is not None else None
+        client_id = str(args.managed_client or admin_id)
+        yield api, client_id, client_id == admin_id
+    finally:
+        api.close()
+        if api.admin_auth is not None:
+            api.admin_auth.close()
 
 
 def _new_signer(args: argparse.Namespace) -> Signer:
@@ -157,12 +165,6 @@ def _new_signer(args: argparse.Namespace) -> Signer:
     except ConfigurationError as exc:
         raise ConfigurationError("KEY", exc.problem) from exc
     return signer
-
-
-def _close(api: SelfService) -> None:
-    api.close()
-    if api.admin_auth is not None:
-        api.admin_auth.close()
 
 
 # Output
@@ -202,13 +204,8 @@ def _print_keys(keys: Sequence[RegisteredKey], as_json: bool) -> None:
 
 def list_keys(args: argparse.Namespace) -> ExitCode:
     """Print the registered keys."""
-    source = ConfigSource(args)
-    api = _api(source)
-    try:
-        client_id, own = _managed_client(args, api)
+    with _managed(args, ConfigSource(args)) as (api, client_id, own):
         keys = api.keys(client_id, signer=api.admin_auth.signer if own and api.admin_auth else None)
-    finally:
-        _close(api)
     _print_keys(keys, args.json)
     return ExitCode.OK
 
@@ -228,12 +225,8 @@ def key_status(args: argparse.Namespace) -> ExitCode:
         else:
             print(f"enterprise certificate expires {certificate.expires_at:%Y-%m-%d %H:%M} UTC: {days:.0f} days left")
         return ExitCode.REFUSED if days <= 0 else ExitCode.EXPIRING if days <= args.warn_days else ExitCode.OK
-    api = _api(source)
-    try:
-        client_id, own = _managed_client(args, api)
+    with _managed(args, source) as (api, client_id, own):
         keys = api.keys(client_id, signer=signer if own else None)
-    finally:
-        _close(api)
     _print_keys(keys, args.json)
     signing = next((key for key in keys if key.signing), None)
     if own and (signing is None or (signing.days_left() or 1.0) <= 0):
@@ -250,16 +243,12 @@ def add_key(args: argparse.Namespace) -> ExitCode:
     """Register the public key of KEY on the client."""
     new = _new_signer(args)
     jwk = new.public_jwk()
-    api = _api(ConfigSource(args))
-    try:
-        client_id, _own = _managed_client(args, api)
+    with _managed(args, ConfigSource(args)) as (api, client_id, _own):
         if args.dry_run:
             kids = [key.kid for key in api.keys(client_id)]
             print(f"would add {jwk.get('kid')} to client {client_id}, keeping {', '.join(kids) or 'no key'}")
             return ExitCode.OK
         added = api.add_key(client_id, new)
-    finally:
-        _close(api)
     _print_keys([added], args.json)
     return ExitCode.OK
 
@@ -270,14 +259,12 @@ def rotate(args: argparse.Namespace) -> ExitCode:
 
     new = _new_signer(args)
     source = ConfigSource(args)
-    api = _api(source)
 
     def show(progress: RotationProgress) -> None:
         if not args.json:
             warn(f"[{progress.step}] {progress.message}")
 
-    try:
-        client_id, _own = _managed_client(args, api)
+    with _managed(args, source) as (api, client_id, _own):
         configured_kid = source.config.get(KID)
         old_kid = args.old_kid or (configured_kid if configured_kid != new.kid else None)
         result = api.rotate(
@@ -289,8 +276,6 @@ def rotate(args: argparse.Namespace) -> ExitCode:
             propagation_timeout=args.timeout,
             progress=show,
         )
-    finally:
-        _close(api)
     if args.json:
         print_json(result.to_dict())
     elif result.dry_run:
@@ -308,9 +293,7 @@ def rotate(args: argparse.Namespace) -> ExitCode:
 
 def renew_key(args: argparse.Namespace) -> ExitCode:
     """Re-post a key so that it lives a year from now."""
-    api = _api(ConfigSource(args))
-    try:
-        client_id, _own = _managed_client(args, api)
+    with _managed(args, ConfigSource(args)) as (api, client_id, _own):
         if args.dry_run:
             found = [key for key in api.keys(client_id) if key.kid == args.target_kid]
             if not found:
@@ -322,8 +305,6 @@ def renew_key(args: argparse.Namespace) -> ExitCode:
             )
             return ExitCode.OK
         renewed = api.renew_key(client_id, args.target_kid)
-    finally:
-        _close(api)
     _print_keys([renewed], args.json)
     return ExitCode.OK
 
@@ -331,9 +312,7 @@ def renew_key(args: argparse.Namespace) -> ExitCode:
 def remove_key(args: argparse.Namespace) -> ExitCode:
     """Remove a key, refusing the one this configuration signs with unless forced."""
     source = ConfigSource(args)
-    api = _api(source)
-    try:
-        client_id, own = _managed_client(args, api)
+    with _managed(args, source) as (api, client_id, own):
         if own and args.target_kid == source.config.get(KID) and not args.force:
             raise CliError(
                 f"{args.target_kid} is the key {source.config.name(KID)} signs with; rotate first, or --force",
@@ -345,8 +324,6 @@ def remove_key(args: argparse.Namespace) -> ExitCode:
             print(f"{state} {args.target_kid} from client {client_id} ({', '.join(kids) or 'no keys'})")
             return ExitCode.OK
         removed = api.remove_key(client_id, args.target_kid)
-    finally:
-        _close(api)
     if args.json:
         print_json({"kid": args.target_kid, "removed": removed})
     else:
