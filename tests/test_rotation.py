@@ -239,3 +239,20 @@ def test_the_reloader_refuses_bad_settings(rig: RotationRig, options: dict[str, 
     with pytest.raises(ConfigurationError) as refused:
         SignerReloader(rig.application(), lambda: rig.old_signer, **settings)  # type: ignore[arg-type]
     assert refused.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [({"poll_interval": 0}, "poll_interval"), ({"propagation_timeout": -1}, "propagation_timeout")],
+)
+def test_a_rotation_refuses_bad_settings_before_changing_anything(
+    rig: RotationRig, options: dict[str, float], field: str
+) -> None:
+    auth = rig.application()
+    with pytest.raises(ConfigurationError) as refused:
+        rig.rotate(new_signer("new"), auth, **options)
+    assert refused.value.field == field
+    with pytest.raises(ConfigurationError, match="signs for client"):
+        rig.api.rotate("another-client", new_signer("new"), auth=auth)
+    assert rig.kids() == ["old"]
+    auth.close()

@@ -353,7 +353,14 @@ class _Sleep:
     seconds: float
 
 
-_Step = _Http | _Probe | _Sleep
+@dataclasses.dataclass(frozen=True)
+class _PublicJwk:
+    """The JWK to register for ``source``: a key service may be asked for the public key, so it is a step."""
+
+    source: Signer | Mapping[str, Any]
+
+
+_Step = _Http | _Probe | _Sleep | _PublicJwk
 T = TypeVar("T")
 _Flow = Generator[_Step, Any, T]
 
@@ -502,11 +509,11 @@ class SelfService:
 
         Raises :class:`KeyLimitError` (naming keys to prune) when the client already has :data:`MAX_KEYS` keys.
         """
-        return self._run(self._add_flow(client_id, _public_jwk(signer_or_jwk)))
+        return self._run(self._add_flow(client_id, signer_or_jwk))
 
     async def aadd_key(self, client_id: str, signer_or_jwk: Signer | Mapping[str, Any]) -> RegisteredKey:
         """:meth:`add_key` without blocking the event loop."""
-        return await self._arun(self._add_flow(client_id, _public_jwk(signer_or_jwk)))
+        return await self._arun(self._add_flow(client_id, signer_or_jwk))
 
     def renew_key(self, client_id: str, kid: str) -> RegisteredKey:
         """Re-post the key ``kid`` without an expiry of its own: it then lives a year from now."""
@@ -646,7 +653,8 @@ class SelfService:
     def _keys_flow(self, client_id: str, signer: Signer | None) -> _Flow[list[RegisteredKey]]:
         return (yield from self._read_flow(client_id, signer.kid if signer is not None else None))
 
-    def _add_flow(self, client_id: str, jwk: dict[str, Any]) -> _Flow[RegisteredKey]:
+    def _add_flow(self, client_id: str, signer_or_jwk: Signer | Mapping[str, Any]) -> _Flow[RegisteredKey]:
+        jwk = yield _PublicJwk(signer_or_jwk)
         keys = yield from self._read_flow(client_id)
         found = self._existing(keys, jwk)
         if found is not None:
@@ -720,7 +728,13 @@ class SelfService:
         grace = remove_after.total_seconds() if isinstance(remove_after, datetime.timedelta) else remove_after
         if grace is not None and grace < 0:
             raise ConfigurationError("remove_after", f"must not be negative, got {remove_after!r}")
-        jwk = _public_jwk(new_signer)
+        if auth is not None and auth.client_id != client_id:
+            raise ConfigurationError("auth", f"signs for client {auth.client_id}, not {client_id}")
+        if not propagation_timeout >= 0:
+            raise ConfigurationError("propagation_timeout", f"must be seconds >= 0, got {propagation_timeout!r}")
+        if not poll_interval > 0:
+            raise ConfigurationError("poll_interval", f"must be seconds above 0, got {poll_interval!r}")
+        jwk = yield _PublicJwk(new_signer)
         new_kid = str(jwk["kid"])
         if old_kid is None and auth is not None and auth.signer.kid != new_kid:
             old_kid = auth.signer.kid
@@ -849,6 +863,8 @@ class SelfService:
                 failure = exc
 
     def _execute(self, step: _Step) -> Any:
+        if isinstance(step, _PublicJwk):
+            return _public_jwk(step.source)
         if isinstance(step, _Sleep):
             time.sleep(step.seconds)
             return None
@@ -865,6 +881,8 @@ class SelfService:
     async def _aexecute(self, step: _Step) -> Any:
         import asyncio
 
+        if isinstance(step, _PublicJwk):
+            return await asyncio.to_thread(_public_jwk, step.source)
         if isinstance(step, _Sleep):
             await asyncio.sleep(step.seconds)
             return None
