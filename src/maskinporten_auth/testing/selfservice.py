@@ -154,6 +154,7 @@ class SelfServiceApi:
         self.propagation_delay = propagation_delay
         self.scope_catalogue = [dict(entry) for entry in scope_catalogue]
         self._clients: dict[str, _ClientJwks] = {}
+        self._pending: set[str] = set()  # clients with a change the token endpoint does not see yet
 
     def registered(self, client_id: str, now: float) -> None:
         """Take over the keys ``register_client`` gave ``client_id``, effective at once."""
@@ -166,14 +167,19 @@ class SelfServiceApi:
             for kid, key in client.keys.items()
         ]
         self._clients[client_id] = _ClientJwks(keys, now, now, [(now, dict(client.keys))])
+        self._pending.discard(client_id)
 
     def publish(self, now: float) -> None:
-        """Give the token endpoint each client's keys as they were ``propagation_delay`` seconds ago."""
-        for client_id, jwks in self._clients.items():
+        """Give the token endpoint each changed client's keys as they were ``propagation_delay`` seconds ago."""
+        for client_id in list(self._pending):
+            jwks = self._clients[client_id]
             client = self._registry.clients.get(client_id)
             effective = jwks.effective(now)
             if client is not None and client.keys is not effective:
                 self._registry.clients[client_id] = dataclasses.replace(client, keys=effective)
+            if jwks.published[-1][0] <= now:
+                jwks.published = jwks.published[-1:]
+                self._pending.discard(client_id)
 
     # HTTP
 
@@ -269,6 +275,7 @@ class SelfServiceApi:
         jwks = self._clients[client_id]
         jwks.keys, jwks.last_updated = keys, now
         jwks.published.append((now + self.propagation_delay, _client_keys(keys)))
+        self._pending.add(client_id)
 
 
 def _check_key(key: Any, now: float) -> str | None:
