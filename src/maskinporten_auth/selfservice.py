@@ -781,8 +781,8 @@ class SelfService:
                 yield _Sleep(poll_interval)
                 continue
             result = dataclasses.replace(result, attempts=attempts)
-            if result.added:
-                yield from self._write_flow(client_id, [key for key in before if key.kid != new_kid])
+            if result.added:  # only what this run added: a key that was there before may be in use
+                yield from self._remove_flow(client_id, new_kid)
                 result = dataclasses.replace(result, rolled_back=True)
                 report("rollback", f"removed {new_kid} again")
             raise RotationError(
