@@ -25,10 +25,12 @@ TYPECHECK_DEPS = ["mypy>=1.13", "types-requests", "pytest>=8", "python-jose>=3.3
 
 def backend_test_dependencies() -> list[str]:
     """What the backends' tests need beyond the backends: each pyproject's ``test`` dependency group (unpublished)."""
+    pyprojects = [nox.project.load_toml(path / "pyproject.toml") for path in BACKENDS]
     return [
         requirement
-        for path in BACKENDS
-        for requirement in nox.project.dependency_groups(nox.project.load_toml(path / "pyproject.toml"), "test")
+        for pyproject in pyprojects
+        if "test" in pyproject.get("dependency-groups", {})
+        for requirement in nox.project.dependency_groups(pyproject, "test")
     ]
 
 

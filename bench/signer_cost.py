@@ -2,8 +2,9 @@
 
 The remote servers are the ones the backends' own test suites run, from each backend's ``testing`` module
 (``maskinporten_auth_awskms.testing``, ``maskinporten_auth_vault.testing``, ``maskinporten_auth_azure.testing``,
-``maskinporten_auth_pkcs11.testing``): LocalStack's KMS, an OpenBao dev server (Vault Transit), the project's TLS
-Key Vault and a SoftHSM2 token (PKCS#11). A backend whose server cannot be started within a bounded time is
+``maskinporten_auth_gcpkms.testing``, ``maskinporten_auth_pkcs11.testing``): LocalStack's KMS, an OpenBao dev server
+(Vault Transit), the project's TLS Key Vault, the project's Cloud KMS server (driven by Google's client over REST)
+and a SoftHSM2 token (PKCS#11). A backend whose server cannot be started within a bounded time is
 reported as skipped, with the reason.
 
 Each acquisition clears the token cache and calls ``get_token()``: a grant is built, signed and posted to the
@@ -92,6 +93,17 @@ def azure_key_vault(tmp: Path) -> Iterator[Signer]:
 
 
 @contextlib.contextmanager
+def gcp_kms(tmp: Path) -> Iterator[Signer]:
+    from maskinporten_auth_gcpkms import GcpKmsSigner
+    from maskinporten_auth_gcpkms.testing import FakeCloudKms, make_kms_client
+
+    with FakeCloudKms() as kms:
+        version = kms.create_key_version("bench", "grant-" + uuid.uuid4().hex[:8], "RSA_SIGN_PKCS1_2048_SHA256")
+        signer = GcpKmsSigner(version.name, client=make_kms_client(kms.endpoint), kid="bench-gcp", algorithm="RS256")
+        yield signer
+
+
+@contextlib.contextmanager
 def pkcs11_softhsm(tmp: Path) -> Iterator[Signer]:
     from maskinporten_auth_pkcs11 import Pkcs11Signer
     from maskinporten_auth_pkcs11.testing import find_module, new_key, softhsm_tokens
@@ -110,6 +122,7 @@ REMOTES: dict[str, Callable[[Path], contextlib.AbstractContextManager[Signer]]] 
     "AWS KMS (LocalStack)": aws_kms,
     "Vault Transit (OpenBao dev server)": vault_transit,
     "Azure Key Vault (the project's TLS Key Vault server)": azure_key_vault,
+    "Google Cloud KMS (the project's Cloud KMS server)": gcp_kms,
     "PKCS#11 (SoftHSM2 token)": pkcs11_softhsm,
 }
 

@@ -445,19 +445,17 @@ def test_check_raises_what_is_not_an_answer(make_auth, maskinporten_emulator):
 def test_a_late_401_for_the_old_token_keeps_the_fresh_one(make_auth, maskinporten_emulator, mode):
     auth = make_auth()
     old = auth.get_token()
-    unauthorized = httpx.Response(401)
+    request = httpx.Request("GET", "https://api.example.no/a")
+    unauthorized = httpx.Response(401, request=request)
     if mode == "sync":
-        first, late = (
-            auth.sync_auth_flow(httpx.Request("GET", "https://api.example.no/a")),
-            auth.sync_auth_flow(httpx.Request("GET", "https://api.example.no/b")),
-        )
+        first, late = auth.sync_auth_flow(request), auth.sync_auth_flow(httpx.Request("GET", "https://api.example.no/b"))
         assert next(first).headers["Authorization"] == next(late).headers["Authorization"] == f"Bearer {old}"
         fresh = first.send(unauthorized).headers["Authorization"]
         resent = late.send(unauthorized).headers["Authorization"]
     else:
 
         async def flows() -> tuple[str, str]:
-            first = auth.async_auth_flow(httpx.Request("GET", "https://api.example.no/a"))
+            first = auth.async_auth_flow(request)
             late = auth.async_auth_flow(httpx.Request("GET", "https://api.example.no/b"))
             await first.__anext__()
             await late.__anext__()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import json
-import math
 import re
 import time
 from typing import TYPE_CHECKING
@@ -31,7 +30,7 @@ from .errors import (
 )
 from .jws import CompactJws, MalformedJws
 from .provider import TokenProvider
-from .retry import RetryPolicy
+from .retry import RetryPolicy, is_finite_number
 from .token_client import TokenResponse
 from .transport import PooledClient, typed_error
 
@@ -85,17 +84,18 @@ def _altinn_token(response: httpx.Response) -> TokenResponse:
             text = ""
     try:
         claims = CompactJws.parse(text).claims if isinstance(text, str) else {}
-    except MalformedJws:
+    except (MalformedJws, RecursionError):  # RecursionError: JSON nested deeper than the interpreter's stack
         claims = {}
     expires = claims.get("exp")
-    if isinstance(expires, bool) or not isinstance(expires, (int, float)) or not math.isfinite(expires):
+    if not is_finite_number(expires):
         # The body is never quoted: it may be a token.
         raise InvalidResponseError(
             "Altinn's token exchange answered 200 without a JWT with an exp claim "
             f"({response.headers.get('content-type', 'no content type')}, {len(response.content)} bytes)",
             status=200,
         )
-    lifetime = expires - _server_now(response)
+    assert isinstance(expires, (int, float))
+    lifetime = float(expires) - _server_now(response)
     if not 0 < lifetime <= _MAX_LIFETIME:
         raise InvalidResponseError(
             f"the Altinn token's exp is {lifetime:.0f} s from the exchange's clock, not within (0, 24 h]", status=200
@@ -190,9 +190,8 @@ class AltinnExchange:
                 raise _exchange_error(response, maskinporten_token)
             except (TokenRequestError, httpx.HTTPError) as exc:
                 error = typed_error(exc, "Altinn's token exchange")
-            if error.status == 401 and not renewed:
+            if error.status == 401 and not renewed and request._rejected(maskinporten_token):
                 renewed = True
-                request._rejected(maskinporten_token)
                 continue
             time.sleep(schedule.delay_after(error))
 
@@ -305,12 +304,14 @@ class AltinnAuth(BearerAuth):
         """Return a valid Altinn token without blocking the event loop."""
         return await self._provider.aget_token(self._auth, self._key)
 
-    def _rejected(self, token: str) -> None:
-        if self._provider.invalidate(self._key, token):
-            # The first caller to see the rejected Altinn token also renews the Maskinporten token behind it.
-            maskinporten = self._auth.cache.get(self._auth.cache_key)
-            if maskinporten is not None:
-                self._auth._rejected(maskinporten.value)
+    def _rejected(self, token: str) -> bool:
+        held = self._auth.cache.get(self._auth.cache_key)
+        if not self._provider.reject(self._auth, self._key, token):
+            return False
+        if held is not None and self.cache.get(self._key) is None:
+            # The caller that dropped the rejected Altinn token also renews the Maskinporten token behind it.
+            self._auth._rejected(held.value)
+        return True
 
     def _forget_refusals(self) -> None:
         """Forget the remembered refusals of the Altinn token and of the Maskinporten token behind it."""

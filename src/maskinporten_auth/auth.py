@@ -54,8 +54,12 @@ class BearerAuth(httpx.Auth, abc.ABC):
         """Return a valid token without blocking the event loop."""
 
     @abc.abstractmethod
-    def _rejected(self, token: str) -> None:
-        """Forget ``token``, which the API rejected with 401 (if it is still the cached one)."""
+    def _rejected(self, token: str) -> bool:
+        """The API rejected ``token`` with 401: return whether to resend the request with a renewed token.
+
+        A token is renewed at most once; a renewed token that is rejected too pauses renewal (see
+        :meth:`~maskinporten_auth.provider.TokenProvider.reject`).
+        """
 
     _provider: TokenProvider[Any]
     _key: str
@@ -127,8 +131,7 @@ class BearerAuth(httpx.Auth, abc.ABC):
         token = self.get_token()
         request.headers["Authorization"] = f"Bearer {token}"
         response = yield request
-        if response.status_code == 401 and _replayable(request):
-            self._rejected(token)
+        if _renewable(request, response) and self._rejected(token):
             request.headers["Authorization"] = f"Bearer {self.get_token()}"
             yield request
 
@@ -137,8 +140,7 @@ class BearerAuth(httpx.Auth, abc.ABC):
         token = await self.aget_token()
         request.headers["Authorization"] = f"Bearer {token}"
         response = yield request
-        if response.status_code == 401 and _replayable(request):
-            self._rejected(token)
+        if _renewable(request, response) and self._rejected(token):
             request.headers["Authorization"] = f"Bearer {await self.aget_token()}"
             yield request
 
@@ -149,7 +151,8 @@ class BearerAuth(httpx.Auth, abc.ABC):
         token = self.get_token()
         request.headers["Authorization"] = f"Bearer {token}"
         if request.body is None or isinstance(request.body, (bytes, str)):
-            request.register_hook("response", _RequestsRetryOn401(self, token))  # type: ignore[no-untyped-call]
+            hook = _RequestsRetryOn401(self, token, _origin(str(request.url)))
+            request.register_hook("response", hook)  # type: ignore[no-untyped-call]
         return request
 
 
@@ -381,8 +384,8 @@ class MaskinportenAuth(BearerAuth):
         """Return a valid access token without blocking the event loop."""
         return await self._provider.aget_token(self._grants, self._key)
 
-    def _rejected(self, token: str) -> None:
-        self._provider.invalidate(self._key, token)
+    def _rejected(self, token: str) -> bool:
+        return self._provider.reject(self._grants, self._key, token)
 
     def __repr__(self) -> str:
         claims = self._grants.claims
@@ -396,24 +399,44 @@ class MaskinportenAuth(BearerAuth):
         )
 
 
-def _replayable(request: httpx.Request) -> bool:
-    """Whether the request body can be sent again (in memory, not a one-shot stream)."""
-    return isinstance(request.stream, httpx.ByteStream)
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """The origin of ``url``: scheme, host and port (the scheme's default port when none is given)."""
+    parsed = httpx.URL(url)
+    return parsed.scheme, parsed.host, parsed.port or {"http": 80, "https": 443}.get(parsed.scheme)
+
+
+def _renewable(request: httpx.Request, response: httpx.Response) -> bool:
+    """Whether a 401 may renew the token and resend ``request``.
+
+    Only a 401 from the origin the token was added for counts: after a redirect to another host the response is
+    another party's, and only a body that can be sent again is resent.
+    """
+    return (
+        response.status_code == 401
+        and _origin(str(response.request.url)) == _origin(str(request.url))
+        and isinstance(request.stream, httpx.ByteStream)
+    )
 
 
 class _RequestsRetryOn401:
-    """A requests response hook: on 401, refresh the token once and resend the request once."""
+    """A requests response hook: on a 401 from the token's origin, renew the token once and resend once.
 
-    def __init__(self, auth: BearerAuth, token: str) -> None:
+    requests copies a request's hooks onto the requests of the redirects it follows, so the hook sees the answers
+    of other origins too: those are returned as they are.
+    """
+
+    def __init__(self, auth: BearerAuth, token: str, origin: tuple[str, str, int | None]) -> None:
         self._auth = auth
         self._token = token
+        self._origin = origin
 
     def __call__(self, response: requests.Response, **send_kwargs: Any) -> requests.Response:
-        if response.status_code != 401:
+        if response.status_code != 401 or _origin(str(response.request.url)) != self._origin:
+            return response
+        if not self._auth._rejected(self._token):
             return response
         from requests.cookies import extract_cookies_to_jar
 
-        self._auth._rejected(self._token)
         token = self._auth.get_token()
         response.content  # noqa: B018 - read the body so the connection can be reused
         response.close()

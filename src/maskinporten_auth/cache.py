@@ -112,8 +112,11 @@ class RefreshPolicy:
         if self.failure_cooldown < 0:
             raise ConfigurationError("refresh.failure_cooldown", "must not be negative")
 
-    def schedule(self, value: str, expires_in: float, sent_at: float) -> CachedToken:
-        """Return the cached form of a token that was requested at monotonic time ``sent_at``."""
+    def schedule(self, value: str, expires_in: float, sent_at: float, *, renewal: bool = False) -> CachedToken:
+        """Return the cached form of a token that was requested at monotonic time ``sent_at``.
+
+        ``renewal``: the token replaces one that an API rejected with 401.
+        """
         margin = min(max(expires_in * self.must_refresh_margin, self.min_margin), self.max_margin, expires_in / 2)
         must_refresh_at = sent_at + expires_in - margin
         refresh_at = sent_at + expires_in * random.uniform(*self.refresh_window)  # noqa: S311 - jitter
@@ -122,7 +125,16 @@ class RefreshPolicy:
             expires_at=sent_at + expires_in,
             refresh_at=min(refresh_at, must_refresh_at),
             must_refresh_at=must_refresh_at,
+            renewed_at=sent_at if renewal else None,
         )
+
+    def usable(self, token: CachedToken, now: float) -> bool:
+        """Whether ``token`` may still be sent when no successor could be had (a refresh or a fetch failed).
+
+        Until ``min_margin`` before its estimated end (less for a token whose whole margin is shorter): the estimate
+        counts from before the request was sent, but the issuer's ``exp`` is whole seconds of its own clock.
+        """
+        return now < token.expires_at - min(self.min_margin, token.expires_at - token.must_refresh_at)
 
 
 class TokenStore(abc.ABC):

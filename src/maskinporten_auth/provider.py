@@ -203,6 +203,9 @@ class TokenProvider(Generic[RequestT]):
         self._flights = Flights()
         self._limiter = Limiter(max_in_flight)
         self._setbacks: OrderedDict[str, _Setback] = OrderedDict()
+        #: When the token of a key was dropped after a 401: its successor is a renewal.
+        self._renewals: OrderedDict[str, float] = OrderedDict()
+        self._warned_renewals: OrderedDict[str, float | None] = OrderedDict()
         self._setbacks_lock = threading.Lock()
         self._workers = Workers(max_in_flight, "maskinporten-fetch")
         forksafe.register(self)
@@ -252,15 +255,49 @@ class TokenProvider(Generic[RequestT]):
             return token.value
         return None
 
-    def invalidate(self, key: str, value: str) -> bool:
-        """Forget ``value`` if it is still the token cached for ``key`` (the API rejected it with 401).
+    def reject(self, request: RequestT, key: str, value: str) -> bool:
+        """The API answered 401 to ``value``, the token of ``key``: return whether a renewed token should be sent.
 
-        Returns whether it was dropped: of a burst of 401s for one token, only the first drops it.
+        The token is renewed at most once: of a burst of 401s for one token only the first drops it, and the others
+        resend with whatever token the key has then. A renewed token that is rejected too stays cached and is not
+        renewed while it is younger than ``remember_refusals``: a new token would not be accepted either, and an API
+        that answers 401 to everything would otherwise cost a grant per request. Its 401 goes back to the caller.
+        The rule holds across processes that share a store, since the token carries when it was renewed.
         """
+        held = self.store.get(key)
+        if held is None or held.value != value:
+            return True  # renewed already, or being fetched: the resend waits for that token
+        now = time.monotonic()
+        if held.renewed_at is not None and now - held.renewed_at < self.remember_refusals:
+            self._warn_renewal_rejected(request, key, held)
+            return False
         if self.store.invalidate(key, value):
+            with self._setbacks_lock:
+                self._renewals[key] = now
+                while len(self._renewals) > _MAX_SETBACKS:
+                    self._renewals.popitem(last=False)
             logger.info("the API rejected the cached %s token (401); fetching a new one", self.client.name)
-            return True
-        return False
+        return True
+
+    def _warn_renewal_rejected(self, request: RequestT, key: str, token: CachedToken) -> None:
+        """Log once per renewed token that the API rejected it too."""
+        with self._setbacks_lock:
+            if self._warned_renewals.get(key) == token.renewed_at:
+                return
+            self._warned_renewals[key] = token.renewed_at
+            while len(self._warned_renewals) > _MAX_SETBACKS:
+                self._warned_renewals.popitem(last=False)
+        claims = request.claims
+        logger.warning(
+            "the API rejected a renewed %s token too (401): client_id=%s scopes=%s customer=%s; not renewing it for "
+            "%.0f s. A new token would not help: check the scope the API wants, resource (the audience), and the "
+            "customer's delegation or system user at the API's side",
+            self.client.name,
+            claims.client_id,
+            " ".join(claims.scopes),
+            claims.consumer_org or claims.systemuser_org,
+            self.remember_refusals,
+        )
 
     # Cache misses and refreshes
 
@@ -332,7 +369,7 @@ class TokenProvider(Generic[RequestT]):
         setback = self._setbacks.get(key)
         if setback is None or setback.error is None or now >= setback.until:
             return None
-        if token is not None and now < token.expires_at:
+        if token is not None and self.refresh.usable(token, now):
             return token.value
         if self.on_event is not None:
             self._emit("refused", request.claims, error=setback.error)
@@ -375,9 +412,13 @@ class TokenProvider(Generic[RequestT]):
                         self._flights.end(key, flight, token=shared)  # another process of the fleet fetched it
                         return shared.value
                     sent_at = time.monotonic()  # after any wait for the fleet's lease: the token's life starts here
+                    renewal = key in self._renewals
                     response = self.client.obtain(request, loop)
-                    token = self.refresh.schedule(response.access_token, response.expires_in, sent_at)
+                    token = self.refresh.schedule(response.access_token, response.expires_in, sent_at, renewal=renewal)
                     self.store.put(key, token)
+                    if renewal:
+                        with self._setbacks_lock:
+                            self._renewals.pop(key, None)
         except MaskinportenError as exc:
             return self._failed(request, key, flight, fallback, exc)
         except BaseException:
@@ -421,7 +462,7 @@ class TokenProvider(Generic[RequestT]):
         remembered = refusal is not None and self.remember_refusals > 0
         if remembered:
             self._remember(key, _Setback(now + self.remember_refusals, refusal))
-        if fallback is not None and now < fallback.expires_at:
+        if fallback is not None and self.refresh.usable(fallback, now):
             if not remembered:
                 time_to_must = max(0.0, fallback.must_refresh_at - now)
                 self._remember(key, _Setback(now + min(self.refresh.failure_cooldown, time_to_must / 2), None))
@@ -456,7 +497,7 @@ class TokenProvider(Generic[RequestT]):
             return flight.token.value
         if flight.error is not None:
             token = self.store.get(key)
-            if token is not None and time.monotonic() < token.expires_at:
+            if token is not None and self.refresh.usable(token, time.monotonic()):
                 return token.value
             raise flight.error
         return None

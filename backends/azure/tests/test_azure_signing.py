@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import threading
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -126,48 +125,7 @@ async def test_async_path_pins_the_unversioned_key_as_well(akv_server, akv_rsa_k
 
 
 @pytest.mark.asyncio
-async def test_asign_uses_the_sdk_async_client_when_aiohttp_is_installed(
-    akv_server, akv_rsa_key, akv_make_signer, monkeypatch
-):
-    assert signer.HAS_ASYNC_TRANSPORT
-    akv_signer = akv_make_signer(akv_server.key_url(akv_rsa_key))
-
-    def no_sync_signing(_: bytes) -> bytes:
-        raise AssertionError("asign must not fall back to the sync client")
-
-    monkeypatch.setattr(akv_signer, "sign", no_sync_signing)
-    monkeypatch.setattr(akv_signer, "_sign_digest", no_sync_signing)
-
-    fkv.verify_signature(akv_rsa_key.public_key(), "RS256", b"x", await akv_signer.asign(b"x"))
-
-
-@pytest.mark.asyncio
-async def test_without_aiohttp_asign_runs_the_sync_client_in_a_worker_thread(
-    akv_server, akv_rsa_key, akv_make_signer, monkeypatch
-):
-    monkeypatch.setattr(signer, "HAS_ASYNC_TRANSPORT", False)
-    akv_signer = akv_make_signer(akv_server.key_url(akv_rsa_key))
-    threads: list[threading.Thread] = []
-    sync_sign = akv_signer.sign
-
-    def recording_sign(signing_input: bytes) -> bytes:
-        threads.append(threading.current_thread())
-        return sync_sign(signing_input)
-
-    monkeypatch.setattr(akv_signer, "sign", recording_sign)
-
-    signature = await akv_signer.asign(b"x")
-
-    fkv.verify_signature(akv_rsa_key.public_key(), "RS256", b"x", signature)
-    assert threads and threads[0] is not threading.main_thread()
-
-
-@pytest.mark.asyncio
-@pytest.mark.parametrize("async_transport", [True, False], ids=["aiohttp", "thread"])
-async def test_asign_never_blocks_the_event_loop(
-    akv_server, akv_rsa_key, akv_make_signer, monkeypatch, async_transport
-):
-    monkeypatch.setattr(signer, "HAS_ASYNC_TRANSPORT", async_transport)
+async def test_asign_never_blocks_the_event_loop(akv_server, akv_rsa_key, akv_make_signer, monkeypatch):
     akv_signer = akv_make_signer(akv_server.key_url(akv_rsa_key))
     await akv_signer.asign(b"warm up")  # the first call also looks the key up
     monkeypatch.setattr(akv_server, "sign_delay", 0.5)

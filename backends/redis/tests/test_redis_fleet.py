@@ -190,3 +190,48 @@ def test_a_process_joining_after_the_refresh_point_uses_the_fleets_token(redis_s
     joining = fleet.auth(redis_store(), refresh=early).with_consumer_org(fleet.customers[0])
     assert joining.get_token() == token_value
     assert fleet.grants() == 1
+
+
+def always_401_worker(auth: MaskinportenAuth, url: str, calls: int) -> None:
+    import httpx
+
+    try:
+        with httpx.Client(auth=auth) as client:
+            for _ in range(calls):
+                assert client.get(url).status_code == 401
+    except BaseException:
+        logging.getLogger(__name__).exception("a fleet worker failed")
+        os._exit(1)
+    os._exit(0)
+
+
+def test_an_api_that_always_answers_401_costs_a_fleet_at_most_two_grants(redis_fleet, redis_store):
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+
+    class Unauthorized(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(401)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    fleet = redis_fleet(token_lifetime=120, customers=1)
+    auth = fleet.auth(redis_store()).with_consumer_org(fleet.customers[0])
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Unauthorized)
+    Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        auth.get_token()  # the first grant, shared by the fleet through the store
+        url = f"http://127.0.0.1:{server.server_address[1]}/"
+        children = [FORK.Process(target=always_401_worker, args=(auth, url, 20)) for _ in range(4)]
+        for child in children:
+            child.start()
+        for child in children:
+            child.join(timeout=60)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [child.exitcode for child in children] == [0] * 4
+    assert fleet.grants() == 2, "the renewal that the API rejected too must end renewal across the fleet"

@@ -301,3 +301,10 @@ def test_the_repr_shows_where_and_how_but_no_password_or_key(redis_key):
     assert "s3cret-pw" not in text and redis_key not in text
     plain = RedisTokenCache.from_url("redis://127.0.0.1:1", insecure_no_encryption=True)
     assert "NOT ENCRYPTED" in repr(plain)
+
+
+def test_a_client_that_decodes_responses_is_refused(redis_server, redis_key):
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    with pytest.raises(ConfigurationError) as caught:
+        RedisTokenCache(client, encryption_key=redis_key)
+    assert caught.value.field == "client" and "decode_responses" in caught.value.problem

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import importlib.util
 import logging
 import threading
 from enum import Enum
@@ -12,26 +10,21 @@ from typing import Any, Final
 from azure.core.credentials import TokenCredential
 from azure.keyvault.certificates import CertificateClient, KeyVaultCertificate
 from azure.keyvault.keys import KeyClient, KeyOperation, KeyType, KeyVaultKey
-from azure.keyvault.keys.aio import KeyClient as AsyncKeyClient
 from azure.keyvault.keys.crypto import CryptographyClient, SignatureAlgorithm
-from azure.keyvault.keys.crypto.aio import CryptographyClient as AsyncCryptographyClient
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from maskinporten_auth.certificates import CertificateChain
 from maskinporten_auth.errors import ConfigurationError, SigningError
-from maskinporten_auth.signer import DigestSigner, digest
+from maskinporten_auth.signer import DigestSigner
 
-from .credentials import ThreadedAsyncCredential, default_credential
+from .credentials import default_credential
 from .errors import BACKEND, DISABLED_HINT, azure_errors
 from .ids import VaultObjectId
 
-__all__ = ["HAS_ASYNC_TRANSPORT", "AzureKeyVaultSigner"]
+__all__ = ["AzureKeyVaultSigner"]
 
 _LOGGER = logging.getLogger(__name__)
-
-#: Whether the SDK's async clients can run here: they need aiohttp as their HTTP transport.
-HAS_ASYNC_TRANSPORT: bool = importlib.util.find_spec("aiohttp") is not None
 
 _SIGNATURE_ALGORITHMS: Final = {
     "RS256": SignatureAlgorithm.rs256,
@@ -55,8 +48,7 @@ class AzureKeyVaultSigner(DigestSigner):
     ``sign`` and ``get``. On first use the key is checked: RSA or RSA-HSM, enabled, ``sign`` among its permitted
     operations, and matching ``certificate_chain`` when one is given.
 
-    :meth:`asign` uses the SDK's async client when aiohttp is installed (``maskinporten-auth-azure[aio]``), and
-    otherwise runs :meth:`sign` in a worker thread; either way the event loop is never blocked.
+    :meth:`asign` runs the SDK's client in a worker thread, so the event loop is never blocked.
     """
 
     backend = BACKEND
@@ -77,7 +69,6 @@ class AzureKeyVaultSigner(DigestSigner):
         self._credential = credential
         self._owns_credential = False
         self._client_kwargs = client_kwargs
-        self._use_async_client = HAS_ASYNC_TRANSPORT and "transport" not in client_kwargs
         self._key: KeyVaultKey | None = None
         self._client: CryptographyClient | None = None
         self._clients_lock = threading.Lock()
@@ -159,11 +150,6 @@ class AzureKeyVaultSigner(DigestSigner):
                 self._owns_credential = True
             return self._credential
 
-    async def _async_credential(self) -> ThreadedAsyncCredential:
-        """The credential for the async clients: the sync one (created in a thread if need be), used in threads."""
-        credential = self._credential if self._credential is not None else await asyncio.to_thread(self._get_credential)
-        return ThreadedAsyncCredential(credential)
-
     def _pin(self, key: KeyVaultKey) -> KeyVaultKey:
         """Keep the first key looked up; concurrent first lookups all end up with the same version."""
         with self._clients_lock:
@@ -182,23 +168,6 @@ class AzureKeyVaultSigner(DigestSigner):
         ):
             key = client.get_key(ref.name, ref.version)
         return self._pin(key)
-
-    async def _aresolve_key(self) -> KeyVaultKey:
-        if self._key is not None:
-            return self._key
-        ref = self._key_ref
-        with azure_errors(ref.url):
-            async with AsyncKeyClient(ref.vault_url, await self._async_credential(), **self._client_kwargs) as client:
-                key = await client.get_key(ref.name, ref.version)
-        return self._pin(key)
-
-    async def averify_key(self) -> None:
-        """Check the key without blocking the event loop: looked up with the SDK's async client when available."""
-        if self._use_async_client:
-            await self._aresolve_key()
-            self.verify_key()  # no I/O now that the key has been looked up
-        else:
-            await super().averify_key()
 
     def _require_rsa(self, key: KeyVaultKey) -> None:
         if key.key_type not in _RSA_KEY_TYPES:
@@ -235,7 +204,7 @@ class AzureKeyVaultSigner(DigestSigner):
 
     # --- signing -------------------------------------------------------------------------------------------------
 
-    def _sync_client(self) -> CryptographyClient:
+    def _crypto_client(self) -> CryptographyClient:
         key = self._resolve_key()
         credential = self._get_credential()
         with self._clients_lock:
@@ -245,23 +214,9 @@ class AzureKeyVaultSigner(DigestSigner):
             return self._client
 
     def _sign_digest(self, digest: bytes) -> bytes:
-        client = self._sync_client()
+        client = self._crypto_client()
         with azure_errors(self.key_id):
             result = client.sign(_SIGNATURE_ALGORITHMS[self.algorithm], digest)
-        return bytes(result.signature)
-
-    async def asign(self, signing_input: bytes) -> bytes:
-        """Sign without blocking the event loop: with the SDK's async client when aiohttp is installed."""
-        if not self._use_async_client:
-            return await asyncio.to_thread(self.sign, signing_input)
-        await self.averify_key()
-        key = await self._aresolve_key()
-        credential = await self._async_credential()
-        # One client per call: an aiohttp session belongs to the event loop that made it, and a signer may be
-        # used from several loops. Signing happens once per token, so the extra connection costs little.
-        with azure_errors(key.id):
-            async with AsyncCryptographyClient(key, credential, **self._client_kwargs) as client:
-                result = await client.sign(_SIGNATURE_ALGORITHMS[self.algorithm], digest(self.algorithm, signing_input))
         return bytes(result.signature)
 
 

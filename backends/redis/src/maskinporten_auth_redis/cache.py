@@ -36,22 +36,47 @@ SCHEMES = ("redis", "rediss", "unix")
 
 _T = TypeVar("_T")
 
-#: Write an entry unless the one there outlives it (its time to live is the token's).
-_PUT_UNLESS_LONGER = """
-if redis.call('PTTL', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+#: Set a key to ARGV[2] for ARGV[3] ms only if it still holds ARGV[1]: an entry's or a lease's exact bytes as read.
+_REPLACE_IF_EQUAL = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 """
-#: Delete a key only if it still holds the given value (a lease's owner id, or an entry's exact bytes).
+#: Delete an entry only if it still holds the given bytes.
 _DELETE_IF_EQUAL = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-#: Extend a lease only if this owner still holds it.
+#: Take a lease (ARGV[1], for ARGV[2] ms) if nobody holds it; return the holder's value either way.
+_TAKE_LEASE = """
+local holder = redis.call('GET', KEYS[1])
+if holder then return holder end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return ARGV[1]
+"""
+#: Extend a lease only if this owner (the value's prefix ARGV[1]) still holds it, under a new value (ARGV[2]).
 _RENEW_IF_OWNER = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+local holder = redis.call('GET', KEYS[1])
+if not holder or string.sub(holder, 1, #ARGV[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+"""
+#: Release a lease only if this owner (the value's prefix ARGV[1]) still holds it.
+_RELEASE_IF_OWNER = """
+local holder = redis.call('GET', KEYS[1])
+if holder and string.sub(holder, 1, #ARGV[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+#: Delete a key that holds something other than a string (a list, a set, ...), and nothing else.
+_DELETE_IF_NOT_STRING = """
+local value = redis.pcall('GET', KEYS[1])
+if type(value) == 'table' and value.err and string.find(value.err, 'WRONGTYPE', 1, true) then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+#: How often a write reads, compares and tries again when the entry changed under it (another writer).
+_WRITE_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -59,13 +84,18 @@ class StoreEvent:
     """What happened to the shared store, for metrics (``on_event=``). Never holds a token or a key.
 
     ``kind`` is ``"unavailable"`` (the server failed or timed out; each process fetches its own tokens until it
-    answers again), ``"available"`` (it answers again) or ``"entry_rejected"`` (an entry was unreadable, foreign
-    or tampered with; it was ignored and removed). ``detail`` says why, e.g. ``"TimeoutError: Timeout reading
-    from socket"``.
+    answers again), ``"available"`` (it answers again) or ``"entry_rejected"`` (an entry was unreadable, foreign,
+    tampered with, expired by its sealed expiry or not a string; it was ignored and removed or replaced).
+    ``detail`` says why, e.g. ``"TimeoutError: Timeout reading from socket"``.
     """
 
     kind: Literal["unavailable", "available", "entry_rejected"]
     detail: str
+
+
+def _lease_value(owner: str) -> str:
+    """A lease's value: its owner's id and a part new at each renewal, by which waiters tell a live holder."""
+    return f"{owner}:{uuid.uuid4().hex[:12]}"
 
 
 def _server_address(client: redis.Redis) -> str:
@@ -82,11 +112,15 @@ class RedisTokenCache(TokenStore):
     Two levels: the bounded in-memory :class:`~maskinporten_auth.cache.TokenCache` answers every cache hit (no
     network); the server is read on a local miss and written after every fetch. When a token is missing or due,
     one process of the fleet takes a lease on it in the server and fetches; the others wait (polling with backoff)
-    until its token appears or the lease goes. The lease expires by itself after ``lease_time`` seconds and is
-    renewed while its holder is fetching, so a process killed mid-fetch delays the others by at most that long.
+    until its token appears or the lease goes, and at most ``lease_time`` seconds. The lease expires by itself
+    after ``lease_time`` and is renewed while its holder is fetching; one that nobody renews for that long (a
+    process killed mid-fetch, or a lease planted in the server) is taken over, whatever the server says its time
+    to live is.
 
     Entries are sealed with AES-256-GCM under ``encryption_key`` and named by a keyed digest of the cache key: the
-    server holds no token, organisation number or scope in clear, and an entry expires with its token. When the
+    server holds no token, organisation number or scope in clear, and an entry expires with its token. An entry is
+    trusted only if it opens and has not expired by the expiry sealed in it, whatever time to live the server
+    gives it; anything else under an entry's or a lease's name is removed and reported. When the
     server is down, slow (``timeout``) or answers garbage, the process fetches for itself and keeps serving; it logs
     one warning per outage, emits :class:`StoreEvent`, and tries the server again ``retry_interval`` seconds later.
 
@@ -101,7 +135,8 @@ class RedisTokenCache(TokenStore):
         insecure_no_encryption: store tokens in clear, readable by anyone who can read the server: only for a
             development server on your own machine.
         namespace: the prefix of every key name, to keep these entries apart from other data on the server.
-        lease_time: seconds after which a lease that is not renewed expires (a holder that died).
+        lease_time: seconds after which a lease that is not renewed expires (a holder that died), and the longest
+            a process waits for another's fetch.
         retry_interval: seconds the server is left alone after it failed, before it is tried again.
         max_entries: the bound of the in-memory level.
         on_event: a callback receiving :class:`StoreEvent`.
@@ -129,6 +164,8 @@ class RedisTokenCache(TokenStore):
             )
         if not isinstance(given, redis.Redis):
             raise ConfigurationError("client", f"must be a redis.Redis, got {type(client).__name__}")
+        if client.connection_pool.connection_kwargs.get("decode_responses"):
+            raise ConfigurationError("client", "must not decode responses: entries are bytes (decode_responses=False)")
         if insecure_no_encryption is not True and insecure_no_encryption is not False:
             raise ConfigurationError("insecure_no_encryption", "must be True or False")
         if insecure_no_encryption and encryption_key is not None:
@@ -151,9 +188,12 @@ class RedisTokenCache(TokenStore):
         self._local = TokenCache(max_entries)
         self._sealer = Sealer(None if encryption_key is None else parse_encryption_key(encryption_key))
         self._prefix = f"{namespace}:{self._sealer.generation}:"
-        self._put_unless_longer = client.register_script(_PUT_UNLESS_LONGER)
+        self._replace_if_equal = client.register_script(_REPLACE_IF_EQUAL)
         self._delete_if_equal = client.register_script(_DELETE_IF_EQUAL)
+        self._take_lease = client.register_script(_TAKE_LEASE)
         self._renew_if_owner = client.register_script(_RENEW_IF_OWNER)
+        self._release_if_owner = client.register_script(_RELEASE_IF_OWNER)
+        self._delete_if_not_string = client.register_script(_DELETE_IF_NOT_STRING)
         #: The value the API rejected (401), per cache key: not to be loaded back from the server.
         self._rejected: dict[str, str] = {}
         self._state_lock = threading.Lock()
@@ -247,17 +287,13 @@ class RedisTokenCache(TokenStore):
         """Return the newer of this process's token and the server's for ``key``; the server's is kept locally."""
         local = self._local.get(key)
         name = self.entry_name(key)
-        blob = self._server(lambda: self.client.get(name), None)
+        blob = self._server(name, lambda: self.client.get(name), None)
         if not isinstance(blob, bytes):
             return local
-        try:
-            shared = self._sealer.open(name, blob)
-        except ValueError as exc:
-            self._reject_entry(name, blob, str(exc))
-            return local
+        shared = self._trusted(name, blob)
         rejected = self._rejected.get(key)
-        if rejected is not None and shared.value == rejected:
-            self._server(lambda: self._delete_if_equal(keys=[name], args=[blob]), 0)
+        if shared is None or shared.value == rejected:
+            self._server(name, lambda: self._delete_if_equal(keys=[name], args=[blob]), 0)
             return local
         if local is None or shared.expires_at > local.expires_at:
             self._local.put(key, shared)
@@ -265,13 +301,31 @@ class RedisTokenCache(TokenStore):
         return local
 
     def put(self, key: str, token: CachedToken) -> None:
-        """Keep ``token`` in memory and in the server (unless either holds one that lives longer)."""
-        self._rejected.pop(key, None)
+        """Keep ``token`` in memory and in the server, unless either holds one that lives longer.
+
+        The server's entry is compared by its sealed expiry, never by the server's time to live (which anyone who
+        can write to the server sets): an entry that does not open, has expired, or holds the token the API
+        rejected is replaced, and only if it is still the exact bytes read.
+        """
+        rejected = self._rejected.pop(key, None)
         self._local.put(key, token)
         name = self.entry_name(key)
         blob, ttl_ms = self._sealer.seal(name, token)
-        if ttl_ms > 0:
-            self._server(lambda: self._put_unless_longer(keys=[name], args=[blob, ttl_ms]), 0)
+        if ttl_ms <= 0:
+            return
+        for _ in range(_WRITE_ATTEMPTS):
+            current = self._server(name, lambda: self.client.get(name), None)
+            if self._down:
+                return
+            if not isinstance(current, bytes):
+                write = functools.partial(self.client.set, name, blob, nx=True, px=ttl_ms)
+            else:
+                shared = self._trusted(name, current)
+                if shared is not None and shared.value != rejected and shared.expires_at >= token.expires_at:
+                    return  # the fleet's token lives at least as long
+                write = functools.partial(self._replace_if_equal, keys=[name], args=[current, blob, ttl_ms])
+            if self._server(name, write, None):
+                return
 
     def invalidate(self, key: str, value: str) -> bool:
         """Drop ``value`` for ``key`` from memory; the server's copy is dropped by the next :meth:`load`.
@@ -291,13 +345,13 @@ class RedisTokenCache(TokenStore):
             for start in range(0, len(names), 1000):
                 self.client.delete(*names[start : start + 1000])
 
-        self._server(delete_all, None)
+        self._server(None, delete_all, None)
 
     def check(self) -> str:
         """Do once what a fetch does with the server, under a probe key, and say where; raise the first error.
 
         Writes a sealed entry, reads it back and opens it, takes and releases a lease, and removes the entry: the
-        commands (``SET``, ``GET``, ``PTTL``, ``EVALSHA``/``EVAL``, ``DEL``) an ACL must allow. Unlike the hot path,
+        commands (``SET``, ``GET``, ``EVALSHA``/``EVAL``, ``DEL``) an ACL must allow. Unlike the hot path,
         a failure here is raised, not absorbed.
         """
         probe = f"maskinporten-doctor:{uuid.uuid4().hex}"
@@ -305,7 +359,7 @@ class RedisTokenCache(TokenStore):
         now = time.monotonic()
         token = CachedToken(uuid.uuid4().hex, expires_at=now + 30, refresh_at=now + 20, must_refresh_at=now + 25)
         blob, ttl_ms = self._sealer.seal(name, token)
-        if not self._put_unless_longer(keys=[name], args=[blob, ttl_ms]):
+        if not self.client.set(name, blob, nx=True, px=ttl_ms):
             raise RuntimeError(f"the probe entry {name} was already there")
         try:
             read = self.client.get(name)
@@ -314,9 +368,10 @@ class RedisTokenCache(TokenStore):
             if self._sealer.open(name, read).value != token.value:
                 raise RuntimeError(f"the probe entry {name} did not open to what was sealed")
             owner = uuid.uuid4().hex
-            if not self.client.set(lease, owner, nx=True, px=10_000):
+            value = _lease_value(owner)
+            if self._take_lease(keys=[lease], args=[value, 10_000]) != value.encode():
                 raise RuntimeError(f"the probe lease {lease} was already taken")
-            self._delete_if_equal(keys=[lease], args=[owner])
+            self._release_if_owner(keys=[lease], args=[f"{owner}:"])
         finally:
             self._delete_if_equal(keys=[name], args=[blob])
         sealed = "sealed with AES-256-GCM" if self.encrypted else "NOT encrypted (insecure_no_encryption)"
@@ -326,26 +381,18 @@ class RedisTokenCache(TokenStore):
     def fetching(self, key: str, timeout: float) -> Iterator[None]:
         """Hold the fleet's lease on ``key`` while the block fetches, or return once another process's token is in.
 
-        Waits at most ``timeout`` seconds for another holder (then the caller fetches anyway). If the server is
-        unavailable the caller fetches at once, without a lease.
+        Waits for another holder at most ``lease_time`` seconds (and at most ``timeout``), whatever the server
+        says about its lease, then the caller fetches anyway. A live holder renews its lease every third of
+        ``lease_time`` under a new value; a lease whose value has not changed for ``lease_time`` is abandoned (its
+        holder died, or someone planted it), and the waiter takes it over, by compare-and-set on that value, so that
+        it holds the lease while it fetches. A holder that renewed meanwhile keeps its lease, and the waiter fetches
+        without one. If the server is unavailable the caller fetches at once, without a lease.
         """
         name = self.lease_name(key)
         owner = uuid.uuid4().hex
-        lease_ms = int(self.lease_time * 1000)
-        deadline = time.monotonic() + timeout
-        pause = 0.005
-        while True:
-            if self._server(lambda: self.client.set(name, owner, nx=True, px=lease_ms), None):
-                break
-            if self._down or time.monotonic() >= deadline:
-                yield
-                return
-            token = self.load(key)
-            if token is not None and token.state(time.monotonic()) is TokenState.FRESH:
-                yield  # another process fetched it: the provider loads it
-                return
-            time.sleep(min(pause * random.uniform(0.5, 1.0), max(0.0, deadline - time.monotonic())))  # noqa: S311
-            pause = min(pause * 2, 0.1)
+        if not self._lease(key, name, _lease_value(owner), timeout):
+            yield
+            return
         self._hold(name, owner)
         try:
             yield
@@ -353,6 +400,33 @@ class RedisTokenCache(TokenStore):
             self._release(name, owner)
 
     # Leases
+
+    def _lease(self, key: str, name: str, value: str, timeout: float) -> bool:
+        """Whether this caller got the lease ``name`` (as ``value``); False once another's token is in or time is up."""
+        lease_ms = int(self.lease_time * 1000)
+        started = time.monotonic()
+        deadline = started + min(timeout, self.lease_time)
+        first_seen: bytes | None = None
+        pause = 0.005
+        while True:
+            holder = self._server(name, lambda: self._take_lease(keys=[name], args=[value, lease_ms]), None)
+            if holder == value.encode():
+                return True
+            if self._down:
+                return False
+            if first_seen is None and isinstance(holder, bytes):
+                first_seen = holder
+            if time.monotonic() >= deadline:
+                break
+            token = self.load(key)
+            if token is not None and token.state(time.monotonic()) is TokenState.FRESH:
+                return False  # another process fetched it: the provider loads it
+            time.sleep(min(pause * random.uniform(0.5, 1.0), max(0.0, deadline - time.monotonic())))  # noqa: S311
+            pause = min(pause * 2, 0.1)
+        if first_seen is None or time.monotonic() - started < self.lease_time:
+            return False
+        takeover: list[bytes | str | int] = [first_seen, value, lease_ms]  # only if nobody renewed it meanwhile
+        return bool(self._server(name, lambda: self._replace_if_equal(keys=[name], args=takeover), 0))
 
     def _hold(self, name: str, owner: str) -> None:
         with self._leases_lock:
@@ -364,31 +438,46 @@ class RedisTokenCache(TokenStore):
     def _release(self, name: str, owner: str) -> None:
         with self._leases_lock:
             self._leases.pop(name, None)
-        self._server(lambda: self._delete_if_equal(keys=[name], args=[owner]), 0)
+        self._server(name, lambda: self._release_if_owner(keys=[name], args=[f"{owner}:"]), 0)
 
     def _renew(self) -> None:
         """Extend every lease this process holds, every third of ``lease_time``, until it holds none."""
-        lease_ms = int(self.lease_time * 1000)
         while True:
             time.sleep(self.lease_time / 3)
-            with self._leases_lock:
-                leases = dict(self._leases)
-                if not leases:
-                    self._renewer = None
-                    return
-            for name, owner in leases.items():
-                self._server(functools.partial(self._renew_if_owner, keys=[name], args=[owner, lease_ms]), 0)
+            if not self._renew_held():
+                return
+
+    def _renew_held(self) -> bool:
+        """Extend every lease this process still holds, under a new value; False, ending the renewer, if none."""
+        lease_ms = int(self.lease_time * 1000)
+        with self._leases_lock:
+            leases = dict(self._leases)
+            if not leases:
+                self._renewer = None
+                return False
+        for name, owner in leases.items():
+            renewal: list[str | int] = [f"{owner}:", _lease_value(owner), lease_ms]
+            self._server(name, functools.partial(self._renew_if_owner, keys=[name], args=renewal), 0)
+        return True
 
     # Failure handling
 
-    def _server(self, operation: Callable[[], _T], default: _T) -> _T:
-        """Run ``operation`` against the server, or return ``default`` while it is unavailable or if it fails."""
+    def _server(self, name: str | None, operation: Callable[[], _T], default: _T) -> _T:
+        """Run ``operation`` on key ``name``, or return ``default`` while the server is unavailable or if it fails.
+
+        A value of another type than string under ``name`` (``WRONGTYPE``) is a bad entry, not an outage: it is
+        removed and reported, and the server stays in use for every other key.
+        """
         if self._down and time.monotonic() < self._skip_until:
             return default
         try:
             result = operation()
         except (redis.RedisError, OSError) as exc:
-            self._unavailable(exc)
+            if name is not None and isinstance(exc, redis.ResponseError) and str(exc).startswith("WRONGTYPE"):
+                self._server(name, lambda: self._delete_if_not_string(keys=[name]), 0)
+                self._rejected_entry("a value of another type than a string")
+            else:
+                self._unavailable(exc)
             return default
         if self._down:
             self._available_again()
@@ -416,9 +505,20 @@ class RedisTokenCache(TokenStore):
         logger.warning("the shared token store at %s answers again", _server_address(self.client))
         self._emit(StoreEvent("available", "the server answered"))
 
-    def _reject_entry(self, name: str, blob: bytes, why: str) -> None:
-        """Ignore an entry that cannot be trusted, and remove it unless it has changed since."""
-        self._server(lambda: self._delete_if_equal(keys=[name], args=[blob]), 0)
+    def _trusted(self, name: str, blob: bytes) -> CachedToken | None:
+        """The token ``blob`` holds under ``name``; None, reported, if it does not open or has expired."""
+        try:
+            token = self._sealer.open(name, blob)
+        except ValueError as exc:
+            self._rejected_entry(str(exc))
+            return None
+        if token.expires_at <= time.monotonic():  # the server's time to live is not ours: anyone can set it
+            self._rejected_entry("expired by its sealed expiry (replayed, or the writer's clock is behind)")
+            return None
+        return token
+
+    def _rejected_entry(self, why: str) -> None:
+        """Report an entry that cannot be trusted (the caller removes or replaces it)."""
         if not self._warned_entry:
             self._warned_entry = True
             logger.warning("ignored and removed an entry of the shared token store: %s (warned once)", why)

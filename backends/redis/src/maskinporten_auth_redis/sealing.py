@@ -34,6 +34,9 @@ _PLAIN = b"\x00"  # format byte: JSON in clear (insecure_no_encryption)
 _NONCE_BYTES = 12
 #: An entry claiming to live longer than this is not believed (Maskinporten tokens live minutes to hours).
 _MAX_LIFETIME = 86_400.0
+#: How far ahead of this host's clock another host's "renewed at" may be (clocks of a fleet differ a little).
+_CLOCK_SKEW = 5.0
+_SCHEDULE = ("refresh_at", "must_refresh_at", "expires_at")
 _GENERATE = "python -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())'"
 
 
@@ -110,6 +113,8 @@ class Sealer:
             "refresh_at": token.refresh_at + offset,
             "must_refresh_at": token.must_refresh_at + offset,
         }
+        if token.renewed_at is not None:
+            document["renewed_at"] = token.renewed_at + offset
         plain = json.dumps(document, separators=(",", ":")).encode("utf-8")
         ttl_ms = max(0, int((token.expires_at - time.monotonic()) * 1000))
         if self._aead is None:
@@ -144,19 +149,27 @@ def _token(plain: bytes) -> CachedToken:
     value = document.get("token")
     if not isinstance(value, str) or not value or not value.isascii() or not value.isprintable() or " " in value:
         raise ValueError("no usable token")
-    times: list[float] = []
-    for field in ("refresh_at", "must_refresh_at", "expires_at"):
-        moment = document.get(field)
-        if not isinstance(moment, (int, float)) or isinstance(moment, bool) or not math.isfinite(moment):
-            raise ValueError("times missing or not numbers")
-        times.append(float(moment))
-    refresh_at, must_refresh_at, expires_at = times
+    refresh_at, must_refresh_at, expires_at = (_moment(document, field) for field in _SCHEDULE)
     if not refresh_at <= must_refresh_at <= expires_at or expires_at - time.time() > _MAX_LIFETIME:
         raise ValueError("times out of order or too far ahead")
+    renewed_at = None
+    if document.get("renewed_at") is not None:  # absent from the entries 0.1.x wrote
+        renewed_at = _moment(document, "renewed_at")
+        if renewed_at - time.time() > _CLOCK_SKEW:
+            raise ValueError("renewal time in the future")
     offset = _wall_offset()
     return CachedToken(
         value=value,
         expires_at=expires_at - offset,
         refresh_at=refresh_at - offset,
         must_refresh_at=must_refresh_at - offset,
+        renewed_at=None if renewed_at is None else renewed_at - offset,
     )
+
+
+def _moment(document: dict[str, Any], field: str) -> float:
+    """The wall-clock time ``document`` holds under ``field``; ValueError unless it is a finite number."""
+    moment = document.get(field)
+    if not isinstance(moment, (int, float)) or isinstance(moment, bool) or not math.isfinite(moment):
+        raise ValueError("times missing or not numbers")
+    return float(moment)
