@@ -293,3 +293,10 @@ def test_a_certificates_expiry_needs_no_admin_scopes() -> None:
     assert expiry is not None and expiry.source == "certificate" and 29 < expiry.days_left() <= 30
     events = ExpiryWatch(signer).check()
     assert [event.warning for event in events] == [30]
+
+
+def test_the_catalogue_tells_the_lifetime_the_emulator_issues(maskinporten_emulator: MaskinportenEmulator) -> None:
+    maskinporten_emulator.set_scope_lifetime("nav:oppfolgingsplan/lps.write", 599)
+    api = SelfService(None, maskinporten_emulator.selfservice_url, catalogue_ttl=0)
+    assert api.scope("nav:oppfolgingsplan/lps.write").token_lifetime == 599
+    api.close()

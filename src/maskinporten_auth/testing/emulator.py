@@ -136,6 +136,7 @@ class MaskinportenEmulator:
             lambda token, now: verify_own_token(token, self.jwks, self.issuer, now),
             propagation_delay=propagation_delay,
             scope_catalogue=scope_catalogue,
+            scope_lifetimes=self._scope_lifetimes,
         )
         self._lock = threading.Lock()
         self._records: list[GrantRecord] = []

@@ -137,6 +137,8 @@ class SelfServiceApi:
         verify_admin_token: returns the claims of an access token the emulator issued, or None.
         propagation_delay: seconds before a change of a client's keys reaches the token endpoint.
         scope_catalogue: the entries of ``/api/v1/scopes/all``.
+        scope_lifetimes: the emulator's own per-scope token lifetimes (the same mapping, kept up to date): an
+            entry's ``at_max_age`` says what the emulator issues.
     """
 
     def __init__(
@@ -146,6 +148,7 @@ class SelfServiceApi:
         *,
         propagation_delay: float = 0.0,
         scope_catalogue: Iterable[Mapping[str, Any]] = DEFAULT_SCOPE_CATALOGUE,
+        scope_lifetimes: Mapping[str, int] | None = None,
     ) -> None:
         if propagation_delay < 0:
             raise ValueError("propagation_delay must not be negative")
@@ -153,6 +156,7 @@ class SelfServiceApi:
         self._verify_admin_token = verify_admin_token
         self.propagation_delay = propagation_delay
         self.scope_catalogue = [dict(entry) for entry in scope_catalogue]
+        self._scope_lifetimes = scope_lifetimes if scope_lifetimes is not None else {}
         self._clients: dict[str, _ClientJwks] = {}
         self._pending: set[str] = set()  # clients with a change the token endpoint does not see yet
 
@@ -186,7 +190,7 @@ class SelfServiceApi:
     def answer(self, method: str, path: str, authorization: str | None, body: bytes, now: float) -> Answer:
         """Answer one request under ``/api/v1``."""
         if method == "GET" and path.rstrip("/") == f"{SELFSERVICE_PREFIX}/scopes/all":
-            return Answer.json(200, self.scope_catalogue)
+            return Answer.json(200, [self._as_issued(entry) for entry in self.scope_catalogue])
         if method == "GET" and path.rstrip("/") == f"{SELFSERVICE_PREFIX}/delegationsources":
             return Answer.json(200, list(DELEGATION_SOURCES))
         match = _CLIENT_PATH.fullmatch(path)
@@ -220,6 +224,10 @@ class SelfServiceApi:
         if method == "DELETE":
             return self._delete(client_id, now)
         return _problem(405, "method_not_allowed", f"{method} is not allowed here.")
+
+    def _as_issued(self, entry: dict[str, Any]) -> dict[str, Any]:
+        lifetime = self._scope_lifetimes.get(entry.get("name", ""))
+        return entry if lifetime is None else {**entry, "at_max_age": lifetime}
 
     def _authorize(self, authorization: str | None, scope: str, now: float) -> Answer | None:
         """None when the bearer token is the emulator's own, unexpired, with ``scope``; else the refusal."""
