@@ -69,9 +69,9 @@ from benchkit import ORGNO, SCOPE, TIMES, Results, Row, Setup, median
 from emulator_process import ChildEmulator, child_emulator
 
 from maskinporten_auth import MaskinportenAuth
+from maskinporten_auth.endpoints import GRANT_TYPE, parse_token_response
 from maskinporten_auth.provider import DEFAULT_MAX_IN_FLIGHT
 from maskinporten_auth.testing import organisation_numbers
-from maskinporten_auth.token_client import GRANT_TYPE, parse_token_response
 
 SECTION = "customers"
 CHART = "Many customers: first tokens per second, ratio to the no-library floor with as many threads"

@@ -38,7 +38,7 @@ from maskinporten_auth.cache import RefreshPolicy
 from maskinporten_auth.errors import MaskinportenError
 from maskinporten_auth.testing import Fault, MaskinportenEmulator
 from maskinporten_auth.testing.protected_api import ProtectedApi
-from maskinporten_auth.testing.wire import observed_clients
+from maskinporten_auth.testing.wire import observed_client
 
 SCOPE = "nav:oppfolgingsplan/lps.write"
 SUPPLIER = "313042995"
@@ -192,8 +192,8 @@ async def _tasks(auth: MaskinportenAuth, url: str, stop: float, config: SoakConf
         await asyncio.gather(*(_task_worker(client, url, stop, config.pause, outcomes) for _ in range(config.tasks)))
 
 
-def _token_http_clients(outcomes: Outcomes) -> tuple[httpx.Client, httpx.AsyncClient]:
-    """Clients for the token endpoint that note when each token arrives (the body is not kept)."""
+def _token_http_client(outcomes: Outcomes) -> httpx.Client:
+    """A client for the token endpoint that notes when each token arrives (the body is not kept)."""
 
     def note(response: httpx.Response) -> None:
         if response.status_code != 200:
@@ -205,7 +205,7 @@ def _token_http_clients(outcomes: Outcomes) -> tuple[httpx.Client, httpx.AsyncCl
         if isinstance(expires_in, (int, float)) and not isinstance(expires_in, bool) and 0 < expires_in < 86400:
             outcomes.token_arrived(expires_in)
 
-    return observed_clients(note)
+    return observed_client(note)
 
 
 def run_soak(config: SoakConfig) -> SoakReport:
@@ -221,7 +221,7 @@ def run_soak(config: SoakConfig) -> SoakReport:
         client_id = str(uuid.uuid4())
         emulator.register_client(client_id, orgno=SUPPLIER, scopes=[SCOPE], keys={"soak": key.public_key()})
         _queue_faults(emulator, config, rng, count=int(4 * ideal_grants) + 50)
-        http_client, async_http_client = _token_http_clients(outcomes)
+        http_client = _token_http_client(outcomes)
         auth = MaskinportenAuth(
             client_id,
             SCOPE,
@@ -229,7 +229,6 @@ def run_soak(config: SoakConfig) -> SoakReport:
             emulator.environment,
             refresh=refresh,
             http_client=http_client,
-            async_http_client=async_http_client,
         )
         with ProtectedApi(lambda: emulator.jwks, issuer=emulator.issuer, scope=SCOPE) as api, http_client:
             url = f"{api.url}/soak"

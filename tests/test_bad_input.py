@@ -203,8 +203,6 @@ BAD_INPUTS: list[tuple[str, Build, str]] = [
     # HTTP clients
     ("http-client-proxy-url", lambda k: k.auth(http_client="http://proxy.example:3128"), "http_client"),
     ("http-client-async-client", lambda k: k.auth(http_client=httpx.AsyncClient()), "http_client"),
-    ("async-http-client-proxy-url", lambda k: k.auth(async_http_client="proxy"), "async_http_client"),
-    ("async-http-client-sync-client", lambda k: k.auth(async_http_client=httpx.Client()), "async_http_client"),
     ("retry-attempts-zero", lambda k: RetryPolicy(attempts=0), "retry.attempts"),
     ("retry-attempts-float", lambda k: RetryPolicy(attempts=2.5), "retry.attempts"),
     ("retry-deadline-zero", lambda k: RetryPolicy(deadline=0), "retry.deadline"),

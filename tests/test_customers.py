@@ -61,7 +61,7 @@ def test_views_share_the_family_and_cost_little(make_auth, delegated):
     assert isinstance(view, MaskinportenAuth) and isinstance(systemuser, MaskinportenAuth)
     assert view.cache is auth.cache is systemuser.cache
     assert view._provider is auth._provider is systemuser._provider
-    assert view._grants._encoded_header is auth._grants._encoded_header  # the header is shared, not copied
+    assert view._grants.keys is auth._grants.keys  # the keys (and their encoded header) are shared, not copied
     assert (view.consumer_org, view.systemuser_org) == (CUSTOMER, None)
     assert (systemuser.consumer_org, systemuser.systemuser_org) == (None, OTHER_CUSTOMER)
     assert len({auth.cache_key, view.cache_key, systemuser.cache_key}) == 3
@@ -174,17 +174,17 @@ def test_the_cache_key_never_asks_the_key_service(make_auth, rsa_key, delegated)
     assert view.get_token()
 
 
-def test_the_cache_key_names_the_key_and_the_claims(rsa_key, other_rsa_key, maskinporten_emulator):
-    def key(**options: Any) -> str:
+def test_the_cache_key_names_the_claims_and_not_the_key(rsa_key, other_rsa_key, maskinporten_emulator):
+    def key(*scopes: str, **options: Any) -> str:
         options.setdefault("signer", LocalKeySigner(rsa_key, kid="a"))
-        return MaskinportenAuth("client", SCOPE, environment=maskinporten_emulator.environment, **options).cache_key
+        environment = options.pop("environment", maskinporten_emulator.environment)
+        return MaskinportenAuth("client", scopes or SCOPE, environment=environment, **options).cache_key
 
-    assert key() == key()
-    assert (
-        len({key(), key(signer=LocalKeySigner(other_rsa_key, kid="a")), key(signer=LocalKeySigner(rsa_key, kid="b"))})
-        == 3
-    )
-    assert len({key(), key(resource="https://api.example.no"), key(pid="01017012345")}) == 3
+    # A rotated key gets the same tokens: the key is not part of the cache key.
+    assert key() == key(signer=LocalKeySigner(other_rsa_key, kid="a")) == key(signer=LocalKeySigner(rsa_key, kid="b"))
+    others = {key("nav:other"), key(SCOPE, "nav:other"), key(environment="prod"), key(consumer_org="310539759")}
+    others |= {key(resource="https://api.example.no"), key(pid="01017012345")}
+    assert len({key(), *others}) == 7
     assert "01017012345" not in key(pid="01017012345")
 
 
@@ -256,7 +256,7 @@ def test_a_cold_start_of_ten_thousand_customers_stays_within_the_in_flight_limit
     assert len(set(tokens)) == len(customers)
     assert maskinporten_emulator.tokens_issued == transport.requests == len(customers)
     assert 1 < transport.peak <= 8
-    assert auth._provider.peak_in_flight <= 8
+    assert maskinporten_emulator.peak_in_flight <= 8
     assert len(auth.cache) == len(customers)
 
 
@@ -448,7 +448,10 @@ def test_a_late_401_for_the_old_token_keeps_the_fresh_one(make_auth, maskinporte
     request = httpx.Request("GET", "https://api.example.no/a")
     unauthorized = httpx.Response(401, request=request)
     if mode == "sync":
-        first, late = auth.sync_auth_flow(request), auth.sync_auth_flow(httpx.Request("GET", "https://api.example.no/b"))
+        first, late = (
+            auth.sync_auth_flow(request),
+            auth.sync_auth_flow(httpx.Request("GET", "https://api.example.no/b")),
+        )
         assert next(first).headers["Authorization"] == next(late).headers["Authorization"] == f"Bearer {old}"
         fresh = first.send(unauthorized).headers["Authorization"]
         resent = late.send(unauthorized).headers["Authorization"]
@@ -534,22 +537,22 @@ def test_several_event_loops_share_one_fetch_per_customer(make_auth, delegated, 
     assert maskinporten_emulator.tokens_issued == 50
 
 
-def test_an_application_async_client_posts_on_the_callers_loop(make_auth, delegated, maskinporten_emulator):
+def test_async_callers_fetch_through_the_applications_http_client(make_auth, delegated, maskinporten_emulator):
     customers = orgnrs(20)
     delegated(customers)
-    posted_on: set[int] = set()
+    sent_from: set[str] = set()
 
-    async def record(request: httpx.Request) -> None:
-        posted_on.add(id(asyncio.get_running_loop()))
+    def record(request: httpx.Request) -> None:
+        sent_from.add(threading.current_thread().name)
 
-    async def main() -> list[str]:
-        async with httpx.AsyncClient(event_hooks={"request": [record]}) as client:
-            auth = make_auth(async_http_client=client)
-            tokens = await asyncio.gather(*(auth.with_consumer_org(c).aget_token() for c in customers))
-            assert posted_on == {id(asyncio.get_running_loop())}
-            return tokens
+    with httpx.Client(event_hooks={"request": [record]}) as client:
+        auth = make_auth(http_client=client)
 
-    assert len(set(asyncio.run(main()))) == 20
+        async def main() -> list[str]:
+            return await asyncio.gather(*(auth.with_consumer_org(c).aget_token() for c in customers))
+
+        assert len(set(asyncio.run(main()))) == 20
+    assert sent_from and all(name.startswith("maskinporten-fetch-") for name in sent_from)  # never the loop's
     assert maskinporten_emulator.tokens_issued == 20
 
 
@@ -559,9 +562,9 @@ def test_an_application_async_client_posts_on_the_callers_loop(make_auth, delega
 def test_the_auth_is_a_context_manager_that_releases_its_connections(make_auth):
     with make_auth() as auth:
         assert auth.get_token()
-        assert auth._provider.client.http.opened is not None
-    assert auth._provider.client.http.opened is None
-    assert auth._provider._workers.started == 0
+        assert auth._endpoint.http._client is not None
+    assert auth._endpoint.http._client is None
+    assert auth._provider._workers._started == 0
     assert auth.get_token()  # usable again: it reopens what it needs
 
 
@@ -569,11 +572,11 @@ def test_the_auth_is_an_async_context_manager(make_auth):
     async def main() -> MaskinportenAuth:
         async with make_auth() as auth:
             assert await auth.aget_token()
-            assert auth._provider._workers.started > 0
+            assert auth._provider._workers._started > 0
         return auth
 
     auth = asyncio.run(main())
-    assert auth._provider._workers.started == 0 and auth._provider.client.http.opened is None
+    assert auth._provider._workers._started == 0 and auth._endpoint.http._client is None
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork on this platform")
@@ -609,7 +612,7 @@ def test_fetches_reuse_one_pooled_client_and_its_connections(make_auth, delegate
     assert len(set(asyncio.run(fetch_all()))) == 40
     assert [auth.with_consumer_org(customer).get_token() for customer in customers]
     assert made == ["Client"]  # one pooled client for every fetch, sync and async
-    connections = auth._provider.client.http.opened._transport._pool.connections
+    connections = auth._endpoint.http._client._transport._pool.connections
     assert 1 <= len(connections) <= 4  # kept alive and reused: at most one per fetch in flight
     assert maskinporten_emulator.tokens_issued == 40
 

@@ -35,8 +35,8 @@ from maskinporten_auth import (
     TokenEvent,
     TokenRequestError,
 )
+from maskinporten_auth.provider import Flight
 from maskinporten_auth.retry import MIN_ATTEMPT_TIME
-from maskinporten_auth.singleflight import Flight
 from maskinporten_auth.testing import Fault, MaskinportenEmulator
 
 from .conftest import token_from_forked_child
@@ -173,7 +173,7 @@ def test_a_response_slower_than_the_deadline_is_cut_off_at_the_deadline(
     assert_every_attempt_had_a_new_grant(maskinporten_emulator, recording_signer.jtis)
 
 
-@pytest.mark.parametrize("mode", ["sync", "async", "async-with-own-client"])
+@pytest.mark.parametrize("mode", ["sync", "async"])
 @pytest.mark.parametrize("body_only", [False, True], ids=["headers", "body"])
 def test_a_one_byte_a_second_drip_is_cut_off_at_the_attempt_deadline(
     body_only, mode, make_auth, maskinporten_emulator, recording_signer
@@ -182,14 +182,7 @@ def test_a_one_byte_a_second_drip_is_cut_off_at_the_attempt_deadline(
     policy = RetryPolicy(attempts=1, deadline=4.0, timeout=2.0)
     maskinporten_emulator.inject_fault(Fault.drip_feed(1.0, body_only=body_only))
 
-    async def with_own_client() -> str:
-        async with httpx.AsyncClient() as client:
-            return await make_auth(retry=policy, async_http_client=client).aget_token()
-
-    if mode == "async-with-own-client":
-        error, elapsed = timed(lambda: asyncio.run(with_own_client()))
-    else:
-        error, elapsed = timed(lambda: get_token(make_auth(retry=policy), mode))
+    error, elapsed = timed(lambda: get_token(make_auth(retry=policy), mode))
     assert isinstance(error, NetworkError), error
     assert "timed out" in str(error)
     assert policy.timeout - 0.1 <= elapsed < policy.timeout + 1.5
@@ -197,19 +190,15 @@ def test_a_one_byte_a_second_drip_is_cut_off_at_the_attempt_deadline(
 
 
 def test_a_drip_on_a_kept_alive_connection_is_cut_off_too(make_auth, maskinporten_emulator, recording_signer):
-    """The second attempt reuses the first one's connection, which the client saw open before this attempt."""
+    """The second attempt reuses the connection of the first, which answered 500 and stayed open."""
     policy = RetryPolicy(attempts=2, deadline=10.0, backoff=0.01, max_backoff=0.01, timeout=1.0)
     maskinporten_emulator.inject_fault(Fault.server_error(500))
     maskinporten_emulator.inject_fault(Fault.drip_feed(0.2))
-    connections: list[object] = []
-    with httpx.Client(
-        event_hooks={"response": [lambda r: connections.append(r.extensions["network_stream"])]}
-    ) as client:
-        error, elapsed = timed(make_auth(retry=policy, http_client=client).get_token)
+    error, elapsed = timed(make_auth(retry=policy).get_token)
     assert isinstance(error, NetworkError), error
+    assert "timed out" in str(error)
     assert elapsed < 2 * policy.timeout + SLACK
     assert len(maskinporten_emulator.grants) == 2
-    assert connections[0] is not None and connections == connections[:1] * len(connections)
     assert_every_attempt_had_a_new_grant(maskinporten_emulator, recording_signer.jtis)
 
 
@@ -225,7 +214,7 @@ def test_a_gzip_bomb_fails_fast_in_bounded_memory(make_auth, maskinporten_emulat
     finally:
         tracemalloc.stop()
     assert isinstance(error, InvalidResponseError), error
-    assert "larger than a token response" in str(error)
+    assert "asked for identity" in str(error)  # never inflated
     assert peak < 16 << 20
 
 
@@ -233,8 +222,8 @@ def test_a_gzip_bomb_fails_fast_in_bounded_memory(make_auth, maskinporten_emulat
 @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
 def test_a_redirect_is_never_followed_whatever_the_client(status, mode, make_auth, maskinporten_emulator):
     async def aget_token() -> str:
-        async with httpx.AsyncClient(follow_redirects=True) as client:
-            return await make_auth(retry=MATRIX_POLICY, async_http_client=client).aget_token()
+        with httpx.Client(follow_redirects=True) as client:
+            return await make_auth(retry=MATRIX_POLICY, http_client=client).aget_token()
 
     def get_token() -> str:
         with httpx.Client(follow_redirects=True) as client:

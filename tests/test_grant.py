@@ -8,7 +8,7 @@ import pytest
 from jose import jwt
 
 from maskinporten_auth import ConfigurationError, LocalKeySigner, SigningError, systemuser_authorization
-from maskinporten_auth.grant import GrantBuilder, GrantClaims
+from maskinporten_auth.grant import GrantBuilder, GrantClaims, SigningKeys
 
 AUD = "https://test.maskinporten.no/"
 CLIENT = "1ab20f23-c69c-44d3-b078-a0d92083ada5"
@@ -22,7 +22,7 @@ def decode(grant: str, signer: LocalKeySigner) -> dict:
 
 
 def test_minimal_grant_has_exactly_the_required_claims(signer):
-    builder = GrantBuilder(signer, GrantClaims(audience=AUD, client_id=CLIENT, scopes=(SCOPE,)))
+    builder = GrantBuilder(SigningKeys(signer), GrantClaims(audience=AUD, client_id=CLIENT, scopes=(SCOPE,)))
     now = time.time()
     grant = builder.build(now)
     assert jwt.get_unverified_header(grant) == {"alg": "RS256", "kid": "test-key-1"}
@@ -33,7 +33,7 @@ def test_minimal_grant_has_exactly_the_required_claims(signer):
 
 
 def test_every_build_is_a_new_grant(signer):
-    builder = GrantBuilder(signer, GrantClaims(audience=AUD, client_id=CLIENT, scopes=(SCOPE,)))
+    builder = GrantBuilder(SigningKeys(signer), GrantClaims(audience=AUD, client_id=CLIENT, scopes=(SCOPE,)))
     now = time.time()
     jtis = {jwt.get_unverified_claims(builder.build(now))["jti"] for _ in range(50)}
     assert len(jtis) == 50
@@ -50,7 +50,7 @@ def test_optional_claims_are_sent_when_set(signer):
         pid="01017012345",
         lifetime=120,
     )
-    grant = GrantBuilder(signer, claims).build(time.time())
+    grant = GrantBuilder(SigningKeys(signer), claims).build(time.time())
     decoded = jwt.decode(grant, signer.public_jwk(), algorithms=["RS256"], audience=AUD, options={"verify_aud": True})
     assert decoded["scope"] == "a:one a:two"
     assert "consumer_org" not in decoded
@@ -68,7 +68,7 @@ def test_optional_claims_are_sent_when_set(signer):
 
 def test_consumer_org_is_sent_when_set(signer):
     claims = GrantClaims(audience=AUD, client_id=CLIENT, scopes=(SCOPE,), consumer_org="310539759")
-    assert decode(GrantBuilder(signer, claims).build(time.time()), signer)["consumer_org"] == "310539759"
+    assert decode(GrantBuilder(SigningKeys(signer), claims).build(time.time()), signer)["consumer_org"] == "310539759"
 
 
 def test_a_delegation_and_a_system_user_in_one_grant_is_a_configuration_error():
@@ -90,7 +90,9 @@ def test_x5c_header_is_an_array_and_has_no_kid(rsa_key, certificate_chain):
     chain, _ = certificate_chain
     pem = b"".join(cert.public_bytes(Encoding.PEM) for cert in chain)
     signer = LocalKeySigner(rsa_key, certificate_chain=pem, algorithm="RS512")
-    grant = GrantBuilder(signer, GrantClaims(audience=AUD, client_id=CLIENT, scopes=(SCOPE,))).build(time.time())
+    grant = GrantBuilder(SigningKeys(signer), GrantClaims(audience=AUD, client_id=CLIENT, scopes=(SCOPE,))).build(
+        time.time()
+    )
     header = jwt.get_unverified_header(grant)
     assert set(header) == {"alg", "x5c"} and header["alg"] == "RS512"
     assert isinstance(header["x5c"], list) and len(header["x5c"]) == 3
@@ -99,7 +101,7 @@ def test_x5c_header_is_an_array_and_has_no_kid(rsa_key, certificate_chain):
 
 def test_a_signer_without_kid_or_x5c_is_refused(rsa_key):
     with pytest.raises(ConfigurationError) as raised:
-        GrantBuilder(LocalKeySigner(rsa_key), GrantClaims(audience=AUD, client_id=CLIENT, scopes=(SCOPE,)))
+        GrantBuilder(SigningKeys(LocalKeySigner(rsa_key)), GrantClaims(audience=AUD, client_id=CLIENT, scopes=(SCOPE,)))
     assert raised.value.field == "kid"
 
 
@@ -116,7 +118,9 @@ class BrokenSigner(LocalKeySigner):
 
 
 def test_an_untyped_signer_failure_becomes_a_signing_error(rsa_key):
-    builder = GrantBuilder(BrokenSigner(rsa_key, kid="k"), GrantClaims(audience=AUD, client_id=CLIENT, scopes=(SCOPE,)))
+    builder = GrantBuilder(
+        SigningKeys(BrokenSigner(rsa_key, kid="k")), GrantClaims(audience=AUD, client_id=CLIENT, scopes=(SCOPE,))
+    )
     with pytest.raises(SigningError, match="RuntimeError: HSM offline") as raised:
         builder.build(time.time())
     assert raised.value.backend == "local"

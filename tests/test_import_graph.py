@@ -58,3 +58,19 @@ def test_the_modules_import_each_other_without_a_cycle():
         tuple(TopologicalSorter(graph).static_order())
     except CycleError as cycle:
         raise AssertionError(f"import cycle: {' -> '.join(cycle.args[1])}") from None
+
+
+def test_the_token_path_is_layered_adapters_over_provider_over_endpoints_over_cache():
+    graph = import_graph()
+    below = {
+        "maskinporten_auth.provider": {"maskinporten_auth.auth", "maskinporten_auth.endpoints"},
+        "maskinporten_auth.endpoints": {"maskinporten_auth.auth", "maskinporten_auth.provider"},
+        "maskinporten_auth.cache": {
+            "maskinporten_auth.auth",
+            "maskinporten_auth.provider",
+            "maskinporten_auth.endpoints",
+        },
+    }
+    for module, higher in below.items():
+        assert not graph[module] & higher, f"{module} imports {graph[module] & higher}, a room above it"
+    assert "maskinporten_auth.endpoints" in graph["maskinporten_auth.auth"]

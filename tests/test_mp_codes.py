@@ -8,14 +8,25 @@ from pathlib import Path
 import pytest
 
 from maskinporten_auth.cli.checklists import UNREACHABLE, checklist_for
-from maskinporten_auth.errors import NetworkError, TokenRequestError, hint_for
+from maskinporten_auth.errors import (
+    AccessDeniedError,
+    AuthorizationDetailsError,
+    ClockSkewError,
+    DelegationError,
+    InvalidGrantError,
+    InvalidScopeError,
+    NetworkError,
+    SystemUserError,
+    TokenRequestError,
+)
 from maskinporten_auth.mp_codes import (
     OWN_ORGNO,
-    REFUSAL_CODES,
     SYSTEMUSER_NOT_SET_UP,
     TABLE,
     UNKNOWN_KID,
     explain,
+    hint_for,
+    refusal_error,
 )
 
 ANSWERS = [
@@ -56,8 +67,41 @@ def test_mp303_for_values_of_authorization_details_is_not_a_system_user_problem(
 
 
 def test_the_refusals_remembered_are_the_codes_the_table_marks():
-    assert {entry.key for entry in TABLE if entry.refusal} == REFUSAL_CODES
-    assert {"MP-200", "MP-201", "MP-250", "MP-251", "MP-301", "MP-302", "MP-303"} == REFUSAL_CODES
+    marked = {entry.key for entry in TABLE if entry.refusal}
+    assert marked == {"MP-200", "MP-201", "MP-250", "MP-251", "MP-301", "MP-302", "MP-303"}
+    for entry in TABLE:
+        error = "invalid_authorization_details" if entry.key.startswith("MP-3") else "invalid_request"
+        assert refusal_error(400, error, entry.key, None).refusal is entry.refusal, entry.key
+
+
+CLASSIFIED = [
+    # (status, error, code, description, exception, refusal)
+    (400, "invalid_grant", "MP-124", "Invalid assertion. Client authentication failed.", InvalidGrantError, False),
+    (400, "invalid_grant", "MP-130", "Invalid assertion. iat is too far from now", ClockSkewError, False),
+    (400, "invalid_grant", None, "Invalid assertion. The issue time is in the future", ClockSkewError, False),
+    (400, "invalid_scope", None, "Scope nav:x is not valid", InvalidScopeError, True),
+    (403, "forbidden", "MP-250", "Consumer has not been granted access", AccessDeniedError, True),
+    (403, "forbidden", "MP-251", "Consumer 310539759 has not delegated access", DelegationError, True),
+    (403, "forbidden", None, "Consumer 310539759 has not delegated access to the scope", DelegationError, True),
+    (403, "access_denied", None, "Access denied", AccessDeniedError, True),
+    (400, SYSTEMUSER_NOT_SET_UP, "MP-303", "The system has no ClientId registered", SystemUserError, True),
+    (400, SYSTEMUSER_NOT_SET_UP, None, "System user not found", SystemUserError, True),
+    (400, "invalid_authorization_details", "MP-301", "Unknown type", AuthorizationDetailsError, True),
+    (400, "invalid_authorization_details", None, "Invalid systemuser_org", AuthorizationDetailsError, True),
+    (400, "invalid_request", None, "Consumer og supplier har samme organisasjonsnummer", TokenRequestError, False),
+    (400, "invalid_client", "MP-100", "Client not found", TokenRequestError, False),
+]
+
+
+@pytest.mark.parametrize(("status", "error", "code", "description", "kind", "refusal"), CLASSIFIED)
+def test_one_table_names_each_answers_exception_and_whether_it_is_a_refusal(
+    status, error, code, description, kind, refusal
+):
+    raised = refusal_error(status, error, code, description)
+    assert type(raised) is kind
+    assert raised.refusal is refusal
+    assert (raised.status, raised.error, raised.code, raised.description) == (status, error, code, description)
+    assert raised.hint == hint_for(code, description, error)
 
 
 def test_an_unknown_answer_has_no_explanation_and_an_unreachable_endpoint_its_own_checklist():

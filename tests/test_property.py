@@ -32,13 +32,12 @@ from maskinporten_auth import (
     SigningError,
     signer_from_uri,
 )
-from maskinporten_auth.clock import GrantClock
 from maskinporten_auth.config import VARIABLES, EnvConfig
+from maskinporten_auth.endpoints import GrantClock, error_from_response, parse_token_response
 from maskinporten_auth.environment import resolve_environment
 from maskinporten_auth.errors import InvalidResponseError, ServerError, TokenRequestError
 from maskinporten_auth.grant import validate_scopes
 from maskinporten_auth.orgnr import is_valid_orgno, validate_orgno
-from maskinporten_auth.token_client import error_from_response, parse_token_response
 
 T = TypeVar("T")
 PROPERTY_SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -33,11 +33,11 @@ from maskinporten_auth import (
     SigningError,
     TokenEvent,
 )
+from maskinporten_auth.endpoints import parse_token_response
 from maskinporten_auth.jwk import b64url
 from maskinporten_auth.testing import Fault, MaskinportenEmulator
 from maskinporten_auth.testing.protected_api import ProtectedApi
-from maskinporten_auth.testing.wire import observed_clients
-from maskinporten_auth.token_client import parse_token_response
+from maskinporten_auth.testing.wire import observed_client
 
 SCOPE = "nav:oppfolgingsplan/lps.write"
 CUSTOMER_WITHOUT_DELEGATION = "310539759"
@@ -113,8 +113,8 @@ def evidence() -> Evidence:
 
 
 @pytest.fixture
-def wire_clients(evidence) -> Iterator[tuple[httpx.Client, httpx.AsyncClient]]:
-    """HTTP clients for the token client that note every access token coming back from the token endpoint."""
+def wire_client(evidence) -> Iterator[httpx.Client]:
+    """An HTTP client for the token endpoint that notes every access token coming back from it."""
 
     def note(response: httpx.Response) -> None:
         try:
@@ -123,9 +123,8 @@ def wire_clients(evidence) -> Iterator[tuple[httpx.Client, httpx.AsyncClient]]:
             return
         evidence.tokens.append(token)
 
-    client, async_client = observed_clients(note)
-    with client:
-        yield client, async_client
+    with observed_client(note) as client:
+        yield client
 
 
 class BrokenHsmSigner(LocalKeySigner):
@@ -149,7 +148,7 @@ class Flow:
 
     def auth(self, **options) -> MaskinportenAuth:
         auth = self.make(**options)
-        self.shown += [auth, auth.signer, auth.cache, auth._provider, auth._provider.client, auth._grants]
+        self.shown += [auth, auth.signer, auth.cache, auth._provider, auth._endpoint, auth._grants]
         return auth
 
 
@@ -215,9 +214,8 @@ FLOWS = [
 
 @pytest.mark.parametrize("run", FLOWS, ids=[run.__name__ for run in FLOWS])
 def test_no_secret_in_logs_reprs_or_errors(
-    run, maskinporten_emulator, api, recording_signer, rsa_key, registered_client, wire_clients, evidence, caplog
+    run, maskinporten_emulator, api, recording_signer, rsa_key, registered_client, wire_client, evidence, caplog
 ):
-    http_client, async_http_client = wire_clients
     events: list[TokenEvent] = []
 
     def metrics_backend_that_is_down(event: TokenEvent) -> None:
@@ -230,8 +228,7 @@ def test_no_secret_in_logs_reprs_or_errors(
             "scopes": SCOPE,
             "signer": recording_signer,
             "environment": maskinporten_emulator.environment,
-            "http_client": http_client,
-            "async_http_client": async_http_client,
+            "http_client": wire_client,
             "on_event": metrics_backend_that_is_down,
             **options,
         }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 import zlib
 from collections.abc import Iterator
@@ -12,10 +11,8 @@ import httpx
 import pytest
 
 from maskinporten_auth import InvalidResponseError, TokenRequestError
-from maskinporten_auth.errors import hint_for
-from maskinporten_auth.mp_codes import explain
-from maskinporten_auth.token_client import error_from_response, parse_token_response
-from maskinporten_auth.transport import MAX_DECODED_BYTES, MAX_ENCODED_BYTES, apost_form, send_bounded
+from maskinporten_auth.endpoints import MAX_BODY_BYTES, HttpPath, error_from_response, parse_token_response
+from maskinporten_auth.mp_codes import explain, hint_for
 
 URL = "https://maskinporten.test/token"
 FORM = {"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": "e30.e30.c2ln"}
@@ -43,19 +40,10 @@ def raw(status: int, body: bytes = b"", **headers: str) -> httpx.Response:
     )
 
 
-def client_answering(response: httpx.Response, **options: object) -> httpx.Client:
-    return httpx.Client(transport=httpx.MockTransport(lambda request: response), **options)  # type: ignore[arg-type]
-
-
-@pytest.fixture(params=[False, True], ids=["client-send", "direct"])
-def direct(request: pytest.FixtureRequest) -> bool:
-    """Whether a request goes through ``Client.send`` (an application's client) or straight to the transport."""
-    return bool(request.param)
-
-
-def post(client: httpx.Client, *, direct: bool = False) -> httpx.Response:
-    """POST the form as a token client does: through ``Client.send``, or (``direct``) straight to its transport."""
-    return send_bounded(client, "POST", URL, 5.0, data=FORM, transport=client._transport if direct else None)
+def post(handler: object, **options: object) -> httpx.Response:
+    """POST the form as a token endpoint does, through an application's client with ``handler`` as its transport."""
+    with httpx.Client(transport=httpx.MockTransport(handler), **options) as client:  # type: ignore[arg-type]
+        return HttpPath(client, timeout=5.0, max_connections=1).send("POST", URL, 5.0, data=FORM)
 
 
 def gzip(data: bytes) -> bytes:
@@ -63,115 +51,59 @@ def gzip(data: bytes) -> bytes:
     return compressor.compress(data) + compressor.flush()
 
 
-def test_a_body_without_content_length_is_cut_at_the_cap_without_reading_the_rest(direct):
+def test_a_body_without_content_length_is_cut_at_the_cap_without_reading_the_rest():
     stream = CountingStream(chunks=160)  # 10 MiB
-    with client_answering(httpx.Response(200, stream=stream)) as client, pytest.raises(InvalidResponseError) as raised:
-        post(client, direct=direct)
+    with pytest.raises(InvalidResponseError) as raised:
+        post(lambda request: httpx.Response(200, stream=stream))
     assert "larger than a token response" in str(raised.value) and raised.value.retryable
-    assert stream.taken == MAX_ENCODED_BYTES // 65536 + 1
+    assert stream.taken == MAX_BODY_BYTES // 65536 + 1
 
 
-def test_a_declared_content_length_over_the_cap_fails_before_the_body_is_read(direct):
+def test_a_declared_content_length_over_the_cap_fails_before_the_body_is_read():
     stream = CountingStream(chunks=160)
     response = httpx.Response(200, headers={"Content-Length": str(160 * 65536)}, stream=stream)
-    with client_answering(response) as client, pytest.raises(InvalidResponseError, match="declares 10485760 bytes"):
-        post(client, direct=direct)
+    with pytest.raises(InvalidResponseError, match="declares 10485760 bytes"):
+        post(lambda request: response)
     assert stream.taken == 0
 
 
-@pytest.mark.parametrize("encoding", ["gzip", "deflate", "raw-deflate"])
-def test_compressed_token_responses_are_decoded(encoding, direct):
-    if encoding == "gzip":
-        body = gzip(TOKEN_BODY)
-    elif encoding == "deflate":
-        body = zlib.compress(TOKEN_BODY)
-    else:
-        raw_deflate = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
-        body, encoding = raw_deflate.compress(TOKEN_BODY) + raw_deflate.flush(), "deflate"
-    with client_answering(raw(200, body, Content_Encoding=encoding)) as client:
-        answer = post(client, direct=direct)
-    assert answer.content == TOKEN_BODY
-    assert "content-encoding" not in answer.headers
-    assert parse_token_response(answer).expires_in == 120
-
-
-def test_a_gzip_bomb_is_stopped_just_past_the_decoded_cap(direct):
-    bomb = gzip(bytes(64 << 20))
-    assert len(bomb) < MAX_ENCODED_BYTES
-    with (
-        client_answering(raw(200, bomb, Content_Encoding="gzip")) as client,
-        pytest.raises(InvalidResponseError, match=f"over {MAX_DECODED_BYTES}"),
-    ):
-        post(client, direct=direct)
-
-
-@pytest.mark.parametrize(
-    ("encoding", "body", "problem"),
-    [
-        ("br", b"\x00" * 10, "Content-Encoding 'br' is not supported"),
-        ("gzip, gzip", gzip(gzip(TOKEN_BODY)), "is not supported"),
-        ("gzip", b"not gzip at all", "not valid gzip data"),
-        ("gzip", gzip(TOKEN_BODY)[:-12], "body is cut off"),
-    ],
-    ids=["brotli", "nested", "garbage", "truncated"],
-)
-def test_an_unusable_encoding_is_an_invalid_response(encoding, body, problem, direct):
-    with (
-        client_answering(raw(200, body, Content_Encoding=encoding)) as client,
-        pytest.raises(InvalidResponseError, match=problem),
-    ):
-        post(client, direct=direct)
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "gzip, gzip"])
+def test_an_encoded_answer_is_an_invalid_response_since_the_request_asked_for_identity(encoding):
+    bomb = gzip(bytes(64 << 20))  # a gzip bomb is one of them: it is never inflated
+    with pytest.raises(InvalidResponseError, match="asked for identity") as raised:
+        post(lambda request: raw(200, bomb, Content_Encoding=encoding))
+    assert raised.value.retryable
 
 
 @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
-def test_a_redirect_is_returned_not_followed_by_a_client_that_follows_redirects(status, direct):
+def test_a_redirect_is_returned_not_followed_by_a_client_that_follows_redirects(status):
     requests: list[httpx.Request] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
         requests.append(request)
         return raw(status, Location="https://attacker.test/token")
 
-    with httpx.Client(transport=httpx.MockTransport(handler), follow_redirects=True) as client:
-        response = post(client, direct=direct)
-
-    async def async_post() -> httpx.Response:
-        async with httpx.AsyncClient(transport=httpx.MockTransport(handler), follow_redirects=True) as client:
-            return await apost_form(client, URL, FORM, 5.0)
-
-    async_response = asyncio.run(async_post())
-    assert response.status_code == async_response.status_code == status
-    assert [str(request.url) for request in requests] == [URL, URL]
+    response = post(handler, follow_redirects=True)
+    assert response.status_code == status
+    assert [str(request.url) for request in requests] == [URL]
     error = error_from_response(response)
     assert type(error) is TokenRequestError and not error.retryable
     assert "redirect" in str(error) and "https://attacker.test/token" in str(error)
 
 
-@pytest.mark.parametrize("mode", ["sync", "direct", "async"])
-def test_a_response_the_transport_read_in_advance_is_taken_as_it_is(mode):
-    """httpx.MockTransport with ``content=`` (as applications test with) hands over a read, decoded response."""
-    handler = lambda request: httpx.Response(200, headers={"Content-Encoding": "gzip"}, content=gzip(TOKEN_BODY))  # noqa: E731
-    if mode != "async":
-        with httpx.Client(transport=httpx.MockTransport(handler)) as client:
-            response = post(client, direct=mode == "direct")
-    else:
-
-        async def async_post() -> httpx.Response:
-            async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-                return await apost_form(client, URL, FORM, 5.0)
-
-        response = asyncio.run(async_post())
-    assert response.content == TOKEN_BODY
+def test_a_response_the_transport_read_in_advance_is_taken_as_it_is():
+    """httpx.MockTransport with ``content=`` (as applications test with) hands over a response read already."""
+    assert post(lambda request: httpx.Response(200, content=TOKEN_BODY)).content == TOKEN_BODY
 
 
-def test_the_request_asks_for_an_uncompressed_form_post(direct):
+def test_the_request_asks_for_an_uncompressed_form_post():
     seen: list[httpx.Request] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request)
         return raw(200, TOKEN_BODY)
 
-    with httpx.Client(transport=httpx.MockTransport(handler)) as client:
-        post(client, direct=direct)
+    post(handler)
     (request,) = seen
     assert request.method == "POST" and request.headers["content-type"] == "application/x-www-form-urlencoded"
     assert request.headers["accept-encoding"] == "identity"

@@ -11,8 +11,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .altinn import AltinnAuth
-    from .auth import MaskinportenAuth
+    from .auth import AltinnAuth, MaskinportenAuth, Readiness
     from .cache import RefreshPolicy, TokenCache, TokenStore
     from .environment import PROD, TEST, Environment
     from .errors import (
@@ -36,7 +35,6 @@ if TYPE_CHECKING:
     from .grant import consent_authorization, systemuser_authorization
     from .local_key import LocalKeySigner
     from .provider import TokenEvent
-    from .readiness import Readiness
     from .retry import RetryPolicy
     from .signer import DigestSigner, Signer
     from .uri import signer_from_uri
@@ -82,7 +80,7 @@ __all__ = [
 
 # The module that defines each public name.
 _MODULE_OF = {
-    "AltinnAuth": "altinn",
+    "AltinnAuth": "auth",
     "MaskinportenAuth": "auth",
     "RefreshPolicy": "cache",
     "TokenCache": "cache",
@@ -94,7 +92,7 @@ _MODULE_OF = {
     "systemuser_authorization": "grant",
     "LocalKeySigner": "local_key",
     "TokenEvent": "provider",
-    "Readiness": "readiness",
+    "Readiness": "auth",
     "RetryPolicy": "retry",
     "DigestSigner": "signer",
     "Signer": "signer",

@@ -1,68 +1,109 @@
-"""MaskinportenAuth: ``auth=`` for httpx (sync and async) and requests."""
+"""The auth adapters: ``auth=`` for httpx (sync and async) and requests, with Maskinporten and Altinn tokens.
+
+:class:`MaskinportenAuth` adds a Maskinporten access token to each request; :class:`AltinnAuth` exchanges it for an
+Altinn token first. Both are thin: the token comes from the family's
+:class:`~maskinporten_auth.provider.TokenProvider`, and what they add is the 401 rule (:class:`BearerAuth`).
+"""
 
 from __future__ import annotations
 
 import abc
-import weakref
+import copy
+import functools
+import hashlib
+import json
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
 from .cache import RefreshPolicy, TokenStore
+from .checks import validate_count, validate_seconds
+from .endpoints import EXCHANGE_PATH, AltinnExchange, TokenEndpoint, platform_url
 from .environment import Environment, resolve_environment
-from .errors import ConfigurationError
-from .grant import DEFAULT_GRANT_LIFETIME, GrantBuilder, GrantClaims, consent_authorization, systemuser_authorization
-from .provider import (
-    DEFAULT_MAX_IN_FLIGHT,
-    DEFAULT_REMEMBER_REFUSALS,
-    TokenEvent,
-    TokenProvider,
-    cache_key,
-    validate_max_in_flight,
+from .errors import ConfigurationError, TokenRequestError
+from .grant import (
+    DEFAULT_GRANT_LIFETIME,
+    GrantBuilder,
+    GrantClaims,
+    SigningKeys,
+    consent_authorization,
+    systemuser_authorization,
 )
-from .readiness import Readiness, areadiness, readiness
-from .retry import RetryPolicy, validate_seconds
+from .provider import DEFAULT_MAX_IN_FLIGHT, DEFAULT_REMEMBER_REFUSALS, TokenEvent, TokenProvider, TokenRequest
+from .retry import RetryPolicy
 from .signer import Signer
-from .token_client import TokenClient
 
 if TYPE_CHECKING:
     import requests
 
     from .config import EnvConfig
 
-__all__ = ["BearerAuth", "MaskinportenAuth"]
+__all__ = ["AltinnAuth", "BearerAuth", "MaskinportenAuth", "Readiness"]
 
 
 _AuthT = TypeVar("_AuthT", bound="BearerAuth")
 
 
+@dataclass(frozen=True)
+class Readiness:
+    """The outcome of :meth:`MaskinportenAuth.check`: truthy when a token was issued.
+
+    Attributes:
+        ready: whether Maskinporten issued a token.
+        code: the MP code of the refusal (``"MP-251"``), or None.
+        description: Maskinporten's own text, or None.
+        hint: what to do about it, in plain words, or None.
+        error: the refusal as the exception :meth:`~MaskinportenAuth.get_token` raises, or None.
+    """
+
+    ready: bool
+    code: str | None = None
+    description: str | None = None
+    hint: str | None = None
+    error: TokenRequestError | None = field(default=None, repr=False, compare=False)
+
+    def __bool__(self) -> bool:
+        return self.ready
+
+    @classmethod
+    def refused(cls, error: TokenRequestError) -> Readiness:
+        """The readiness that the definite answer ``error`` gives."""
+        return cls(False, error.code, error.description or str(error), error.hint, error)
+
+
+def _refused(error: TokenRequestError) -> Readiness:
+    """The readiness a failed token request tells; a failure that is no answer (network, 5xx) is raised again."""
+    if error.retryable:
+        raise error
+    return Readiness.refused(error)
+
+
 class BearerAuth(httpx.Auth, abc.ABC):
     """``auth=`` for httpx (sync and async) and requests that sends a cached bearer token and handles a 401.
 
-    A subclass gives the token (:meth:`get_token`, :meth:`aget_token`) and forgets a token the API rejected
-    (:meth:`_rejected`). When the API answers 401, the token is forgotten, a new one obtained and the request resent
-    once, if its body can be sent again.
+    A token is sent only to the origin (scheme, host, port) of the request it was added to. When that origin
+    answers 401, the token is renewed once and the request resent once, if its body can be sent again; a renewed
+    token that is rejected too is not renewed again for a while (see
+    :meth:`~maskinporten_auth.provider.TokenProvider.reject`). A 401 from another origin, such as a redirect's
+    target, is returned as it is.
     """
 
-    @abc.abstractmethod
+    _provider: TokenProvider
+    _request: TokenRequest
+
     def get_token(self) -> str:
         """Return a valid token (cached, or fetched now)."""
+        return self._provider.get_token(self._request)
 
-    @abc.abstractmethod
     async def aget_token(self) -> str:
         """Return a valid token without blocking the event loop."""
+        return await self._provider.aget_token(self._request)
 
-    @abc.abstractmethod
     def _rejected(self, token: str) -> bool:
-        """The API rejected ``token`` with 401: return whether to resend the request with a renewed token.
-
-        A token is renewed at most once; a renewed token that is rejected too pauses renewal (see
-        :meth:`~maskinporten_auth.provider.TokenProvider.reject`).
-        """
-
-    _provider: TokenProvider[Any]
-    _key: str
+        """The API rejected ``token`` with 401: return whether to resend the request with a renewed token."""
+        return self._provider.reject(self._request, token)
 
     @property
     def cache(self) -> TokenStore:
@@ -72,45 +113,53 @@ class BearerAuth(httpx.Auth, abc.ABC):
     @property
     def cache_key(self) -> str:
         """The view's key in the token store, computed from configuration alone."""
-        return self._key
+        return self._request.key
 
     def check(self, *, fresh: bool = False) -> Readiness:
-        """Whether Maskinporten gives this view a token now, without raising for a refusal.
+        """Whether a token is given for this view now, without raising for a refusal.
 
-        Returns a :class:`~maskinporten_auth.readiness.Readiness`: truthy when ready; otherwise with the MP code,
-        Maskinporten's description and a hint (a customer who has not delegated, a system user that is not set
-        up, a scope not granted). Failures that say nothing about readiness (the network, the key service) raise.
+        Returns a :class:`Readiness`: truthy when ready; otherwise with the MP code, Maskinporten's description and
+        a hint (a customer who has not delegated, a system user that is not set up, a scope not granted). Failures
+        that say nothing about readiness (the network, the key service) raise.
 
         A refusal is remembered for ``remember_refusals`` seconds; ``fresh=True`` forgets it first and asks
         again (an onboarding screen's "I have delegated now, check again").
         """
         if fresh:
             self._forget_refusals()
-        return readiness(self.get_token)
+        try:
+            self.get_token()
+        except TokenRequestError as exc:
+            return _refused(exc)
+        return Readiness(True)
 
     async def acheck(self, *, fresh: bool = False) -> Readiness:
         """:meth:`check` without blocking the event loop."""
         if fresh:
             self._forget_refusals()
-        return await areadiness(self.aget_token)
+        try:
+            await self.aget_token()
+        except TokenRequestError as exc:
+            return _refused(exc)
+        return Readiness(True)
 
     def _forget_refusals(self) -> None:
         """Forget the refusal remembered for this view's token, so that the next call asks again."""
-        self._provider.forget_refusal(self._key)
+        self._provider.forget_refusal(self._request.key)
 
+    @abc.abstractmethod
     def close(self) -> None:
         """Release the connections and worker threads this auth family opened.
 
         An ``http_client`` given to it stays open, and so does a wrapped auth. Using the family afterwards opens
         them again.
         """
-        self._provider.close()
 
     async def aclose(self) -> None:
         """:meth:`close` without blocking the event loop."""
         import asyncio
 
-        await asyncio.to_thread(self._provider.close)
+        await asyncio.to_thread(self.close)
 
     def __enter__(self: _AuthT) -> _AuthT:
         return self
@@ -127,7 +176,7 @@ class BearerAuth(httpx.Auth, abc.ABC):
     # httpx
 
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        """httpx's hook for ``httpx.Client``."""
+        """httpx's hook for ``httpx.Client`` (called by httpx, not by you)."""
         token = self.get_token()
         request.headers["Authorization"] = f"Bearer {token}"
         response = yield request
@@ -136,7 +185,7 @@ class BearerAuth(httpx.Auth, abc.ABC):
             yield request
 
     async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        """httpx's hook for ``httpx.AsyncClient``."""
+        """httpx's hook for ``httpx.AsyncClient`` (called by httpx, not by you)."""
         token = await self.aget_token()
         request.headers["Authorization"] = f"Bearer {token}"
         response = yield request
@@ -178,7 +227,7 @@ class MaskinportenAuth(BearerAuth):
             (:func:`~maskinporten_auth.grant.systemuser_authorization`).
         pid: restrict the token to one person (national identity number).
         grant_lifetime: the grant's ``exp - iat`` in seconds (at most 120).
-        retry: how the token endpoint is retried; see :class:`~maskinporten_auth.retry.RetryPolicy`.
+        retry: how the token endpoint is retried; see :class:`~maskinporten_auth.RetryPolicy`.
         refresh: when tokens are refreshed; see :class:`~maskinporten_auth.cache.RefreshPolicy`.
         background_refresh: refresh early in a background thread, so no caller waits on the signer.
         cache: the token store: a bounded :class:`~maskinporten_auth.cache.TokenCache` by default
@@ -188,9 +237,9 @@ class MaskinportenAuth(BearerAuth):
         remember_refusals: seconds during which a customer Maskinporten refused (no delegation, a system user not
             set up, a scope not granted) gets the same error again at once, without a new request; 0 turns it off.
         http_client: the ``httpx.Client`` that talks to Maskinporten (proxies, custom CA). Without one the family
-            opens its own, which honours ``HTTPS_PROXY``, ``NO_PROXY`` and ``SSL_CERT_FILE`` as httpx does.
-        async_http_client: the ``httpx.AsyncClient`` that talks to Maskinporten from async code.
-        on_event: a callback receiving :class:`~maskinporten_auth.provider.TokenEvent` for metrics.
+            opens its own, which honours ``HTTPS_PROXY``, ``NO_PROXY`` and ``SSL_CERT_FILE`` as httpx does. Async
+            callers' fetches use it too, from a worker thread.
+        on_event: a callback receiving :class:`~maskinporten_auth.TokenEvent` for metrics.
     """
 
     def __init__(
@@ -212,11 +261,9 @@ class MaskinportenAuth(BearerAuth):
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         remember_refusals: float = DEFAULT_REMEMBER_REFUSALS,
         http_client: httpx.Client | None = None,
-        async_http_client: httpx.AsyncClient | None = None,
         on_event: Callable[[TokenEvent], None] | None = None,
     ) -> None:
-        if not isinstance(signer, Signer):
-            raise ConfigurationError("signer", f"must be a maskinporten_auth Signer, got {type(signer).__name__}")
+        _check_signer(signer)
         self.environment = resolve_environment(environment)
         claims = GrantClaims(
             audience=self.environment.issuer,
@@ -228,28 +275,20 @@ class MaskinportenAuth(BearerAuth):
             pid=pid,
             lifetime=grant_lifetime,
         )
-        if retry is not None and not isinstance(retry, RetryPolicy):
-            raise ConfigurationError("retry", "must be a RetryPolicy")
-        if refresh is not None and not isinstance(refresh, RefreshPolicy):
-            raise ConfigurationError("refresh", "must be a RefreshPolicy")
+        for name, value, kind in (
+            ("retry", retry, RetryPolicy),
+            ("refresh", refresh, RefreshPolicy),
+            ("http_client", http_client, httpx.Client),
+        ):
+            if value is not None and not isinstance(value, kind):
+                raise ConfigurationError(name, f"must be a {kind.__name__}, got {type(value).__name__}")
         if on_event is not None and not callable(on_event):
             raise ConfigurationError("on_event", "must be callable")
-        if http_client is not None and not isinstance(http_client, httpx.Client):
-            raise ConfigurationError("http_client", f"must be an httpx.Client, got {type(http_client).__name__}")
-        if async_http_client is not None and not isinstance(async_http_client, httpx.AsyncClient):
-            raise ConfigurationError(
-                "async_http_client", f"must be an httpx.AsyncClient, got {type(async_http_client).__name__}"
-            )
-        max_in_flight = validate_max_in_flight(max_in_flight)
-        client = TokenClient(
-            self.environment,
-            retry=retry,
-            http_client=http_client,
-            async_http_client=async_http_client,
-            max_connections=max_in_flight,
+        max_in_flight = validate_count(max_in_flight, "max_in_flight")
+        self._endpoint = TokenEndpoint(
+            self.environment, retry=retry, http_client=http_client, max_in_flight=max_in_flight
         )
         self._provider = TokenProvider(
-            client,
             store=cache,
             refresh=refresh,
             background_refresh=background_refresh,
@@ -257,36 +296,30 @@ class MaskinportenAuth(BearerAuth):
             max_in_flight=max_in_flight,
             remember_refusals=validate_seconds(remember_refusals, "remember_refusals"),
         )
-        self._grants = GrantBuilder(signer, claims)
-        # the family's first key names its tokens in the cache for good: replacing the signer keeps them
-        self._key_identity = signer.key_identity
-        self._key = cache_key(self._key_identity, claims)
-        self._family: weakref.WeakSet[MaskinportenAuth] = weakref.WeakSet([self])
+        self._set_grants(GrantBuilder(SigningKeys(signer), claims))
 
-    def replace_signer(self, new_signer: Signer) -> None:
-        """Sign with ``new_signer`` from the next grant on, in every view of this auth family.
-
-        Cached tokens stay: each view keeps its cache key, so a rotation does not empty the cache.
-        """
-        if not isinstance(new_signer, Signer):
-            raise ConfigurationError(
-                "new_signer", f"must be a maskinporten_auth Signer, got {type(new_signer).__name__}"
-            )
-        new_signer.jose_header()  # a signer Maskinporten cannot tell the key of fails here, not at the next grant
-        for view in list(self._family):
-            view._grants = GrantBuilder(new_signer, view._grants.claims)
+    def _set_grants(self, grants: GrantBuilder) -> None:
+        self._grants = grants
+        self._request = TokenRequest(
+            grants.cache_key, grants.claims, self._endpoint, functools.partial(self._endpoint.obtain, grants)
+        )
 
     def _view(self, claims: GrantClaims) -> MaskinportenAuth:
-        """Another member of this auth family: the same provider (signer, cache, connections, limits), other claims."""
-        view = type(self).__new__(type(self))
-        view.environment = self.environment
-        view._provider = self._provider
-        view._grants = self._grants.with_claims(claims)
-        view._key_identity = self._key_identity
-        view._key = cache_key(self._key_identity, claims)
-        view._family = self._family
-        self._family.add(view)
+        """Another member of this auth family: the same provider, endpoint and keys, other claims."""
+        view = copy.copy(self)
+        view._set_grants(self._grants.with_claims(claims))
         return view
+
+    def replace_signer(self, signer: Signer) -> None:
+        """Sign with ``signer`` from the next grant on, in every view of this auth family.
+
+        Cached tokens stay (the cache key names the client, environment, scopes and customer, not the key). While
+        Maskinporten does not know the new key's kid yet (a key registered in the last minutes), a grant it refuses
+        for that is signed again with the replaced key. :meth:`maskinporten_auth.selfservice.SelfService.rotate`
+        registers the new key and waits for it before it calls this.
+        """
+        _check_signer(signer)
+        self._grants.keys.replace(signer)
 
     @classmethod
     def from_env(
@@ -378,14 +411,19 @@ class MaskinportenAuth(BearerAuth):
 
     def get_token(self) -> str:
         """Return a valid access token (cached, or fetched now)."""
-        return self._provider.get_token(self._grants, self._key)
+        return self._provider.get_token(self._request)
 
     async def aget_token(self) -> str:
         """Return a valid access token without blocking the event loop."""
-        return await self._provider.aget_token(self._grants, self._key)
+        return await self._provider.aget_token(self._request)
 
-    def _rejected(self, token: str) -> bool:
-        return self._provider.reject(self._grants, self._key, token)
+    def close(self) -> None:
+        """Release the connections and worker threads this auth family opened.
+
+        An ``http_client`` given to it stays open. Using the family afterwards opens them again.
+        """
+        self._provider.close()
+        self._endpoint.close()
 
     def __repr__(self) -> str:
         claims = self._grants.claims
@@ -395,8 +433,143 @@ class MaskinportenAuth(BearerAuth):
         return (
             f"MaskinportenAuth(client_id={claims.client_id!r}, scopes={list(claims.scopes)!r}, "
             f"environment={self.environment.name or self.environment.issuer!r}{customer}, "
-            f"signer={self._grants.signer!r})"
+            f"signer={self._grants.signer!r}{_shared_cache(self._provider.store)})"
         )
+
+
+def _check_signer(signer: object) -> None:
+    if not isinstance(signer, Signer):
+        raise ConfigurationError("signer", f"must be a maskinporten_auth Signer, got {type(signer).__name__}")
+
+
+def _shared_cache(store: TokenStore) -> str:
+    """``, cache=...`` in a repr when the tokens are kept beyond this process."""
+    from .cache import TokenCache
+
+    return "" if isinstance(store, TokenCache) else f", cache={store!r}"
+
+
+#: The Maskinporten environment whose tokens each Altinn environment accepts.
+_MASKINPORTEN_OF = {"tt02": "test", "prod": "prod"}
+
+
+class AltinnAuth(BearerAuth):
+    """Adds ``Authorization: Bearer <Altinn token>`` to each request: ``auth=`` for Altinn APIs.
+
+    Wraps a :class:`MaskinportenAuth` (or any view of it, such as ``auth.with_systemuser(orgno)``): its Maskinporten
+    token is exchanged for an Altinn token at Altinn's platform (``GET {platform}/authentication/api/v1/exchange/
+    maskinporten``). One object serves ``httpx.Client``, ``httpx.AsyncClient`` and ``requests`` at once. The Altinn
+    token is cached by its own ``exp`` and refreshed before it expires, one exchange at a time per view, by the
+    wrapped family's provider: its token store, refresh policy, ``on_event`` callback (events with
+    ``source="altinn"``), worker threads and refusal memory. At most ``max_in_flight`` exchanges run at once. When
+    the API answers 401, the Altinn token and the Maskinporten token behind it are renewed once and the request
+    resent once.
+
+    For many customers, make one object and views with :meth:`with_systemuser` or :meth:`with_consumer_org`: they
+    share the exchange's connections.
+
+    Args:
+        auth: the Maskinporten auth (or view) whose token is exchanged.
+        environment: ``"tt02"`` (``https://platform.tt02.altinn.no``, for Maskinporten's test environment),
+            ``"prod"`` (``https://platform.altinn.no``), or a platform base URL such as the emulator's ``url``.
+        test: ask for a token for Altinn's test organisation (TTD): adds ``?test=true``.
+        retry: how the exchange is retried; by default as the token endpoint is (:class:`RetryPolicy`'s defaults).
+        http_client: the ``httpx.Client`` that talks to Altinn's platform (proxies, custom CA).
+    """
+
+    def __init__(
+        self,
+        auth: MaskinportenAuth,
+        environment: str = "tt02",
+        *,
+        test: bool = False,
+        retry: RetryPolicy | None = None,
+        http_client: httpx.Client | None = None,
+    ) -> None:
+        if not isinstance(auth, MaskinportenAuth):
+            raise ConfigurationError("auth", f"must be a MaskinportenAuth, got {type(auth).__name__}")
+        platform = platform_url(environment)
+        if isinstance(environment, str) and environment.strip().lower() in _MASKINPORTEN_OF:
+            expected = _MASKINPORTEN_OF[environment.strip().lower()]
+            if auth.environment.name in _MASKINPORTEN_OF.values() and auth.environment.name != expected:
+                raise ConfigurationError(
+                    "environment",
+                    f"Altinn's {environment!r} takes tokens from Maskinporten's {expected!r} environment, but the "
+                    f"auth is for {auth.environment.name!r}",
+                )
+        if not isinstance(test, bool):
+            raise ConfigurationError("test", f"must be True or False, got {test!r}")
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise ConfigurationError("retry", "must be a RetryPolicy")
+        if http_client is not None and not isinstance(http_client, httpx.Client):
+            raise ConfigurationError("http_client", f"must be an httpx.Client, got {type(http_client).__name__}")
+        self._provider = auth._provider
+        self._exchange = AltinnExchange(
+            platform + EXCHANGE_PATH + ("?test=true" if test else ""),
+            retry=retry or RetryPolicy(),
+            maskinporten_patience=auth._request.patience,
+            http_client=http_client,
+            max_in_flight=self._provider.max_in_flight,
+        )
+        self._set_auth(auth)
+
+    def _set_auth(self, auth: MaskinportenAuth) -> None:
+        self._auth = auth
+        key = hashlib.sha256(json.dumps(["altinn-exchange", self._exchange.url, auth.cache_key]).encode()).hexdigest()
+        self._request = TokenRequest(key, auth.claims, self._exchange, functools.partial(self._exchange.obtain, auth))
+
+    def _view(self, auth: MaskinportenAuth) -> AltinnAuth:
+        """Another member of this family: the same exchange and provider, another Maskinporten view."""
+        view = copy.copy(self)
+        view._set_auth(auth)
+        return view
+
+    @property
+    def auth(self) -> MaskinportenAuth:
+        """The Maskinporten auth (view) whose token is exchanged."""
+        return self._auth
+
+    @property
+    def exchange_url(self) -> str:
+        """The exchange endpoint, e.g. ``https://platform.tt02.altinn.no/authentication/api/v1/exchange/maskinporten``."""
+        return self._exchange.url
+
+    def with_systemuser(self, orgno: str, external_ref: str | None = None) -> AltinnAuth:
+        """A view for the Altinn system user of customer ``orgno``: see :meth:`MaskinportenAuth.with_systemuser`."""
+        return self._view(self._auth.with_systemuser(orgno, external_ref))
+
+    def with_consumer_org(self, consumer_org: str) -> AltinnAuth:
+        """A view acting for a customer through delegation: see :meth:`MaskinportenAuth.with_consumer_org`."""
+        return self._view(self._auth.with_consumer_org(consumer_org))
+
+    def get_token(self) -> str:
+        """Return a valid Altinn token (cached, or exchanged now)."""
+        return self._provider.get_token(self._request)
+
+    async def aget_token(self) -> str:
+        """Return a valid Altinn token without blocking the event loop."""
+        return await self._provider.aget_token(self._request)
+
+    def _rejected(self, token: str) -> bool:
+        behind = self.cache.get(self._auth.cache_key)
+        if not self._provider.reject(self._request, token):
+            return False
+        if behind is not None and self.cache.get(self._request.key) is None:
+            # The caller that dropped the rejected Altinn token also renews the Maskinporten token behind it.
+            self._auth._rejected(behind.value)
+        return True
+
+    def _forget_refusals(self) -> None:
+        """Forget the remembered refusals of the Altinn token and of the Maskinporten token behind it."""
+        super()._forget_refusals()
+        self._auth._forget_refusals()
+
+    def close(self) -> None:
+        """Release the exchange's connections; the wrapped auth stays open."""
+        self._exchange.close()
+
+    def __repr__(self) -> str:
+        return f"AltinnAuth(exchange={self._exchange.url!r}, auth={self._auth!r})"
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:

@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from . import forksafe
+from .checks import is_finite_number, validate_count
 from .errors import ConfigurationError
-from .retry import is_finite_number
 
 __all__ = ["DEFAULT_MAX_ENTRIES", "CachedToken", "RefreshPolicy", "TokenCache", "TokenState", "TokenStore"]
 
@@ -218,9 +218,7 @@ class TokenCache(TokenStore):
     """
 
     def __init__(self, max_entries: int = DEFAULT_MAX_ENTRIES) -> None:
-        if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
-            raise ConfigurationError("max_entries", f"must be a whole number of at least 1, got {max_entries!r}")
-        self.max_entries = max_entries
+        self.max_entries = validate_count(max_entries, "max_entries")
         self._entries: dict[str, CachedToken | _Unused] = {}  # oldest first
         self._lock = threading.Lock()
         forksafe.register(self)

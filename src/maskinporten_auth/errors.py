@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import re
 
-from .mp_codes import REFUSAL_CODES, explain
-
 __all__ = [
     "AccessDeniedError",
     "AltinnExchangeError",
@@ -27,7 +25,6 @@ __all__ = [
     "SigningError",
     "SystemUserError",
     "TokenRequestError",
-    "hint_for",
 ]
 
 
@@ -70,6 +67,11 @@ class TokenRequestError(MaskinportenError):
         description: Maskinporten's ``error_description``, verbatim.
         trace_id: the trace id Maskinporten put in the description, for its support desk.
         hint: what to do about it, in plain words.
+        refusal: whether Maskinporten refused this customer or scope, an answer that will not change within
+            seconds: a customer who has not delegated (MP-251), a system user that is not set up (MP-30x), a scope
+            not granted (MP-250, MP-201) or not registered (``invalid_scope``). The token provider remembers such
+            refusals briefly instead of asking again on every call. Set from the table in
+            :mod:`maskinporten_auth.mp_codes`.
     """
 
     #: Who gave the answer, in the message: ``Maskinporten`` (or ``Altinn`` for the token exchange).
@@ -84,8 +86,10 @@ class TokenRequestError(MaskinportenError):
         code: str | None = None,
         description: str | None = None,
         hint: str | None = None,
+        refusal: bool = False,
     ) -> None:
         self.status = status
+        self.refusal = refusal
         self.error = error
         self.code = code
         self.description = description
@@ -107,20 +111,6 @@ class TokenRequestError(MaskinportenError):
     def retryable(self) -> bool:
         """Whether a new attempt, with a new grant, may succeed."""
         return False
-
-    @property
-    def refusal(self) -> bool:
-        """Whether Maskinporten refused this customer or scope, an answer that will not change within seconds.
-
-        A customer who has not delegated (MP-251), a system user that is not set up (MP-30x), a scope not granted
-        (MP-250, MP-201) or not registered (``invalid_scope``). The token provider remembers such refusals briefly
-        instead of asking again on every call.
-        """
-        return (
-            isinstance(self, (AccessDeniedError, InvalidScopeError))
-            or self.code in REFUSAL_CODES
-            or self.error == "invalid_authorization_details"
-        )
 
 
 class InvalidGrantError(TokenRequestError):
@@ -205,12 +195,6 @@ class InvalidResponseError(TokenRequestError):
     def retryable(self) -> bool:
         """A garbled answer (a proxy's HTML page, a truncated body) may be transient."""
         return True
-
-
-def hint_for(code: str | None, description: str | None = None, error: str | None = None) -> str | None:
-    """Return a plain-words hint for an MP code, a description or an OAuth error, or None."""
-    found = explain(code, description, error)
-    return found.hint if found is not None else None
 
 
 _TRACE_ID = re.compile(r"trace_id:\s*([\w-]+)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import json
 import re
 import uuid
@@ -27,6 +28,8 @@ __all__ = [
     "MAX_GRANT_LIFETIME",
     "GrantBuilder",
     "GrantClaims",
+    "SigningKey",
+    "SigningKeys",
     "consent_authorization",
     "party_urn",
     "systemuser_authorization",
@@ -284,32 +287,81 @@ class GrantClaims:
         return {**self._static, "iat": issued_at, "exp": issued_at + self.lifetime, "jti": str(uuid.uuid4())}
 
 
-class GrantBuilder:
-    """Builds and signs grants for one client and one set of claims."""
+class SigningKey:
+    """A signer and the JOSE header its grants carry, encoded once."""
 
-    __slots__ = ("_encoded_header", "claims", "signer")
+    __slots__ = ("encoded_header", "signer")
 
-    def __init__(self, signer: Signer, claims: GrantClaims) -> None:
-        header = signer.jose_header()
+    def __init__(self, signer: Signer) -> None:
         self.signer = signer
-        self.claims = claims
-        self._encoded_header = b64url(_json(header))
+        self.encoded_header = b64url(_json(signer.jose_header()))
 
-    def with_claims(self, claims: GrantClaims) -> GrantBuilder:
-        """A builder for other claims with the same signer and header (a per-customer view costs no copy of it)."""
-        builder = GrantBuilder.__new__(GrantBuilder)
-        builder.signer, builder.claims, builder._encoded_header = self.signer, claims, self._encoded_header
-        return builder
-
-    def _signing_input(self, now: float) -> bytes:
-        return f"{self._encoded_header}.{b64url(_json(self.claims.at(now)))}".encode("ascii")
-
-    def build(self, now: float) -> str:
-        """Return a newly signed grant issued at ``now``."""
-        signing_input = self._signing_input(now)
+    def sign(self, claims: dict[str, Any]) -> str:
+        """Return the grant of ``claims``, signed."""
+        signing_input = f"{self.encoded_header}.{b64url(_json(claims))}".encode("ascii")
         with _signing_errors_typed(self.signer):
             signature = self.signer.sign(signing_input)
         return f"{signing_input.decode('ascii')}.{b64url(signature)}"
+
+
+class SigningKeys:
+    """The key an auth family signs with, and while a replacement propagates, the one it replaced.
+
+    Every view of the family holds the same object, so :meth:`replace` switches them all from the next grant on.
+    """
+
+    __slots__ = ("current", "previous")
+
+    def __init__(self, signer: Signer) -> None:
+        self.current = SigningKey(signer)
+        self.previous: SigningKey | None = None
+
+    def replace(self, signer: Signer) -> None:
+        """Sign with ``signer`` from now on; keep the key it replaces as :attr:`previous`."""
+        self.previous, self.current = self.current, SigningKey(signer)
+
+
+class GrantBuilder:
+    """Builds and signs grants for one set of claims with the keys of an auth family."""
+
+    __slots__ = ("claims", "keys")
+
+    def __init__(self, keys: SigningKeys, claims: GrantClaims) -> None:
+        self.keys = keys
+        self.claims = claims
+
+    @property
+    def signer(self) -> Signer:
+        """The signer grants are signed with now."""
+        return self.keys.current.signer
+
+    def with_claims(self, claims: GrantClaims) -> GrantBuilder:
+        """A builder for other claims with the same keys (a per-customer view costs no copy of them)."""
+        return GrantBuilder(self.keys, claims)
+
+    def build(self, now: float, key: SigningKey | None = None) -> str:
+        """Return a newly signed grant issued at ``now``, signed with ``key`` (by default the current one)."""
+        return (key or self.keys.current).sign(self.claims.at(now))
+
+    @property
+    def cache_key(self) -> str:
+        """The key of these claims' token in a token store: a digest of everything that makes tokens differ.
+
+        From configuration alone, and not the signing key: a rotated key gets the same tokens, so a rotation
+        keeps the cache. A digest rather than the values, so that a shared store never holds an identity number
+        (``pid``) in clear.
+        """
+        claims = self.claims
+        parts = [
+            claims.audience,
+            claims.client_id,
+            claims.scopes,
+            claims.consumer_org,
+            claims.resource,
+            claims.authorization_details,
+            claims.pid,
+        ]
+        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode("utf-8")).hexdigest()
 
 
 @contextlib.contextmanager

@@ -1,9 +1,10 @@
-"""What Maskinporten's refusals mean, by MP code: one table, read by the typed errors and by ``maskinporten doctor``.
+"""What Maskinporten's answers mean, by MP code: one table, the one classifier of the token endpoint's refusals.
 
-Each :class:`Explanation` holds a one-line ``hint`` (a typed error's ``hint``) and a ``checklist`` of causes, each
-with its fix (what ``maskinporten doctor`` prints under a refused request).
-:func:`explain` is the one way to find the explanation of an answer: by its MP code, else by words in its
-description that Maskinporten sends without a code, else by its OAuth error.
+Each :class:`Explanation` names the exception an answer raises and whether it is a refusal, and holds a one-line
+``hint`` (the exception's ``hint``) and a ``checklist`` of causes, each with its fix (what ``maskinporten doctor``
+prints under a refused request). :func:`explain` is the one way to find the explanation of an answer: by its MP
+code, else by words in its description that Maskinporten sends without a code, else by its OAuth error.
+:func:`refusal_error` builds the typed exception of a 4xx answer from it.
 """
 
 from __future__ import annotations
@@ -13,8 +14,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
+from .errors import (
+    AccessDeniedError,
+    AuthorizationDetailsError,
+    ClockSkewError,
+    DelegationError,
+    InvalidGrantError,
+    InvalidScopeError,
+    SystemUserError,
+    TokenRequestError,
+)
+
 __all__ = [
-    "AUTHORIZATION_DETAILS_CODES",
     "OWN_ORGNO",
     "REFUSAL_CODES",
     "SYSTEMUSER_NOT_SET_UP",
@@ -22,7 +33,9 @@ __all__ = [
     "UNKNOWN_KID",
     "Explanation",
     "explain",
+    "hint_for",
     "mp_code",
+    "refusal_error",
 ]
 
 #: The OAuth error of an Altinn system user that is not set up as the grant says (MP-303).
@@ -45,6 +58,7 @@ class Explanation:
             remembered briefly instead of asked again.
         error: the OAuth error this explanation is limited to, if any.
         words: words of the description (lower case) this explanation is limited to, if any: one must occur.
+        kind: the exception the answer raises; None leaves it to the OAuth error (:data:`_KIND_OF_ERROR`).
     """
 
     key: str
@@ -53,6 +67,7 @@ class Explanation:
     refusal: bool = False
     error: str | None = None
     words: tuple[str, ...] = ()
+    kind: type[TokenRequestError] | None = None
 
     def fits(self, error: str | None, description: str) -> bool:
         """Whether this explanation's limits (OAuth error, words of the description) fit an answer."""
@@ -125,10 +140,13 @@ TABLE: Final[tuple[Explanation, ...]] = (
     ),
     Explanation(
         "MP-121",
-        "the key or certificate has expired; register a new one on the integration",
+        "the key or certificate has expired (a registered key lives at most a year from when it was posted): renew "
+        "it with `maskinporten keys renew --kid <kid>`, which posts the same public key again, or rotate to a new "
+        "one with `maskinporten keys rotate`",
         (
-            "The key registered on the integration has expired: create a new key (maskinporten keygen), register "
-            "it, and switch MASKINPORTEN_KEY and MASKINPORTEN_KID to it.",
+            "The key registered on the integration has expired: renew it (`maskinporten keys renew --kid <kid>` "
+            "posts the same public key again and gives it another year), or rotate without downtime to a new key "
+            "(`maskinporten keys rotate --key <new key URI>`); see the guide Keys: expiry and rotation.",
             "The enterprise certificate has expired: renew it and replace the PKCS#12 file.",
         ),
     ),
@@ -171,6 +189,7 @@ TABLE: Final[tuple[Explanation, ...]] = (
             "This machine's clock is more than 10 seconds off: synchronise it with NTP (in a container, the host's).",
             "`maskinporten doctor` shows the offset against Maskinporten's clock.",
         ),
+        kind=ClockSkewError,
     ),
     Explanation(
         "MP-200",
@@ -181,11 +200,13 @@ TABLE: Final[tuple[Explanation, ...]] = (
             "For a scope delegated by a customer: add the scope to your own integration and send consumer_org.",
         ),
         refusal=True,
+        kind=InvalidScopeError,
     ),
     Explanation(
         "MP-201",
         _MP200_HINT,
         refusal=True,
+        kind=InvalidScopeError,
     ),
     Explanation(
         "MP-250",
@@ -210,6 +231,7 @@ TABLE: Final[tuple[Explanation, ...]] = (
             "In test, the delegation is made in Altinn's test environment (TT02) with synthetic organisations.",
         ),
         refusal=True,
+        kind=DelegationError,
     ),
     Explanation(
         OWN_ORGNO,
@@ -220,12 +242,14 @@ TABLE: Final[tuple[Explanation, ...]] = (
         "authorization_details has a type Maskinporten does not support; use urn:altinn:systemuser or "
         "urn:altinn:consent",
         refusal=True,
+        kind=AuthorizationDetailsError,
     ),
     Explanation(
         "MP-302",
         "authorization_details has fields Maskinporten does not know; a system user takes type, systemuser_org and "
         "externalRef, a consent type, id and from",
         refusal=True,
+        kind=AuthorizationDetailsError,
     ),
     Explanation(
         "MP-303",
@@ -234,27 +258,51 @@ TABLE: Final[tuple[Explanation, ...]] = (
         "a UUID and from a party URN",
         refusal=True,
         error="invalid_authorization_details",
+        kind=AuthorizationDetailsError,
     ),
-    Explanation("MP-303", _MP303_CLIENT_ID, (_MP303_CLIENT_ID,), refusal=True, words=("clientid", "client id")),
-    Explanation("MP-303", _MP303_EXTERNAL_REF, (_MP303_EXTERNAL_REF,), refusal=True, words=("externalref",)),
-    Explanation("MP-303", _MP303_OWNER, (_MP303_OWNER,), refusal=True, words=("owner",)),
+    *(
+        Explanation("MP-303", fix, (fix,), refusal=True, words=words, kind=SystemUserError)
+        for fix, words in (
+            (_MP303_CLIENT_ID, ("clientid", "client id")),
+            (_MP303_EXTERNAL_REF, ("externalref",)),
+            (_MP303_OWNER, ("owner",)),
+        )
+    ),
     Explanation(
         "MP-303",
         f"the system user is not set up as the grant says. Check: (1) {_MP303_CLIENT_ID}; (2) {_MP303_EXTERNAL_REF}; "
         f"(3) {_MP303_OWNER}; (4) {_MP303_APPROVED}",
         (_MP303_CLIENT_ID, _MP303_EXTERNAL_REF, _MP303_OWNER, _MP303_APPROVED),
         refusal=True,
+        kind=SystemUserError,
     ),
 )
 
-#: Words of a description that identify a refusal Maskinporten sends without an MP code (lower case).
+#: Words of a description that identify an answer Maskinporten sends without an MP code (lower case).
 _DESCRIBED: Final = (
     ("unknown key identifier", UNKNOWN_KID),
     ("client not found", "MP-100"),
     ("samme organisasjonsnummer", OWN_ORGNO),
+    ("delegated", "MP-251"),
+    ("issue time", "MP-130"),
+    ("is expired", "MP-130"),
 )
 #: The MP code an OAuth error stands for when the answer has none.
-_CODE_OF_ERROR: Final = {SYSTEMUSER_NOT_SET_UP: "MP-303", "invalid_scope": "MP-200"}
+_CODE_OF_ERROR: Final = {
+    SYSTEMUSER_NOT_SET_UP: "MP-303",
+    "invalid_scope": "MP-200",
+    "invalid_authorization_details": "MP-303",
+}
+#: The exception of an answer whose explanation names none, by OAuth error.
+_KIND_OF_ERROR: Final[dict[str | None, type[TokenRequestError]]] = {
+    "invalid_grant": InvalidGrantError,
+    "invalid_scope": InvalidScopeError,
+    "invalid_authorization_details": AuthorizationDetailsError,
+    "forbidden": AccessDeniedError,
+    "access_denied": AccessDeniedError,
+}
+#: The exceptions that are refusals whatever their MP code (an answer about a customer or scope).
+_REFUSING_KINDS: Final = (AccessDeniedError, InvalidScopeError)
 
 _BY_KEY: Final[dict[str, tuple[Explanation, ...]]] = {}
 for _entry in TABLE:
@@ -263,8 +311,6 @@ del _entry
 
 #: The MP codes of refusals: answers about a customer or scope that will not change within seconds.
 REFUSAL_CODES: Final = frozenset(entry.key for entry in TABLE if entry.refusal and entry.key.startswith("MP-"))
-#: The MP codes of refused ``authorization_details`` (maskinporten-protocol.md §4, §5): the MP-3xx family.
-AUTHORIZATION_DETAILS_CODES: Final = frozenset(key for key in _BY_KEY if key.startswith("MP-3"))
 
 _MP_CODE = re.compile(r"MP-\d{3}")
 
@@ -301,3 +347,42 @@ def explain(code: str | None, description: str | None = None, error: str | None 
         if found is not None:
             return found
     return None
+
+
+def hint_for(code: str | None, description: str | None = None, error: str | None = None) -> str | None:
+    """Return a plain-words hint for an MP code, a description or an OAuth error, or None."""
+    found = explain(code, description, error)
+    return found.hint if found is not None else None
+
+
+def refusal_error(status: int, error: str, code: str | None, description: str | None) -> TokenRequestError:
+    """The typed exception of a 4xx answer with an OAuth ``error`` from the token endpoint, as the table explains it.
+
+    The explanation names the exception and whether it is a refusal; without one (or one that names no exception)
+    the OAuth error decides, and a 403 is an :class:`~maskinporten_auth.errors.AccessDeniedError`.
+    """
+    found = explain(code, description, error)
+    kind = found.kind if found is not None and found.kind is not None else _KIND_OF_ERROR.get(error)
+    if kind is None:
+        kind = AccessDeniedError if status == 403 else TokenRequestError
+    return kind(
+        _MESSAGES[kind],
+        status=status,
+        error=error,
+        code=code,
+        description=description,
+        hint=found.hint if found is not None else None,
+        refusal=issubclass(kind, _REFUSING_KINDS) or (found is not None and found.refusal),
+    )
+
+
+_MESSAGES: Final[dict[type[TokenRequestError], str]] = {
+    TokenRequestError: "Maskinporten refused the token request",
+    InvalidGrantError: "Maskinporten rejected the grant",
+    ClockSkewError: "Maskinporten rejected the grant's timing",
+    InvalidScopeError: "Maskinporten refused the scope",
+    AccessDeniedError: "Maskinporten denied access to the scope",
+    DelegationError: "the customer has not delegated the scope",
+    AuthorizationDetailsError: "Maskinporten refused the grant's authorization_details",
+    SystemUserError: "Maskinporten found no system user set up as the grant asks",
+}

@@ -2,34 +2,17 @@
 
 from __future__ import annotations
 
-import math
 import random
 import time
 from dataclasses import dataclass
 
+from .checks import is_finite_number, validate_count
 from .errors import ConfigurationError, RateLimitedError, TokenRequestError
 
 __all__ = ["MIN_ATTEMPT_TIME", "RetryPolicy", "RetrySchedule"]
 
 #: The least time, in seconds, a retry must have before the deadline (each attempt is cut off at the deadline).
 MIN_ATTEMPT_TIME = 0.25
-
-
-def is_finite_number(value: object) -> bool:
-    """Whether ``value`` is an int or float (not a bool) that converts to a finite float."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    try:
-        return math.isfinite(value)
-    except OverflowError:  # an int beyond the float range
-        return False
-
-
-def validate_seconds(value: object, field: str, *, minimum: float = 0.0) -> float:
-    """Return ``value`` as seconds if it is a finite number of at least ``minimum``, else raise ConfigurationError."""
-    if not is_finite_number(value) or value < minimum:  # type: ignore[operator]
-        raise ConfigurationError(field, f"must be a finite number of seconds of at least {minimum:g}, got {value!r}")
-    return float(value)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -58,8 +41,7 @@ class RetryPolicy:
     timeout: float = 10.0
 
     def __post_init__(self) -> None:
-        if isinstance(self.attempts, bool) or not isinstance(self.attempts, int) or self.attempts < 1:
-            raise ConfigurationError("retry.attempts", f"must be a whole number of at least 1, got {self.attempts!r}")
+        validate_count(self.attempts, "retry.attempts")
         for name in ("deadline", "backoff", "max_backoff", "timeout"):
             value = getattr(self, name)
             if not is_finite_number(value) or not value > 0:
@@ -79,7 +61,6 @@ class RetrySchedule:
         self.policy = policy
         self.attempt = 0
         self._deadline = time.monotonic() + policy.deadline
-        self._clock_corrected = False
 
     def remaining(self) -> float:
         """Seconds left before the deadline."""
@@ -103,10 +84,3 @@ class RetrySchedule:
         if delay + min(MIN_ATTEMPT_TIME, self.policy.timeout) >= self.remaining():
             raise error
         return delay
-
-    def allow_clock_correction(self) -> bool:
-        """Whether a clock-skew rejection may be retried once with a corrected clock (only once per fetch)."""
-        if self._clock_corrected:
-            return False
-        self._clock_corrected = True
-        return True

@@ -1,7 +1,9 @@
-"""Key URIs (``file:``, ``pkcs12:``, ``awskms:``, ``vault-transit:``, ``azurekv:``) resolved through entry points.
+"""Key URIs (``file:``, ``pkcs12:``, ``awskms:``, ``vault-transit:``, ``azurekv:``, ``gcpkms:``, ``pkcs11:``) resolved
+through entry points.
 
 Each key backend registers a factory in the ``maskinporten_auth.signers`` entry-point group under its URI scheme.
-A factory is called as ``factory(uri, kid=..., algorithm=..., **options)`` and returns a
+A factory is called as ``factory(uri, kid=..., **options)`` (``algorithm=`` among the options when one is given; a
+backend's own default otherwise) and returns a
 :class:`~maskinporten_auth.signer.Signer`.
 """
 
@@ -25,6 +27,7 @@ _PACKAGES = {
     "awskms": "maskinporten-auth[aws-kms]",
     "vault-transit": "maskinporten-auth[vault]",
     "azurekv": "maskinporten-auth[azure]",
+    "gcpkms": "maskinporten-auth[gcp-kms]",
     "pkcs11": "maskinporten-auth[pkcs11]",
 }
 
@@ -41,11 +44,12 @@ def _factory(scheme: str) -> Callable[..., Signer]:
     raise ConfigurationError("key", f"the {scheme}: backend is not installed; pip install '{package}'")
 
 
-def signer_from_uri(uri: str, *, kid: str | None = None, algorithm: str = "RS256", **options: Any) -> Signer:
+def signer_from_uri(uri: str, *, kid: str | None = None, algorithm: str | None = None, **options: Any) -> Signer:
     """Return the signer a key URI names, e.g. ``vault-transit://transit/maskinporten?version=2``.
 
-    ``options`` (such as ``password`` for local keys) are passed on to the backend's factory; options that are
-    None are left out.
+    ``algorithm`` None leaves it to the backend: RS256, or the key's own where the key service knows it (Google
+    Cloud KMS). ``options`` (such as ``password`` for local keys) are passed on to the backend's factory; options
+    that are None are left out.
     """
     if not isinstance(uri, str) or ":" not in uri:
         raise ConfigurationError("key", f"must be a key URI such as file:///path/key.pem, got {uri!r}")
@@ -53,5 +57,5 @@ def signer_from_uri(uri: str, *, kid: str | None = None, algorithm: str = "RS256
         scheme = urlsplit(uri).scheme.lower()
     except ValueError as exc:  # e.g. an unclosed "[" in the host
         raise ConfigurationError("key", f"is not a valid key URI: {exc}") from None
-    given = {name: value for name, value in options.items() if value is not None}
-    return _factory(scheme)(uri, kid=kid, algorithm=algorithm, **given)
+    given = {name: value for name, value in {**options, "algorithm": algorithm}.items() if value is not None}
+    return _factory(scheme)(uri, kid=kid, **given)

@@ -17,13 +17,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..auth import MaskinportenAuth
+from ..auth import MaskinportenAuth, Readiness
 from ..config import CLIENT_ID, ENV, KEY, KID, RESOURCE, SCOPES
 from ..errors import ConfigurationError, MaskinportenError, SigningError, TokenRequestError
 from ..grant import validate_external_ref
 from ..orgnr import validate_orgno
 from ..provider import DEFAULT_MAX_IN_FLIGHT
-from ..readiness import Readiness
 from ._common import CliError, ConfigSource, ExitCode, add_config_arguments, exit_code_for, print_json
 
 __all__ = ["Customer", "Outcome", "check_all", "configure_check"]

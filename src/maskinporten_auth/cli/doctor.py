@@ -12,8 +12,8 @@ import httpx
 
 from ..auth import MaskinportenAuth
 from ..certificates import CertificateChain, organisation_number
-from ..clock import GrantClock
 from ..config import KID
+from ..endpoints import GrantClock
 from ..environment import Environment
 from ..errors import ConfigurationError, SigningError, TokenRequestError
 from ..jwk import jwk_thumbprint

@@ -142,6 +142,8 @@ class MaskinportenEmulator:
         self._records: list[GrantRecord] = []
         self._jti_counts: collections.Counter[str] = collections.Counter()
         self._token_requests = 0
+        self._in_flight = 0
+        self._peak_in_flight = 0
         self._tokens_issued = 0
         self._stopping = threading.Event()
         self._server: EmulatorServer | None = None
@@ -386,6 +388,12 @@ class MaskinportenEmulator:
             return self._token_requests
 
     @property
+    def peak_in_flight(self) -> int:
+        """The most ``POST /token`` requests that were being answered at once (a client's in-flight bound)."""
+        with self._lock:
+            return self._peak_in_flight
+
+    @property
     def tokens_issued(self) -> int:
         """How many access tokens were issued."""
         with self._lock:
@@ -435,6 +443,16 @@ class MaskinportenEmulator:
 
     def answer_token_request(self, content_type: str | None, body: bytes) -> Answer:
         """Record, spoil if a fault is queued, validate and answer one ``POST /token``."""
+        with self._lock:
+            self._in_flight += 1
+            self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
+        try:
+            return self._answer_token_request(content_type, body)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    def _answer_token_request(self, content_type: str | None, body: bytes) -> Answer:
         record, jti_seen_before = self._record(body)
         fault = self._faults.next()
         if fault is not None and fault.delay and self._stopping.wait(fault.delay):

@@ -21,7 +21,7 @@ from redis.retry import Retry
 
 from maskinporten_auth import ConfigurationError, forksafe
 from maskinporten_auth.cache import DEFAULT_MAX_ENTRIES, CachedToken, TokenCache, TokenState, TokenStore
-from maskinporten_auth.retry import validate_seconds
+from maskinporten_auth.checks import validate_seconds
 
 from .sealing import Sealer, parse_encryption_key
 
