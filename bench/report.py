@@ -103,6 +103,36 @@ METHOD = {
 }
 
 
+MINUS = "\u2212"  # the minus sign, for a difference that came out negative
+_ASCII_MARKS = ((re.compile(r"<="), "≤"), (re.compile(r">="), "≥"), (re.compile(r"(?<=\d) ?x\b"), TIMES))
+_BETWEEN_TIMES = re.compile(r" x (?=\d)")
+
+
+def typeset(text: str) -> str:
+    """One notation on the page: the signs for ``<=`` and ``>=``, TIMES for a ratio's or a product's ``x``."""
+    text = _BETWEEN_TIMES.sub(f" {TIMES} ", text)
+    for pattern, mark in _ASCII_MARKS:
+        text = pattern.sub(mark, text)
+    return text.replace("+-", MINUS)
+
+
+def _is_ratio_target(row: Row) -> bool:
+    """Whether the row's target bounds its ratio (``<= 1.3x``), rather than its value or something else."""
+    return row.ratio is not None and re.search(rf"\d{TIMES}", typeset(row.target)) is not None
+
+
+def _below_nothing(row: Row) -> bool:
+    """Whether an auth variant measured faster than no auth, which it cannot be: a difference within the noise."""
+    return row.section == "overhead" and row.ratio is not None and row.ratio < 1.0 and row.baseline == "no auth"
+
+
+NOISE_MARK = "†"
+NOISE_NOTE = (
+    f"{NOISE_MARK} Below 1{TIMES}: the auth measured faster than no auth, which it cannot be, since it does the same "
+    "work and more. The difference is this run's noise, not a result: read it as no measurable overhead."
+)
+
+
 def _fmt(value: float | None, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
@@ -115,6 +145,12 @@ def _verdict(row: Row) -> str:
     return {None: "", True: "met", False: "**missed**"}[row.passed]
 
 
+def _ratio(row: Row) -> str:
+    if row.ratio is None:
+        return ""
+    return f"{row.ratio:.3f}{TIMES}{NOISE_MARK if _below_nothing(row) else ''}"
+
+
 def _table(rows: list[Row]) -> list[str]:
     lines = [
         "| Measurement | Value | Ratio | Against | Target | Result | Notes |",
@@ -122,11 +158,23 @@ def _table(rows: list[Row]) -> list[str]:
     ]
     for row in rows:
         value = "skipped" if row.value is None else f"{_fmt(row.value, 4)} {row.unit}"
-        ratio = "" if row.ratio is None else f"{row.ratio:.3f}{TIMES}"
-        lines.append(
-            f"| {row.name} | {value} | {ratio} | {row.baseline} | {row.target} | {_verdict(row)} | {row.note} |"
-        )
+        cells = [row.name, value, _ratio(row), row.baseline, row.target, _verdict(row), row.note]
+        lines.append("| " + " | ".join(typeset(cell) for cell in cells) + " |")
+    if any(_below_nothing(row) for row in rows):
+        lines += ["", NOISE_NOTE]
     return lines
+
+
+def _measured(row: Row, rows: list[Row]) -> str:
+    """What a target is held against: the ratio for a ratio target, else the value, and what the target names."""
+    if _is_ratio_target(row):
+        return f"{row.ratio:.3f}{TIMES} {row.baseline}"
+    measured = f"{_fmt(row.value, 4)} {row.unit}"
+    named = next((other for other in rows if other is not row and row.target.endswith(other.name)), None)
+    if named is None:
+        return measured
+    # a bound on something else than the value (the time a command adds to start-up): the note says what it is
+    return f"{measured}, {row.note}; {named.name}: {_fmt(named.value, 4)} {named.unit}"
 
 
 def _overhead_matrix(charts: Mapping[str, Mapping[str, float]], rows: list[Row]) -> list[str]:
@@ -139,8 +187,13 @@ def _overhead_matrix(charts: Mapping[str, Mapping[str, float]], rows: list[Row])
     ]
     base = {row.name.split(": ")[0]: row.value for row in rows if row.name.endswith(": no auth")}
     for kind, group in charts.items():
-        cells = [f"{group[name]:.3f}{TIMES}" if name in group else "n/a" for name in bars]
+        cells = [
+            f"{group[name]:.3f}{TIMES}{NOISE_MARK if group[name] < 1.0 else ''}" if name in group else "n/a"
+            for name in bars
+        ]
         lines.append(f"| {kind} | {_fmt(base.get(kind), 4)} | " + " | ".join(cells) + " |")
+    if any(value < 1.0 for group in charts.values() for value in group.values()):
+        lines += ["", NOISE_NOTE]
     return lines
 
 
@@ -171,8 +224,8 @@ def write_markdown(results: Results, path: Path, *, environment: list[str], imag
         "| --- | --- | --- |",
     ]
     for row in targets:
-        measured = f"{row.ratio:.3f}{TIMES}" if row.ratio is not None else f"{_fmt(row.value, 4)} {row.unit}"
-        lines.append(f"| {row.name}: {row.target} | {measured} | {_verdict(row)} |")
+        target = typeset(f"{row.name}: {row.target}")
+        lines.append(f"| {target} | {typeset(_measured(row, results.rows))} | {_verdict(row)} |")
     lines += [
         "",
         f"Each bar runs from 1{TIMES}, the baseline named under its chart, to the ratio measured, on a log scale: "
@@ -192,7 +245,7 @@ def write_markdown(results: Results, path: Path, *, environment: list[str], imag
                 lines += ["Ratios to no auth, same client and transport:", ""]
                 lines += [*_overhead_matrix(overhead_chart, rows), ""]
         lines += [*_table(rows), ""]
-        lines += [f"- {note}" for note in results.notes.get(section, [])]
+        lines += [f"- {typeset(note)}" for note in results.notes.get(section, [])]
         lines.append("")
     path.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
 
@@ -259,7 +312,7 @@ def write_plot(results: Results, path: Path) -> None:
         for group, bars in groups.items():
             if len(groups) > 1:
                 headings.append(len(labels))
-                labels.append(group)
+                labels.append(typeset(group))
                 positions.append(y)
                 y += 1
             for name, value in bars.items():
@@ -267,7 +320,7 @@ def write_plot(results: Results, path: Path) -> None:
                 axis.text(
                     value, y, f" {value:.3f}{TIMES} ", va="center", ha="left" if value >= 1 else "right", fontsize=8
                 )
-                labels.append(name)
+                labels.append(typeset(name))
                 positions.append(y)
                 y += 1
             y += 0.6
@@ -286,7 +339,7 @@ def write_plot(results: Results, path: Path) -> None:
             axis.axvspan(*((target, high) if bound == "≤" else (low, target)), color="red", alpha=0.06, linewidth=0)
             axis.set_title(f"target {bound} {target:g}{TIMES}", fontsize=8, color="red", loc="right")
         parts = _TITLE.match(title)
-        what, ratio = (parts["what"], parts["ratio"]) if parts else (title, "ratio")
+        what, ratio = (typeset(parts["what"]), typeset(parts["ratio"])) if parts else (typeset(title), "ratio")
         axis.set_title(what, fontsize=10, loc="left", fontweight="bold")
         axis.set_xlabel(f"{ratio[0].upper()}{ratio[1:]}; log scale, black line at 1{TIMES} (equal to it)", fontsize=8)
     figure.tight_layout()

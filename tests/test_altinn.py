@@ -7,6 +7,7 @@ Tokens are verified with python-jose against the emulator's JWKS, never only by 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import logging
 import secrets
@@ -254,7 +255,7 @@ def test_bad_consent_input_fails_at_construction(make_auth, consent_id, party, f
 
 def test_consent_tokens_are_cached_per_consent(make_auth, maskinporten_emulator, recording_signer):
     auth = make_auth(scopes=CONSENT_SCOPE)
-    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    first, second = (maskinporten_emulator.add_consent(PID, SUPPLIER) for _ in range(2))
     token = auth.with_consent(first, PID).get_token()
     grant = jwt.get_unverified_claims(recording_signer.grants[-1])
     assert grant["authorization_details"] == [
@@ -265,6 +266,53 @@ def test_consent_tokens_are_cached_per_consent(make_auth, maskinporten_emulator,
     assert auth.with_consent(second, PID).get_token() != token
     assert auth.with_consent(first, PID).with_consent(second, PID).cache_key == auth.with_consent(second, PID).cache_key
     assert maskinporten_emulator.tokens_issued == 2
+
+
+def test_a_consent_token_carries_the_consent_as_maskinporten_issues_it(make_auth, maskinporten_emulator):
+    valid_to = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=30)
+    rights = [{"action": ["consent"], "resource": [{"type": "urn:altinn:resource", "value": "samtykke-test"}]}]
+    consent = maskinporten_emulator.add_consent(PID, SUPPLIER, valid_to=valid_to, rights=rights)
+    token = make_auth(scopes=CONSENT_SCOPE).with_consent(consent, PID).get_token()
+    (detail,) = verified(maskinporten_emulator, token)["authorization_details"]
+    assert detail["id"] == consent and detail["from"] == f"urn:altinn:person:identifier-no:{PID}"
+    assert detail["to"] == {"authority": "iso6523-actorid-upis", "ID": f"0192:{SUPPLIER}"}
+    assert datetime.datetime.fromisoformat(detail["validTo"]) == valid_to
+    assert datetime.datetime.fromisoformat(detail["consented"]) <= datetime.datetime.now(datetime.timezone.utc)
+    assert detail["consentRights"] == rights
+
+
+@pytest.mark.parametrize(
+    ("case", "description"),
+    [
+        ("unknown", "was not found"),
+        ("expired", "expired at"),
+        ("another party", "is not from 'urn:altinn:person:identifier-no:02017012345'"),
+        ("another consumer", f"was not given to {SUPPLIER}"),
+    ],
+)
+def test_a_consent_that_is_not_approved_is_refused(make_auth, maskinporten_emulator, case, description):
+    now = datetime.datetime.now(datetime.timezone.utc)
+    consent = maskinporten_emulator.add_consent(
+        PID,
+        CUSTOMER if case == "another consumer" else SUPPLIER,
+        valid_to=now - datetime.timedelta(seconds=1) if case == "expired" else None,
+    )
+    asked = str(uuid.uuid4()) if case == "unknown" else consent
+    party = "02017012345" if case == "another party" else PID
+    with pytest.raises(AuthorizationDetailsError) as raised:
+        make_auth(scopes=CONSENT_SCOPE).with_consent(asked, party).get_token()
+    assert (raised.value.code, raised.value.error) == ("MP-303", "invalid_authorization_details")
+    assert description in raised.value.description
+    assert maskinporten_emulator.tokens_issued == 0
+
+
+def test_the_emulator_takes_only_valid_consents(maskinporten_emulator):
+    with pytest.raises(ValueError, match="organisation number"):
+        maskinporten_emulator.add_consent(PID, "123456789")
+    with pytest.raises(ValueError, match="aware"):
+        maskinporten_emulator.add_consent(PID, SUPPLIER, valid_to=datetime.datetime(2030, 1, 1))
+    with pytest.raises(ValueError, match="from_party"):
+        maskinporten_emulator.add_consent("12345", SUPPLIER)
 
 
 # AltinnAuth: the exchange

@@ -272,6 +272,37 @@ def test_jwk_of_a_pkcs12_certificate_has_x5c(
     assert len(json.loads(result.stdout)["x5c"]) == 3
 
 
+def rsa_public_members(key: rsa.RSAPrivateKey) -> dict[str, str]:
+    jwk = LocalKeySigner(key, kid="x").public_jwk()
+    return {"n": jwk["n"], "e": jwk["e"]}
+
+
+@pytest.mark.parametrize("form", ["jwk", "jwk-set", "pem"])
+def test_jwk_of_a_public_key_file(tmp_path: Path, rsa_key: rsa.RSAPrivateKey, form: str) -> None:
+    public = tmp_path / "public.key"
+    members = rsa_public_members(rsa_key)
+    if form == "pem":
+        public.write_bytes(
+            rsa_key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+    else:
+        jwk = {"kty": "RSA", "kid": "partner", "alg": "RS512", **members}
+        public.write_text(json.dumps({"keys": [jwk]} if form == "jwk-set" else jwk))
+    result = run("jwk", str(public))
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert (document["n"], document["e"]) == (members["n"], members["e"])
+    if form == "pem":
+        assert (document["kid"], document["alg"]) == (jwk_thumbprint(rsa_key.public_key()), "RS256")
+    else:
+        assert (document["kid"], document["alg"]) == ("partner", "RS512")
+    assert not PRIVATE_MEMBERS & set(document)
+    assert run("jwk", public.as_uri(), "--kid", "mine").returncode == 0
+    assert json.loads(run("jwk", public.as_uri(), "--kid", "mine").stdout)["kid"] == "mine"
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -593,10 +624,29 @@ def test_emulator_command_with_a_public_jwk(tmp_path: Path, pem_file: Path) -> N
     assert "# set MASKINPORTEN_KEY to the private key of the registered JWK" in lines
 
 
-def test_emulator_command_needs_a_kid(pem_file: Path) -> None:
-    result = run("emulator", "--key", str(pem_file), "--scope", SCOPE)
-    assert result.returncode == 2
-    assert "MASKINPORTEN_KID: set a kid" in result.stderr
+def test_emulator_command_without_a_kid_registers_the_thumbprint(pem_file: Path, rsa_key: rsa.RSAPrivateKey) -> None:
+    emulator = RunningEmulator("--key", str(pem_file), "--scope", SCOPE)
+    try:
+        exports = emulator.exports()
+        thumbprint = jwk_thumbprint(rsa_key.public_key())
+        assert exports["MASKINPORTEN_KID"] == thumbprint
+        assert json.loads(run("jwk", str(pem_file)).stdout)["kid"] == thumbprint  # the kid `jwk` suggests
+        token = run("token", env=exports)
+        assert token.returncode == 0, token.stderr
+    finally:
+        _, stderr = emulator.stop()
+    assert f"registering the key under its thumbprint: {thumbprint}" in stderr
+
+
+def test_emulator_command_with_a_public_jwk_without_kid(tmp_path: Path, rsa_key: rsa.RSAPrivateKey) -> None:
+    public = tmp_path / "public.json"
+    public.write_text(json.dumps({"kty": "RSA", **rsa_public_members(rsa_key)}))
+    emulator = RunningEmulator("--public-jwk", str(public), "--scope", SCOPE)
+    try:
+        lines = [emulator.lines.get(timeout=30) for _ in range(4)]
+    finally:
+        emulator.stop()
+    assert f"export MASKINPORTEN_KID={jwk_thumbprint(rsa_key.public_key())}" in lines
 
 
 def test_emulator_command_needs_scopes(pem_file: Path) -> None:

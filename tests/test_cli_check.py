@@ -16,7 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from maskinporten_auth import LocalKeySigner, SigningError
 from maskinporten_auth.cli import main
-from maskinporten_auth.testing import Fault, MaskinportenEmulator
+from maskinporten_auth.cli.check import _INVALID_HINT, Customer, Outcome, _hints
+from maskinporten_auth.testing import Fault, MaskinportenEmulator, organisation_numbers
 
 CLIENT_ID = "1ab20f23-c69c-44d3-b078-a0d92083ada5"
 SCOPE = "nav:oppfolgingsplan/lps.write"
@@ -142,7 +143,7 @@ def test_json_shape(check: Check) -> None:
     code, document = json_check(check, "--consumer-org", DELEGATED[0], NOT_DELEGATED, "--systemuser", "310539759:x")
     assert code == 1
     assert document["ready"] is False
-    assert document["summary"] == {"customers": 3, "ready": 2, "refused": 1, "failed": 0}
+    assert document["summary"] == {"customers": 3, "ready": 2, "refused": 1, "failed": 0, "invalid": 0}
     fields = ["customer", "kind", "external_ref", "ready", "status", "code", "error", "description", "hint"]
     assert [list(entry) for entry in document["customers"]] == [fields] * 3
     ready, refused, systemuser = document["customers"]
@@ -214,15 +215,56 @@ def test_invalid_customers_are_usage_errors(
     assert emulator.token_requests == 0
 
 
-def test_an_invalid_line_in_the_customers_file_names_the_line(check: Check, tmp_path: Path) -> None:
+def test_an_invalid_line_in_the_customers_file_is_reported_and_the_rest_are_checked(
+    check: Check, tmp_path: Path, emulator: MaskinportenEmulator
+) -> None:
     customers = tmp_path / "customers.txt"
-    customers.write_text(f"{DELEGATED[0]}\nsystemuser:0192:{DELEGATED[1]}\n", encoding="utf-8")
+    customers.write_text(
+        f"{DELEGATED[0]}\nsystemuser:0192:{DELEGATED[1]}\n123456789\n{NOT_DELEGATED}\n", encoding="utf-8"
+    )
     result = check("--customers-file", str(customers))
-    assert result.code == 2
-    assert f"{customers}:2: give the bare nine digits" in result.err
+    assert result.code == 2  # an invalid line outranks a refusal
+    assert list(rows(result.out).items()) == [
+        ((DELEGATED[0], "delegation"), "READY"),
+        ((f"systemuser:0192:{DELEGATED[1]}", "system user"), "INVALID"),
+        (("123456789", "delegation"), "INVALID"),
+        ((NOT_DELEGATED, "delegation"), "MP-251"),
+    ]
+    assert f"{customers}:2: give the bare nine digits" in result.out
+    assert f"{customers}:3: '123456789' fails the organisation number" in result.out
+    assert "INVALID (2 customers)\n  hint: fix the line" in result.out
+    assert "1 of 4 ready, 1 refused, 0 failed, 2 invalid" in result.out
+    assert emulator.token_requests == 2
+    code, document = json_check(check, "--customers-file", str(customers))
+    assert code == 2
+    assert document["summary"] == {"customers": 4, "ready": 1, "refused": 1, "failed": 0, "invalid": 2}
+    invalid = document["customers"][1]
+    assert (invalid["status"], invalid["ready"], invalid["customer"]) == (
+        "invalid",
+        False,
+        f"systemuser:0192:{DELEGATED[1]}",
+    )
     missing = check("--customers-file", str(tmp_path / "missing.txt"))
     assert missing.code == 2
     assert "--customers-file: cannot read" in missing.err
+
+
+def test_many_refusals_print_one_line_each_and_each_hint_once(
+    check: Check, tmp_path: Path, emulator: MaskinportenEmulator
+) -> None:
+    refused = [orgno for orgno in organisation_numbers(60) if orgno not in DELEGATED]
+    customers = tmp_path / "customers.txt"
+    customers.write_text("\n".join([DELEGATED[0], *refused]), encoding="utf-8")
+    result = check("--customers-file", str(customers))
+    assert result.code == 1
+    lines = result.out.splitlines()
+    table = lines[: 2 + len(refused)]
+    assert table[1].startswith(DELEGATED[0])
+    for line, orgno in zip(table[2:], refused, strict=True):
+        assert line.startswith(orgno) and line.split()[2] == "MP-251"
+    assert result.out.count("hint:") == 1
+    assert f"MP-251 ({len(refused)} customers)\n  hint: the customer has not delegated this scope" in result.out
+    assert lines[-1] == f"1 of {len(refused) + 1} ready, {len(refused)} refused, 0 failed"
 
 
 def test_maskinporten_unavailable_exits_3(check: Check, emulator: MaskinportenEmulator) -> None:
@@ -273,3 +315,12 @@ def test_customers_are_checked_concurrently(check: Check, emulator: Maskinporten
     received = sorted(record.received_at for record in emulator.grants)
     assert len(received) == 4
     assert received[-1] - received[0] < 1.0  # all four were at Maskinporten at once
+
+
+def test_hints_are_wrapped_to_a_terminal_width() -> None:
+    outcomes = [Outcome(Customer(f"line {n}", invalid=f"customers.txt:{n}: not a customer")) for n in (1, 2)]
+    lines = _hints(outcomes, width=50)
+    assert lines[:2] == ["", "INVALID (2 customers)"]
+    assert lines[2].startswith("  hint: fix the line") and all(line.startswith(" " * 8) for line in lines[3:])
+    assert len(lines) > 3 and all(len(line) <= 50 for line in lines)
+    assert " ".join(line.strip() for line in lines[2:]).removeprefix("hint: ") == _INVALID_HINT

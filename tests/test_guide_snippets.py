@@ -1,20 +1,15 @@
-"""The code in the observability and the concurrency guides runs as written, against the emulator.
+"""The observability guide's code does what the guide says it does, against the emulator.
 
-The guides' snippets assume what a reader has: ``auth`` and ``MaskinportenAuth``, the ``MASKINPORTEN_*`` variables
-and, for the calls to an API, its base URL ``api``. Complete programs (the multiprocessing one) run as scripts.
+That every block of the docs runs at all is ``test_doc_snippets``; this checks what these blocks print and log. They
+assume what a reader has: ``MaskinportenAuth`` and the ``MASKINPORTEN_*`` variables.
 """
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import io
 import logging
-import os
 import re
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,17 +17,15 @@ import pytest
 
 from maskinporten_auth import MaskinportenAuth
 from maskinporten_auth.testing import MaskinportenEmulator
-from maskinporten_auth.testing.protected_api import ProtectedApi
 
-from .conftest import SCOPE, SUPPLIER
+from .conftest import SCOPE
+from .test_doc_snippets import page_blocks
 
 GUIDES = Path(__file__).resolve().parents[1] / "docs" / "guides"
-CUSTOMERS = ("310539759", "311654306")
 
 
 def python_blocks(page: str) -> list[str]:
-    text = (GUIDES / page).read_text()
-    return re.findall(r"^```python\n(.*?)^```", text, flags=re.MULTILINE | re.DOTALL)
+    return [block.code for block in page_blocks(GUIDES / page)]
 
 
 def run(snippet: str, names: dict[str, Any]) -> str:
@@ -45,9 +38,7 @@ def run(snippet: str, names: dict[str, Any]) -> str:
 
 @pytest.fixture
 def deployment(monkeypatch, maskinporten_emulator: MaskinportenEmulator, registered_client, pem_file) -> dict[str, str]:
-    """``registered_client`` as a deployment configures it, with CUSTOMERS' delegations."""
-    for customer in CUSTOMERS:
-        maskinporten_emulator.delegate(customer, SUPPLIER, SCOPE)
+    """``registered_client`` as a deployment configures it."""
     variables = {
         "MASKINPORTEN_ENV": maskinporten_emulator.issuer,
         "MASKINPORTEN_CLIENT_ID": registered_client,
@@ -58,12 +49,6 @@ def deployment(monkeypatch, maskinporten_emulator: MaskinportenEmulator, registe
     for name, value in variables.items():
         monkeypatch.setenv(name, value)
     return variables
-
-
-@pytest.fixture
-def api(maskinporten_emulator: MaskinportenEmulator) -> Iterator[ProtectedApi]:
-    with ProtectedApi(lambda: maskinporten_emulator.jwks, issuer=maskinporten_emulator.issuer, scope=SCOPE) as server:
-        yield server
 
 
 @pytest.mark.usefixtures("deployment")
@@ -97,36 +82,3 @@ def test_the_logging_example_logs_a_line_per_token_obtained(caplog):
         logger.setLevel(level)
     (record,) = [record for record in caplog.records if record.name == "maskinporten_auth"]
     assert record.levelno == logging.INFO and record.getMessage().startswith("Maskinporten token obtained")
-
-
-@pytest.mark.usefixtures("deployment")
-def test_the_thread_asyncio_gunicorn_and_serverless_examples_share_one_token(maskinporten_emulator, api):
-    threads, loops, gunicorn, _, serverless = python_blocks("concurrency.md")
-    names: dict[str, Any] = {"MaskinportenAuth": MaskinportenAuth, "api": api.url}
-    run(gunicorn, names)  # makes auth and http
-    run(threads, names)
-    assert names["statuses"] == [200] * 100
-    run(loops, names)
-    assert maskinporten_emulator.tokens_issued == 1
-    names["http"].close()
-    run(serverless, names)
-    assert names["handler"]({}, None) == 200
-    assert maskinporten_emulator.tokens_issued == 2  # the serverless module's own auth
-
-
-def test_the_multiprocessing_example_runs_with_spawned_processes(deployment, maskinporten_emulator, tmp_path):
-    _, _, _, program, _ = python_blocks("concurrency.md")
-    script = tmp_path / "pool.py"
-    script.write_text(program)
-    finished = subprocess.run(
-        [sys.executable, str(script)],
-        env={**os.environ, **deployment},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert finished.returncode == 0, finished.stderr
-    lengths = ast.literal_eval(finished.stdout)  # the token lengths the program printed
-    assert len(lengths) == len(CUSTOMERS) and all(length > 100 for length in lengths)
-    assert maskinporten_emulator.tokens_issued == len(CUSTOMERS)

@@ -409,14 +409,6 @@ class MaskinportenAuth(BearerAuth):
         """
         return self._view(self._grants.claims.for_consent(consent_authorization(consent_id, from_party)))
 
-    def get_token(self) -> str:
-        """Return a valid access token (cached, or fetched now)."""
-        return self._provider.get_token(self._request)
-
-    async def aget_token(self) -> str:
-        """Return a valid access token without blocking the event loop."""
-        return await self._provider.aget_token(self._request)
-
     def close(self) -> None:
         """Release the connections and worker threads this auth family opened.
 
@@ -541,14 +533,6 @@ class AltinnAuth(BearerAuth):
     def with_consumer_org(self, consumer_org: str) -> AltinnAuth:
         """A view acting for a customer through delegation: see :meth:`MaskinportenAuth.with_consumer_org`."""
         return self._view(self._auth.with_consumer_org(consumer_org))
-
-    def get_token(self) -> str:
-        """Return a valid Altinn token (cached, or exchanged now)."""
-        return self._provider.get_token(self._request)
-
-    async def aget_token(self) -> str:
-        """Return a valid Altinn token without blocking the event loop."""
-        return await self._provider.aget_token(self._request)
 
     def _rejected(self, token: str) -> bool:
         behind = self.cache.get(self._auth.cache_key)

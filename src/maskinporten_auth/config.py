@@ -8,17 +8,16 @@ the claims, :mod:`maskinporten_auth.signer` for the key).
 
 Variables (with the default prefix): ``MASKINPORTEN_ENV`` (``test``, the default, ``prod`` or an issuer
 URL), ``MASKINPORTEN_CLIENT_ID``, ``MASKINPORTEN_SCOPES`` (spaces or commas between scopes),
-``MASKINPORTEN_KEY`` (a key URI), ``MASKINPORTEN_KID``, ``MASKINPORTEN_KEY_PASSWORD`` or
-``MASKINPORTEN_KEY_PASSWORD_FILE``, ``MASKINPORTEN_CONSUMER_ORG``, ``MASKINPORTEN_RESOURCE``, and for a token
-cache shared by a fleet of processes ``MASKINPORTEN_CACHE_URL`` (``redis://``, ``rediss://`` or ``unix://``,
-resolved through the ``maskinporten_auth.caches`` entry points) with ``MASKINPORTEN_CACHE_KEY`` (base64) or
-``MASKINPORTEN_CACHE_KEY_FILE``. An empty optional variable counts as unset.
+``MASKINPORTEN_KEY`` (a key URI, or the path of a local key file), ``MASKINPORTEN_KID``,
+``MASKINPORTEN_KEY_PASSWORD`` or ``MASKINPORTEN_KEY_PASSWORD_FILE``, ``MASKINPORTEN_CONSUMER_ORG``,
+``MASKINPORTEN_RESOURCE``, and for a token cache shared by a fleet of processes ``MASKINPORTEN_CACHE_URL``
+(``redis://``, ``rediss://`` or ``unix://``, resolved through the ``maskinporten_auth.caches`` entry points) with
+``MASKINPORTEN_CACHE_KEY`` (base64) or ``MASKINPORTEN_CACHE_KEY_FILE``. An empty optional variable counts as unset.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,7 +33,7 @@ if TYPE_CHECKING:
     from .environment import Environment
     from .signer import Signer
 
-__all__ = ["CACHE_ENTRY_POINT_GROUP", "DEFAULT_PREFIX", "EnvConfig"]
+__all__ = ["CACHE_ENTRY_POINT_GROUP", "DEFAULT_PREFIX", "EnvConfig", "key_uri"]
 
 DEFAULT_PREFIX = "MASKINPORTEN_"
 
@@ -75,7 +74,6 @@ _CACHE_PACKAGES = {
     "unix": "maskinporten-auth[redis]",
 }
 
-_SCOPE_SEPARATORS = re.compile(r"[\s,]+")
 _PASSWORD_SCHEMES = ("file", "pkcs12")
 
 # The MaskinportenAuth keyword each variable feeds, and the error fields that map back to the variable.
@@ -115,6 +113,22 @@ def _scheme(value: str) -> str:
         return urlsplit(value).scheme.lower()
     except ValueError:
         return ""
+
+
+def key_uri(value: str) -> str:
+    """Turn a key setting into a key URI: a URI stays as it is, a local path becomes ``file:`` or ``pkcs12:``.
+
+    A path is taken relative to the working directory; ``.p12`` and ``.pfx`` files are PKCS#12.
+    """
+    if len(_scheme(value)) > 1:  # a one-letter "scheme" is a Windows drive
+        return value
+    try:
+        uri = Path(value).expanduser().resolve().as_uri()
+    except (ValueError, OSError, RuntimeError):  # not a path at all (a NUL byte, say): the URI check says why
+        return value
+    if Path(value).suffix.lower() in (".p12", ".pfx"):
+        return "pkcs12:" + uri.removeprefix("file:")
+    return uri
 
 
 class EnvConfig:
@@ -173,11 +187,7 @@ class EnvConfig:
 
     def scopes(self) -> list[str]:
         """Return ``SCOPES`` split on spaces and commas, without duplicates, in the order given."""
-        value = self.require(SCOPES)
-        scopes = list(dict.fromkeys(part for part in _SCOPE_SEPARATORS.split(value) if part))
-        if not scopes:
-            raise ConfigurationError(self.name(SCOPES), f"holds no scope: {value!r}")
-        return list(validate_scopes(scopes, self.name(SCOPES)))
+        return list(validate_scopes(self.require(SCOPES), self.name(SCOPES)))
 
     def _secret(self, suffix: str, file_suffix: str) -> tuple[bytes, bool] | None:
         """A secret given in ``suffix`` or in the file ``file_suffix`` names, and whether it came from the file."""
@@ -208,14 +218,11 @@ class EnvConfig:
         return KEY_PASSWORD_FILE if self.get(KEY_PASSWORD_FILE) is not None else KEY_PASSWORD
 
     def signer(self) -> Signer:
-        """Return the signer for ``KEY`` (a key URI), with ``KID`` and the key password."""
+        """Return the signer for ``KEY`` (a key URI or a local key file's path), with ``KID`` and the key password."""
         from .uri import signer_from_uri
 
-        uri = self.require(KEY)
+        uri = key_uri(self.require(KEY))
         scheme = _scheme(uri)
-        if len(scheme) < 2:  # no scheme, or a Windows drive letter
-            example = Path(uri).absolute().as_uri() if Path(uri).is_absolute() else "file:///etc/maskinporten/key.pem"
-            raise ConfigurationError(self.name(KEY), f"must be a key URI such as {example}, got {uri!r}")
         kid = self.get(KID)
         password = self.password()
         if password is not None and scheme not in _PASSWORD_SCHEMES:
@@ -319,5 +326,5 @@ class EnvConfig:
 _PURPOSE = {
     CLIENT_ID: "set it to the integration's client id from Samarbeidsportalen",
     SCOPES: "set it to the scopes to request, separated by spaces or commas",
-    KEY: "set it to a key URI such as file:///etc/maskinporten/key.pem",
+    KEY: "set it to a key URI such as file:///etc/maskinporten/key.pem, or a key file's path",
 }

@@ -8,7 +8,7 @@ Each attempt is one request through an ``httpx.Client``'s ``send``, never redire
 other, and a grant goes to the configured token endpoint only. The answer is read as a stream, capped at
 :data:`MAX_BODY_BYTES`, and the attempt's deadline is checked between chunks, so a server that drips its body is
 cut off at the deadline; one that drips its headers is cut off by a watchdog that closes the family's own
-connections at the deadline (an application's own ``http_client`` is never closed: its timeouts bound each read).
+connections just after it (an application's own ``http_client`` is never closed: its timeouts bound each read).
 The request asks for an uncompressed answer, and any ``Content-Encoding`` but identity is an invalid answer.
 
 Every 200 answer of either issuer is read by one guarded parser (:func:`_token_answer`), which ends in a token or a
@@ -18,7 +18,6 @@ typed error, never in a bare ``RecursionError`` or ``OverflowError``.
 from __future__ import annotations
 
 import email.utils
-import heapq
 import json
 import logging
 import math
@@ -161,59 +160,8 @@ class GrantClock:
 # The HTTP path
 
 
-class _Watchdog:
-    """Runs a callback at a deadline unless the watch is cancelled first: one daemon thread for every watch."""
-
-    def __init__(self) -> None:
-        self._due: list[tuple[float, int, Callable[[], None]]] = []
-        self._cancelled: set[int] = set()
-        self._next_id = 0
-        self._wake = threading.Condition()
-        self._thread: threading.Thread | None = None
-
-    def watch(self, deadline: float, callback: Callable[[], None]) -> int:
-        """Call ``callback()`` at monotonic ``deadline``; returns the watch, for :meth:`cancel`."""
-        with self._wake:
-            self._next_id += 1
-            heapq.heappush(self._due, (deadline, self._next_id, callback))
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="maskinporten-watchdog", daemon=True)
-                self._thread.start()
-            elif self._due[0][1] == self._next_id:
-                self._wake.notify()
-            return self._next_id
-
-    def cancel(self, watch: int) -> None:
-        """Do not run ``watch``'s callback (if it has not run yet)."""
-        with self._wake:
-            self._cancelled.add(watch)
-
-    def _run(self) -> None:
-        while True:
-            with self._wake:
-                while self._due and self._due[0][1] in self._cancelled:
-                    self._cancelled.discard(heapq.heappop(self._due)[1])
-                if not self._due:
-                    self._thread = None
-                    return
-                wait = self._due[0][0] - time.monotonic()
-                if wait > 0:
-                    self._wake.wait(wait)
-                    continue
-                _, _, callback = heapq.heappop(self._due)
-            try:
-                callback()
-            except Exception:
-                logger.exception("the token request watchdog's callback failed")
-
-    def _after_fork(self) -> None:
-        self.__init__()  # type: ignore[misc]
-
-
-_watchdog = _Watchdog()
-forksafe.register(_watchdog)
-#: How long past an attempt's deadline the watchdog waits before it closes the connections of a stalled answer.
-_WATCHDOG_GRACE = 0.25
+#: How long past an attempt's deadline an answer may stall before the family's own connections are closed.
+_STALL_GRACE = 0.25
 
 
 class HttpPath:
@@ -262,8 +210,12 @@ class HttpPath:
             method, url, data=data, headers={**_REQUEST_HEADERS, **(headers or {})}, timeout=timeout
         )
         deadline = time.monotonic() + timeout
-        stalled: list[bool] = []
-        watch = _watchdog.watch(deadline + _WATCHDOG_GRACE, lambda: self._cut(client, stalled)) if self._owned else 0
+        # httpx's timeouts bound each read, not a whole answer: a watchdog cuts off one that stalls past the deadline.
+        stalled = threading.Event()
+        watchdog = threading.Timer(timeout + _STALL_GRACE, self._cut, (client, stalled)) if self._owned else None
+        if watchdog is not None:
+            watchdog.daemon = True
+            watchdog.start()
         try:
             response = client.send(request, stream=True, follow_redirects=False)
             try:
@@ -271,16 +223,16 @@ class HttpPath:
             finally:
                 response.close()
         except httpx.TransportError:
-            if stalled:
+            if stalled.is_set():
                 raise httpx.ReadTimeout(_DEADLINE_PASSED, request=request) from None
             raise
         finally:
-            if watch:
-                _watchdog.cancel(watch)
+            if watchdog is not None:
+                watchdog.cancel()
 
-    def _cut(self, client: httpx.Client, stalled: list[bool]) -> None:
+    def _cut(self, client: httpx.Client, stalled: threading.Event) -> None:
         """Close ``client`` (the next request opens another): an answer on it has stalled past its deadline."""
-        stalled.append(True)
+        stalled.set()
         with self._lock:
             if self._client is client:
                 self._client = None
@@ -462,15 +414,8 @@ def error_from_response(response: httpx.Response) -> TokenRequestError:
             hint="set the environment's token_endpoint to the address Maskinporten documents",
             **details,
         )
-    if status == 429 or (status == 503 and response.headers.get("retry-after") is not None):
-        return RateLimitedError(
-            "Maskinporten is rate limiting" if status == 429 else "Maskinporten is unavailable",
-            retry_after=_retry_after(response),
-            hint=hint,
-            **details,
-        )
-    if status >= 500:
-        return ServerError(f"Maskinporten failed with HTTP {status}", hint=hint, **details)
+    if status == 429 or status >= 500:
+        return _unavailable(response, "Maskinporten", hint=hint, **details)
     if error is None:
         return TokenRequestError(
             f"the token endpoint answered HTTP {status} without an OAuth error ({_content_kind(response)}); "
@@ -481,12 +426,44 @@ def error_from_response(response: httpx.Response) -> TokenRequestError:
     return refusal_error(status, error, code, description)
 
 
+class _Issuer:
+    """What both issuers have: a retry policy, an HTTP path, and a slot per fetch in flight."""
+
+    #: What log lines and events call the issuer's tokens.
+    name: str
+
+    def __init__(self, retry: RetryPolicy, http_client: httpx.Client | None, max_in_flight: int) -> None:
+        self.retry = retry
+        self.http = HttpPath(http_client, timeout=retry.timeout, max_connections=max_in_flight)
+        #: One per fetch in flight (held by the provider): at most ``max_in_flight`` requests at this issuer at once.
+        self.slots = threading.BoundedSemaphore(max_in_flight)
+        self._max_in_flight = max_in_flight
+        forksafe.register(self)
+
+    def close(self) -> None:
+        """Close the connections this issuer opened (an ``http_client`` given to it stays open)."""
+        self.http.close()
+
+    def _after_fork(self) -> None:
+        # The parent's fetches held slots that no thread in the child will release.
+        self.slots = threading.BoundedSemaphore(self._max_in_flight)
+
+
+def _unavailable(response: httpx.Response, issuer: str, **details: Any) -> TokenRequestError:
+    """A 429, or a 5xx (a 503 with ``Retry-After`` counts as rate limiting): worth another attempt, after a while."""
+    status = response.status_code
+    if status == 429 or (status == 503 and "retry-after" in response.headers):
+        state = "rate limiting" if status == 429 else "unavailable"
+        return RateLimitedError(f"{issuer} is {state}", retry_after=_retry_after(response), **details)
+    return ServerError(f"{issuer} failed with HTTP {status}", **details)
+
+
 def _is_unknown_kid(error: TokenRequestError) -> bool:
     found = explain(error.code, error.description, error.error)
     return found is not None and found.key == UNKNOWN_KID
 
 
-class TokenEndpoint:
+class TokenEndpoint(_Issuer):
     """Maskinporten's token endpoint in one environment: posts a new grant for every attempt, retrying as it should.
 
     While a replaced signing key propagates (:meth:`~maskinporten_auth.MaskinportenAuth.replace_signer`), a grant
@@ -503,11 +480,9 @@ class TokenEndpoint:
         http_client: httpx.Client | None = None,
         max_in_flight: int = 32,
     ) -> None:
+        super().__init__(retry or RetryPolicy(), http_client, max_in_flight)
         self.environment = environment
-        self.retry = retry or RetryPolicy()
         self.clock = GrantClock()
-        self.http = HttpPath(http_client, timeout=self.retry.timeout, max_connections=max_in_flight)
-        self.slots = threading.BoundedSemaphore(max_in_flight)
 
     @property
     def deadline(self) -> float:
@@ -543,10 +518,6 @@ class TokenEndpoint:
             return False
 
         return with_retries(self.retry, attempt, "Maskinporten's token endpoint", recover)
-
-    def close(self) -> None:
-        """Close the connections this endpoint opened (an ``http_client`` given to it stays open)."""
-        self.http.close()
 
 
 # Altinn's token exchange
@@ -620,12 +591,8 @@ def _problem(response: httpx.Response, secret: str) -> str | None:
 
 def _exchange_error(response: httpx.Response, maskinporten_token: str) -> TokenRequestError:
     status = response.status_code
-    if status == 429:
-        return RateLimitedError(
-            "Altinn's token exchange is rate limiting", status=status, retry_after=_retry_after(response)
-        )
-    if status >= 500:
-        return ServerError(f"Altinn's token exchange failed with HTTP {status}", status=status)
+    if status == 429 or status >= 500:
+        return _unavailable(response, "Altinn's token exchange", status=status)
     return AltinnExchangeError(
         f"Altinn's token exchange refused the Maskinporten token with HTTP {status}",
         status=status,
@@ -634,7 +601,7 @@ def _exchange_error(response: httpx.Response, maskinporten_token: str) -> TokenR
     )
 
 
-class AltinnExchange:
+class AltinnExchange(_Issuer):
     """Altinn's exchange of Maskinporten tokens for Altinn tokens, at one platform URL.
 
     :meth:`obtain` gets the Maskinporten token and ``GET``s the exchange with it, retrying as the token endpoint
@@ -653,11 +620,9 @@ class AltinnExchange:
         http_client: httpx.Client | None = None,
         max_in_flight: int = 32,
     ) -> None:
+        super().__init__(retry, http_client, max_in_flight)
         self.url = url
-        self.retry = retry
         self._maskinporten_patience = maskinporten_patience
-        self.http = HttpPath(http_client, timeout=retry.timeout, max_connections=max_in_flight)
-        self.slots = threading.BoundedSemaphore(max_in_flight)
 
     @property
     def deadline(self) -> float:
@@ -684,7 +649,3 @@ class AltinnExchange:
             return tokens._rejected(sent[-1])
 
         return with_retries(self.retry, attempt, "Altinn's token exchange", recover)
-
-    def close(self) -> None:
-        """Close the connections this exchange opened (an ``http_client`` given to it stays open)."""
-        self.http.close()

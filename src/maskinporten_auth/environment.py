@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import httpx
 
@@ -118,19 +118,61 @@ TEST = Environment(
     name="test",
 )
 _PRESETS = {"prod": PROD, "test": TEST}
+#: The preset each of Maskinporten's issuer hosts stands for; a preset is looked up by name, when it is needed.
+_PRESET_OF_HOST = {urlsplit(preset.issuer).netloc: name for name, preset in _PRESETS.items()}
+#: Altinn's environments, which people give here for Maskinporten's (maskinporten-protocol.md §7: tt02 pairs with test).
+_ALTINN_ENVIRONMENTS = frozenset({"tt02", "at21", "at22", "at23", "at24", "yt01"})
+#: Maskinporten environments that no longer exist (maskinporten-protocol.md §1).
+_RETIRED = frozenset({"ver1", "ver2", "yt2"})
+
+
+def _split(value: str) -> SplitResult | None:
+    try:
+        return urlsplit(value)
+    except ValueError:  # a URL too broken to split: validate_url says why, if it gets that far
+        return None
+
+
+def _preset_for_url(value: str) -> Environment | None:
+    """The preset whose issuer ``value`` is, with or without the trailing slash and in any case of host."""
+    parts = _split(value)
+    if parts is None or parts.scheme.lower() != "https" or parts.query or parts.fragment:
+        return None
+    name = _PRESET_OF_HOST.get(parts.netloc.lower()) if parts.path in ("", "/") else None
+    return None if name is None else _PRESETS[name]
+
+
+def _misnamed(value: str) -> str | None:
+    """What is wrong with an environment a person is likely to give by mistake, or None."""
+    name = value.strip().rstrip("/")
+    is_url = name.lower().startswith(("https://", "http://"))
+    parts = _split(name)
+    host = name.lower() if not is_url else (parts.hostname or "") if parts is not None else ""
+    if name.lower() in _ALTINN_ENVIRONMENTS or "tt02" in host.split("."):
+        return f"{value!r} is Altinn's test environment; Maskinporten's is 'test'"
+    if name.lower() in _RETIRED:
+        return f"{value!r} is a retired Maskinporten environment; use 'test'"
+    if is_url and name.lower().endswith("/token"):
+        issuer = name[: -len("token")]
+        return f"{value!r} is the token endpoint; give the issuer ({issuer!r}) or 'test'/'prod'"
+    return None
 
 
 def resolve_environment(value: object, field: str = "environment") -> Environment:
-    """Turn ``"test"``, ``"prod"`` or an :class:`Environment` into an Environment.
+    """Turn ``"test"``, ``"prod"``, an issuer URL or an :class:`Environment` into an Environment.
 
-    An issuer URL is discovered through its metadata.
+    Maskinporten's own issuers (``https://test.maskinporten.no/``, with or without the slash) are the presets,
+    with no network I/O; another issuer URL is discovered through its metadata.
     """
     if isinstance(value, Environment):
         return value
     if isinstance(value, str):
-        preset = _PRESETS.get(value.strip().lower())
+        preset = _PRESETS.get(value.strip().lower()) or _preset_for_url(value.strip())
         if preset is not None:
             return preset
+        problem = _misnamed(value)
+        if problem is not None:
+            raise ConfigurationError(field, problem)
         if value.startswith(("https://", "http://")):
             return Environment.discover(value)
         raise ConfigurationError(field, f"must be 'test', 'prod', an issuer URL or an Environment, got {value!r}")

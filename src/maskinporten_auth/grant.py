@@ -43,6 +43,8 @@ MAX_GRANT_LIFETIME: Final = 120
 DEFAULT_GRANT_LIFETIME: Final = 60
 # RFC 6749 section 3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 _SCOPE_TOKEN: Final = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+# Between scopes: whitespace (the OAuth wire format, "a b") or commas, as MASKINPORTEN_SCOPES and --scope take them.
+SCOPE_SEPARATORS: Final = re.compile(r"[\s,]+")
 
 
 def _json(value: object) -> bytes:
@@ -59,9 +61,12 @@ def validate_client_id(value: object, field: str = "client_id") -> str:
 
 
 def validate_scopes(value: object, field: str = "scopes") -> tuple[str, ...]:
-    """Return the scopes as a tuple, in order and without duplicates; a str is one scope.
+    """Return the scopes as a tuple, in order and without duplicates.
 
-    Each must be an OAuth scope token (RFC 6749 section 3.3): printable ASCII without spaces, quotes or backslashes.
+    ``value`` is a str or a list of str; each is split on whitespace and commas, so ``"a b"`` (the OAuth wire
+    format), ``"a,b"`` and ``["a", "b"]`` all mean the two scopes ``a`` and ``b``, everywhere scopes are given
+    (``MaskinportenAuth(scopes=...)``, ``MASKINPORTEN_SCOPES``, ``--scope``). Each scope must be an OAuth scope
+    token (RFC 6749 section 3.3): printable ASCII without quotes or backslashes.
     """
     items: Sequence[object]
     if isinstance(value, str):
@@ -70,12 +75,19 @@ def validate_scopes(value: object, field: str = "scopes") -> tuple[str, ...]:
         items = value
     else:
         raise ConfigurationError(field, f"must be a scope string or a list of scopes, got {type(value).__name__}")
-    if not items:
-        raise ConfigurationError(field, "at least one scope is required")
+    scopes: list[str] = []
     for item in items:
-        if not isinstance(item, str) or not _SCOPE_TOKEN.fullmatch(item):
-            raise ConfigurationError(field, f"{item!r} is not a valid OAuth scope")
-    return tuple(dict.fromkeys(items))
+        if not isinstance(item, str):
+            raise ConfigurationError(field, f"must hold strings, got {type(item).__name__} {item!r}")
+        scopes += [scope for scope in SCOPE_SEPARATORS.split(item) if scope]
+    for scope in scopes:
+        if not _SCOPE_TOKEN.fullmatch(scope):
+            raise ConfigurationError(
+                field, f"{scope!r} is not a valid OAuth scope (printable ASCII without quotes or backslashes)"
+            )
+    if not scopes:
+        raise ConfigurationError(field, f"at least one scope is required, got {value!r}")
+    return tuple(dict.fromkeys(scopes))
 
 
 def validate_resource(value: object, field: str = "resource") -> tuple[str, ...] | None:
@@ -181,8 +193,8 @@ def validate_authorization_details(value: object, field: str = "authorization_de
 class GrantClaims:
     """What a grant asks for; every field maps to one documented claim.
 
-    This is where the claims' rules live: construction validates each field (a ``scopes`` str is one scope, a
-    ``resource`` str one audience) and raises :class:`~maskinporten_auth.errors.ConfigurationError` naming it.
+    This is where the claims' rules live: construction validates each field (``scopes`` split on whitespace and
+    commas, a ``resource`` str one audience) and raises :class:`~maskinporten_auth.errors.ConfigurationError` naming it.
     """
 
     audience: str

@@ -22,10 +22,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, NamedTuple, Protocol, TypeVar
+from typing import Literal, NamedTuple, TypeVar
 
 from . import forksafe
 from .cache import CachedToken, RefreshPolicy, TokenCache, TokenState, TokenStore
+from .endpoints import AltinnExchange, TokenEndpoint, TokenResponse
 from .errors import ConfigurationError, MaskinportenError, NetworkError, TokenRequestError
 from .grant import GrantClaims
 
@@ -36,7 +37,6 @@ __all__ = [
     "TokenEvent",
     "TokenProvider",
     "TokenRequest",
-    "TokenSource",
 ]
 
 logger = logging.getLogger("maskinporten_auth")
@@ -76,52 +76,19 @@ class TokenEvent:
     """Which token: ``"maskinporten"``, or ``"altinn"`` for an Altinn token exchanged from a Maskinporten token."""
 
 
-class TokenSource(Protocol):
-    """An issuer of tokens: Maskinporten's token endpoint, or Altinn's token exchange."""
-
-    @property
-    def name(self) -> str:
-        """What log lines and events call its tokens: ``"maskinporten"`` or ``"altinn"``."""
-        ...
-
-    @property
-    def deadline(self) -> float:
-        """Seconds after which a fetch from it has given up; waiters allow this and some slack."""
-        ...
-
-    @property
-    def slots(self) -> threading.BoundedSemaphore:
-        """One per fetch in flight: at most ``max_in_flight`` fetches from this issuer at once."""
-        ...
-
-
 @dataclass(frozen=True, slots=True)
 class TokenRequest:
     """What a view asks its provider for: the token under ``key``, for ``claims``, fetched by ``fetch`` (blocking)."""
 
     key: str
     claims: GrantClaims
-    source: TokenSource
-    fetch: Callable[[], TokenResponseLike]
+    source: TokenEndpoint | AltinnExchange
+    fetch: Callable[[], TokenResponse]
 
     @property
     def patience(self) -> float:
         """Seconds a caller waits for the fetch in flight, from its start: the issuer's deadline and some slack."""
         return self.source.deadline + _WAIT_SLACK
-
-
-class TokenResponseLike(Protocol):
-    """A token an issuer gave (:class:`~maskinporten_auth.endpoints.TokenResponse`)."""
-
-    @property
-    def access_token(self) -> str:
-        """The token."""
-        ...
-
-    @property
-    def expires_in(self) -> float:
-        """Its lifetime in seconds."""
-        ...
 
 
 class _Setback(NamedTuple):

@@ -1,10 +1,8 @@
-"""Key URIs (``file:``, ``pkcs12:``, ``awskms:``, ``vault-transit:``, ``azurekv:``, ``gcpkms:``, ``pkcs11:``) resolved
-through entry points.
+"""Key URIs (``file:``, ``awskms:``, ``vault-transit:``, ``gcpkms:``, ...) resolved through entry points.
 
 Each key backend registers a factory in the ``maskinporten_auth.signers`` entry-point group under its URI scheme.
 A factory is called as ``factory(uri, kid=..., **options)`` (``algorithm=`` among the options when one is given; a
-backend's own default otherwise) and returns a
-:class:`~maskinporten_auth.signer.Signer`.
+backend's own default otherwise) and returns a :class:`~maskinporten_auth.signer.Signer`.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ Fixture names start with ``softhsm_`` because every backend's tests run in one p
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import uuid
@@ -38,10 +39,26 @@ TOKENS = ("main", "nologin", "removable")
 _HASHES = {"RS256": hashes.SHA256, "RS384": hashes.SHA384, "RS512": hashes.SHA512}
 
 
+def _say(config: pytest.Config, message: str) -> None:
+    """Write a line to the terminal now, past pytest's output capture."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None or capture is None:
+        return
+    with capture.global_and_fixture_disabled():
+        reporter.write_line(message)
+
+
 @pytest.fixture(scope="session")
-def softhsm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SoftHsm]:
+def softhsm(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Iterator[SoftHsm]:
     """SoftHSM2 with the session's tokens in a temporary directory; SOFTHSM2_CONF points at it."""
+    installing = shutil.which("softhsm2-util") is None and shutil.which("apt-get") is not None and os.geteuid() == 0
+    if installing:
+        _say(pytestconfig, f"\nPKCS#11 tests: installing the Debian package {PACKAGE!r} with apt-get (up to 4 minutes)")
     module, why = find_module()
+    if installing:
+        outcome = "installed" if module is not None else f"not installed: {why}"
+        _say(pytestconfig, f"PKCS#11 tests: {PACKAGE!r} {outcome}")
     if module is None:
         pytest.skip(f"PKCS#11 tests need SoftHSM2 (Debian package {PACKAGE!r}): {why}")
     with softhsm_tokens(module, tmp_path_factory.mktemp("softhsm"), TOKENS) as tokens:

@@ -13,8 +13,21 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
-from ..config import CLIENT_ID, CONSUMER_ORG, DEFAULT_PREFIX, ENV, KEY, KEY_PASSWORD, KID, RESOURCE, SCOPES, EnvConfig
+from ..config import (
+    CLIENT_ID,
+    CONSUMER_ORG,
+    DEFAULT_PREFIX,
+    ENV,
+    KEY,
+    KEY_PASSWORD,
+    KID,
+    RESOURCE,
+    SCOPES,
+    EnvConfig,
+    key_uri,
+)
 from ..errors import (
     ConfigurationError,
     InvalidResponseError,
@@ -25,6 +38,8 @@ from ..errors import (
 )
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
     from ..signer import Signer
 
 __all__ = [
@@ -33,8 +48,9 @@ __all__ = [
     "ExitCode",
     "add_config_arguments",
     "exit_code_for",
-    "key_uri",
     "print_json",
+    "public_key_file",
+    "read_public_key",
     "read_secret",
     "warn",
 ]
@@ -138,21 +154,60 @@ def read_secret(*, env: str | None, file: str | None, prompt: str | None, confir
     return first.encode("utf-8")
 
 
-def key_uri(value: str) -> str:
-    """Turn a key argument into a key URI: a URI stays as it is, a local path becomes ``file:`` or ``pkcs12:``."""
-    if len(urlsplit(value).scheme) > 1:
-        return value
-    uri = Path(value).expanduser().resolve().as_uri()
-    if Path(value).suffix.lower() in (".p12", ".pfx"):
-        return "pkcs12:" + uri.removeprefix("file:")
-    return uri
+def read_public_key(path: Path) -> tuple[rsa.RSAPublicKey, dict[str, str]]:
+    """The RSA public key in ``path`` and its JWK's ``kid`` and ``alg`` where given.
+
+    ``path`` holds a JWK, a JWK set of one key, or a PEM public key.
+    A JWK's private members, if any, are ignored. Anything else is a usage error.
+    """
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from ..jwk import public_key_from_jwk
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror}") from None
+    if data.lstrip().startswith(b"-----BEGIN PUBLIC KEY-----"):
+        key = serialization.load_pem_public_key(data)
+        if not isinstance(key, rsa.RSAPublicKey):
+            raise CliError(f"{path} holds a {type(key).__name__}, not an RSA public key")
+        return key, {}
+    try:
+        document = json.loads(data)
+    except ValueError:
+        raise CliError(f"{path} holds neither a JWK nor a PEM public key") from None
+    if isinstance(document, dict) and isinstance(document.get("keys"), list) and len(document["keys"]) == 1:
+        document = document["keys"][0]
+    if not isinstance(document, dict) or document.get("kty") != "RSA":
+        raise CliError(f"{path} does not hold one RSA JWK")
+    try:
+        key = public_key_from_jwk(document)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CliError(f"{path} does not hold a valid RSA JWK: {exc}") from None
+    return key, {name: document[name] for name in ("kid", "alg") if isinstance(document.get(name), str)}
+
+
+def public_key_file(value: str | None) -> Path | None:
+    """The local file ``value`` (a key URI or path) names if it holds a public key (a JWK or PEM), else None."""
+    uri = None if value is None else urlsplit(key_uri(value))
+    if uri is None or uri.scheme != "file":
+        return None
+    path = Path(url2pathname(uri.path))
+    try:
+        with path.open("rb") as file:
+            start = file.read(64).lstrip()
+    except OSError:
+        return None
+    return path if start.startswith((b"{", b"-----BEGIN PUBLIC KEY-----")) else None
 
 
 # Command-line options that stand in for a variable: (flag, variable suffix, help).
 _CONFIG_FLAGS = (
     ("--env", ENV, "test, prod or an issuer URL [${prefix}ENV, default test]"),
     ("--client-id", CLIENT_ID, "the integration's client id [${prefix}CLIENT_ID]"),
-    ("--scope", SCOPES, "a scope to request; repeat for several [${prefix}SCOPES]"),
+    ("--scope", SCOPES, "scopes to request, separated by spaces or commas; repeatable [${prefix}SCOPES]"),
     ("--key", KEY, "a key URI or a local key file [${prefix}KEY]"),
     ("--kid", KID, "the key id registered on the integration [${prefix}KID]"),
     ("--consumer-org", CONSUMER_ORG, "act for this customer's organisation number [${prefix}CONSUMER_ORG]"),
@@ -206,8 +261,6 @@ class ConfigSource:
                 continue
             if suffix == SCOPES:
                 value = " ".join(value)
-            elif suffix == KEY:
-                value = key_uri(value)
             layered[config.name(suffix)] = value
             self._option_of[config.name(suffix)] = (shown_as or {}).get(flag, flag)
         self.environ = layered

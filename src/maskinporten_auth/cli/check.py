@@ -37,36 +37,46 @@ _FAILURE_LABELS = {ExitCode.UNAVAILABLE: "UNAVAILABLE", ExitCode.SIGNING: "SIGNI
 _STATUSES = {
     ExitCode.OK: "ready",
     ExitCode.REFUSED: "refused",
+    ExitCode.USAGE: "invalid",
     ExitCode.UNAVAILABLE: "unavailable",
     ExitCode.SIGNING: "signing_failed",
 }
 _UNAVAILABLE_HINT = "Maskinporten could not be reached or failed after retries: try again; `maskinporten doctor` helps"
 _MIN_DETAILS = 30
 _SIGNING_HINT = "the key backend failed: check its address, credentials and permissions; `maskinporten doctor` helps"
+_INVALID_HINT = "fix the line: ORGNR for a delegation, or systemuser:ORGNR[:EXTERNAL_REF]; it was not checked"
 
 _EPILOG = f"""\
 A customer is a consumer_org (Altinn delegation), given as ORGNR, or a system user (Altinn 3 systembruker),
 given as ORGNR or ORGNR:EXTERNAL_REF. A customers file has one customer a line: ORGNR for a delegation, or
-systemuser:ORGNR[:EXTERNAL_REF]; blank lines and lines starting with # are skipped; "-" reads standard input.
-All customers are checked at once, as views of one auth family, with at most {DEFAULT_MAX_IN_FLIGHT} token requests
-in flight. The client, scopes and key come from the MASKINPORTEN_* variables or the configuration options
-(MASKINPORTEN_CONSUMER_ORG is not read).
+systemuser:ORGNR[:EXTERNAL_REF]; blank lines and lines starting with # are skipped; "-" reads standard input;
+a line that is not a customer is reported as INVALID and the others are checked. All customers are checked at
+once, as views of one auth family, with at most {DEFAULT_MAX_IN_FLIGHT} token requests in flight. The client,
+scopes and key come from the MASKINPORTEN_* variables or the configuration options (MASKINPORTEN_CONSUMER_ORG is
+not read).
 
   maskinporten check --consumer-org 310539759 311654306 --systemuser 313990265:payroll-1
   maskinporten check --customers-file customers.txt --json | jq '.customers[] | select(.ready | not)'
 
-The exit status is 0 when every customer is ready, 1 when any was refused, 3 when Maskinporten could not be
-reached for one, and 4 when the key backend failed (the highest applies). No token is printed.
+The table has one line per customer; each refusal's hint is printed once per code, beneath it. The exit status is
+0 when every customer is ready, 1 when any was refused, 2 when a line of a customers file is not a customer, 3 when
+Maskinporten could not be reached for one, and 4 when the key backend failed (the highest applies). No token is
+printed.
 """
 
 
 @dataclass(frozen=True)
 class Customer:
-    """A customer to check: an organisation number, how the supplier acts for it, and a system user's reference."""
+    """A customer to check: an organisation number, how the supplier acts for it, and a system user's reference.
+
+    ``invalid`` says why a customers-file line is not a customer (``orgno`` then holds the line's text): such a
+    customer is reported, not checked.
+    """
 
     orgno: str
     kind: Kind = "consumer_org"
     external_ref: str | None = None
+    invalid: str | None = None
 
     def view(self, auth: MaskinportenAuth) -> MaskinportenAuth:
         """The view of ``auth``'s family that acts for this customer."""
@@ -88,7 +98,9 @@ class Outcome:
 
     @property
     def exit_code(self) -> ExitCode:
-        """OK when ready, REFUSED when refused, else the failure's exit status."""
+        """OK when ready, REFUSED when refused, USAGE for an invalid customer, else the failure's exit status."""
+        if self.customer.invalid is not None:
+            return ExitCode.USAGE
         if self.readiness is not None:
             return ExitCode.OK if self.readiness else ExitCode.REFUSED
         assert self.failure is not None
@@ -103,10 +115,12 @@ class Outcome:
         if self.readiness is not None:
             error = self.readiness.error
             return self.readiness.code or (error.error if error is not None else None) or "REFUSED"
-        return _FAILURE_LABELS.get(code, "ERROR")
+        return _FAILURE_LABELS.get(code, "INVALID" if code is ExitCode.USAGE else "ERROR")
 
     def details(self) -> tuple[str | None, str | None]:
         """Maskinporten's description and the hint; for a failure, its message and what to look at."""
+        if self.customer.invalid is not None:
+            return self.customer.invalid, _INVALID_HINT
         if self.readiness is not None:
             return self.readiness.description, self.readiness.hint
         error = self.failure
@@ -218,9 +232,14 @@ def _read_lines(path: str) -> list[str]:
 
 
 def _customers_from_file(path: str) -> Iterator[Customer]:
+    """The file's customers; a line that is not one becomes an invalid customer, so that the rest are checked."""
     name = "<stdin>" if path == "-" else path
     for number, line in enumerate(_read_lines(path), start=1):
-        customer = parse_customer_line(line, f"{name}:{number}")
+        try:
+            customer = parse_customer_line(line, f"{name}:{number}")
+        except CliError as exc:
+            kind: Kind = "systemuser" if line.strip().lower().startswith("systemuser:") else "consumer_org"
+            customer = Customer(line.strip(), kind, invalid=str(exc))
         if customer is not None:
             yield customer
 
@@ -244,39 +263,58 @@ async def _check_one(auth: MaskinportenAuth, customer: Customer) -> Outcome:
 
 
 async def check_all(auth: MaskinportenAuth, customers: Iterable[Customer]) -> list[Outcome]:
-    """Check every customer concurrently as views of ``auth``'s family, then close the family."""
-    async with auth:
-        return list(await asyncio.gather(*(_check_one(auth, customer) for customer in customers)))
+    """Check every valid customer concurrently as views of ``auth``'s family, then close the family.
 
-
-def _table(outcomes: Sequence[Outcome], width: int | None = None) -> list[str]:
-    """The outcomes as a text table: customer, kind, status, then the description with the hint beneath it.
-
-    With ``width`` (a terminal's), the details are wrapped to fit in that many columns.
+    An invalid customer's outcome says so, without a request.
     """
+
+    async def outcome(customer: Customer) -> Outcome:
+        return Outcome(customer) if customer.invalid is not None else await _check_one(auth, customer)
+
+    async with auth:
+        return list(await asyncio.gather(*(outcome(customer) for customer in customers)))
+
+
+def _table(outcomes: Sequence[Outcome]) -> list[str]:
+    """The outcomes as a text table, one line per customer: customer, kind, status and the description."""
     rows = [("CUSTOMER", "KIND", "STATUS")] + [
         (str(outcome.customer), _KIND_LABELS[outcome.customer.kind], outcome.label) for outcome in outcomes
     ]
     widths = [max(len(row[column]) for row in rows) for column in range(3)]
-    indent = " " * (sum(widths) + 3 * 2)
+    descriptions = ["DETAILS"] + [outcome.details()[0] or "" for outcome in outcomes]
+    return [
+        "  ".join([*(cell.ljust(column) for cell, column in zip(row, widths, strict=True)), description]).rstrip()
+        for row, description in zip(rows, descriptions, strict=True)
+    ]
+
+
+def _hints(outcomes: Sequence[Outcome], width: int | None = None) -> list[str]:
+    """Each distinct hint once, under the status it is for and how many customers have it.
+
+    With ``width`` (a terminal's), the hints are wrapped to fit in that many columns.
+    """
+    customers: dict[tuple[str, str], int] = {}
+    for outcome in outcomes:
+        hint = outcome.details()[1]
+        if hint:
+            customers[outcome.label, hint] = customers.get((outcome.label, hint), 0) + 1
     wrap = textwrap.TextWrapper(
-        width=max(_MIN_DETAILS, width - len(indent)) if width else sys.maxsize, break_on_hyphens=False
+        width=max(_MIN_DETAILS, width) if width else sys.maxsize,
+        initial_indent="  hint: ",
+        subsequent_indent="        ",
+        break_on_hyphens=False,
     )
     lines = []
-    for index, row in enumerate(rows):
-        cells = "  ".join(cell.ljust(column) for cell, column in zip(row, widths, strict=True))
-        description, hint = ("DETAILS", None) if index == 0 else outcomes[index - 1].details()
-        details = wrap.wrap(description or "") + wrap.wrap(f"hint: {hint}" if hint else "")
-        lines.append(f"{cells}  {details[0] if details else ''}".rstrip())
-        lines += [indent + line for line in details[1:]]
+    for (label, hint), count in customers.items():
+        lines += ["", f"{label} ({count} customer{'s' if count > 1 else ''})", *wrap.wrap(hint)]
     return lines
 
 
 def _summary(outcomes: Sequence[Outcome]) -> dict[str, int]:
-    counts = {"customers": len(outcomes), "ready": 0, "refused": 0, "failed": 0}
+    counts = {"customers": len(outcomes), "ready": 0, "refused": 0, "failed": 0, "invalid": 0}
+    kinds = {ExitCode.OK: "ready", ExitCode.REFUSED: "refused", ExitCode.USAGE: "invalid"}
     for outcome in outcomes:
-        code = outcome.exit_code
-        counts["ready" if code is ExitCode.OK else "refused" if code is ExitCode.REFUSED else "failed"] += 1
+        counts[kinds.get(outcome.exit_code, "failed")] += 1
     return counts
 
 
@@ -299,8 +337,10 @@ def check(args: argparse.Namespace) -> ExitCode:
         )
     else:
         width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
-        print("\n".join(_table(outcomes, width)))
+        print("\n".join(_table(outcomes) + _hints(outcomes, width)))
+        invalid = f", {summary['invalid']} invalid" if summary["invalid"] else ""
         print(
-            f"\n{summary['ready']} of {len(outcomes)} ready, {summary['refused']} refused, {summary['failed']} failed"
+            f"\n{summary['ready']} of {len(outcomes)} ready, {summary['refused']} refused, "
+            f"{summary['failed']} failed{invalid}"
         )
     return max((outcome.exit_code for outcome in outcomes), default=ExitCode.OK)

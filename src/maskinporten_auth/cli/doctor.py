@@ -12,7 +12,7 @@ import httpx
 
 from ..auth import MaskinportenAuth
 from ..certificates import CertificateChain, organisation_number
-from ..config import KID
+from ..config import ENV, KID
 from ..endpoints import GrantClock
 from ..environment import Environment
 from ..errors import ConfigurationError, SigningError, TokenRequestError
@@ -104,11 +104,13 @@ class Report:
         return value
 
 
-def _describe_environment(environment: Environment) -> str:
+def _describe_environment(environment: Environment, unset: str | None = None) -> str:
+    """The environment in use; ``unset`` names the variable that was not set when it is the default."""
     where = f"issuer {environment.issuer}, token endpoint {environment.token_endpoint}"
     if environment.name is None:
         return f"custom ({where}, discovered from {environment.metadata_url})"
-    return f"{environment.name} ({where})"
+    default = f"; the default, as {unset} is not set" if unset is not None else ""
+    return f"{environment.name} ({where}{default})"
 
 
 def _describe_consumer_org(consumer_org: str | None) -> str:
@@ -355,7 +357,8 @@ def doctor(args: argparse.Namespace) -> ExitCode:
     source = ConfigSource(args)
     config = source.config
     report = Report(source.describe)
-    environment = report.attempt("environment", config.environment, _describe_environment)
+    unset = config.name(ENV) if config.get(ENV) is None else None
+    environment = report.attempt("environment", config.environment, lambda env: _describe_environment(env, unset))
     client_id = report.attempt("client id", config.client_id, str)
     scopes = report.attempt("scopes", config.scopes, " ".join)
     report.attempt("consumer_org", config.consumer_org, _describe_consumer_org)

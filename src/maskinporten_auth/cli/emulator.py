@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import signal
 import sys
 import threading
 import uuid
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..certificates import CertificateChain
-from ..config import CLIENT_ID, ENV, KEY, KID, SCOPES, EnvConfig
-from ..errors import ConfigurationError
+from ..config import CLIENT_ID, ENV, KEY, KID, SCOPES, EnvConfig, key_uri
+from ..jwk import jwk_thumbprint
 from ..orgnr import validate_orgno
 from ..selfservice import ADMIN_SCOPES
-from ._common import CliError, ConfigSource, ExitCode, add_config_arguments, warn
+from ._common import CliError, ConfigSource, ExitCode, add_config_arguments, read_public_key, warn
 from .selfservice import SELFSERVICE_URL
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import rsa
 
 __all__ = ["configure_emulator"]
 
@@ -31,7 +33,8 @@ the given key (or public JWK) with the given scopes, prints the `export` lines t
 `maskinporten token`) at it, and serves until Ctrl-C.
 
 examples:
-  maskinporten emulator --key dev.pem --kid dev --scope nav:oppfolgingsplan/lps.write --port 8080
+  maskinporten emulator --key dev.pem --scope nav:oppfolgingsplan/lps.write --port 8080
+  (without --kid, the key is registered under its thumbprint, the kid `keygen` and `jwk` suggest)
   maskinporten emulator --key dev.pem --kid dev --scope test:api --delegate 310539759
   maskinporten emulator --key dev.pem --kid dev --scope nav:inntektsmelding/lps.write --systemuser 310539759
 
@@ -70,19 +73,11 @@ def configure_emulator(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(func=emulator)
 
 
-def _public_jwk(path: Path) -> tuple[str, dict[str, Any]]:
-    try:
-        document = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise CliError(f"cannot read a JWK from {path}: {exc}") from None
-    if isinstance(document, dict) and isinstance(document.get("keys"), list) and len(document["keys"]) == 1:
-        document = document["keys"][0]
-    if not isinstance(document, dict) or document.get("kty") != "RSA":
-        raise CliError(f"{path} does not hold one RSA JWK")
-    if not isinstance(document.get("kid"), str):
-        raise CliError(f"the JWK in {path} has no kid; add one")
-    public = {name: value for name, value in document.items() if name not in ("d", "p", "q", "dp", "dq", "qi")}
-    return document["kid"], public
+def _thumbprint_kid(public_key: rsa.RSAPublicKey) -> str:
+    """The key's RFC 7638 thumbprint, the kid ``keygen`` and ``jwk`` suggest, for a key given without one."""
+    kid = jwk_thumbprint(public_key)
+    warn(f"No kid configured; registering the key under its thumbprint: {kid}")
+    return kid
 
 
 def _stop(signum: int, frame: object) -> NoReturn:
@@ -106,20 +101,20 @@ def emulator(args: argparse.Namespace) -> ExitCode:
     if args.public_jwk is not None:
         if args.key is not None:
             raise CliError("give --key or --public-jwk, not both")
-        kid, jwk = _public_jwk(args.public_jwk)
-        registration = {"keys": {kid: jwk}}
+        public_key, members = read_public_key(args.public_jwk)
+        kid = config.get(KID) or members.get("kid") or _thumbprint_kid(public_key)
+        registration = {"keys": {kid: public_key}}
         exports[config.name(KID)] = kid
     else:
         signer = source.signer()
         chain = getattr(signer, "certificate_chain", None)
         if isinstance(chain, CertificateChain):
             registration = {"certificates": [chain.certificates[-1]]}
-        elif signer.kid is None:
-            raise ConfigurationError(config.name(KID), "set a kid (--kid) to register the key under")
         else:
-            registration = {"keys": {signer.kid: signer.public_jwk()}}
-            exports[config.name(KID)] = signer.kid
-        exports[config.name(KEY)] = source.environ[config.name(KEY)]
+            kid = signer.kid or _thumbprint_kid(signer.public_key())
+            registration = {"keys": {kid: signer.public_key()}}
+            exports[config.name(KID)] = kid
+        exports[config.name(KEY)] = key_uri(source.environ[config.name(KEY)])
 
     server = MaskinportenEmulator(host=args.host, port=args.port)
     try:

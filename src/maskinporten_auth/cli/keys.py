@@ -13,7 +13,17 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from ..config import KEY, KID
 from ..jwk import jwk_thumbprint, rsa_public_jwk
 from ..signer import ALGORITHMS
-from ._common import CliError, ConfigSource, ExitCode, add_config_arguments, print_json, read_secret, warn
+from ._common import (
+    CliError,
+    ConfigSource,
+    ExitCode,
+    add_config_arguments,
+    print_json,
+    public_key_file,
+    read_public_key,
+    read_secret,
+    warn,
+)
 
 __all__ = ["configure_jwk", "configure_keygen"]
 
@@ -33,8 +43,9 @@ examples:
 """
 
 _JWK_EPILOG = """\
-The key may be any key URI (file:, pkcs12:, awskms:, vault-transit:, azurekv:, pkcs11:) or a local file. Only public key
-material is printed. Without a kid, the key's RFC 7638 thumbprint is suggested and used.
+The key may be any key URI (file:, pkcs12:, awskms:, vault-transit:, azurekv:, pkcs11:) or a local file, also one
+holding only a public key (a JWK or PEM). Only public key material is printed. Without a kid, the key's RFC 7638
+thumbprint is suggested and used.
 
 examples:
   maskinporten jwk key.pem --kid 2026-01
@@ -178,16 +189,21 @@ def jwk(args: argparse.Namespace) -> ExitCode:
             raise CliError("give the key either as an argument or with --key, not both")
         args.key = args.key_argument
         shown_as["--key"] = "KEY"
-    signer = ConfigSource(args, shown_as=shown_as).signer()
-    public_key = signer.public_key()
+    source = ConfigSource(args, shown_as=shown_as)
+    public_file = public_key_file(source.config.get(KEY))
+    if public_file is not None:  # a public JWK or PEM: nothing to sign with, and nothing more is needed
+        public_key, members = read_public_key(public_file)
+        kid, algorithm, x5c = source.config.get(KID) or members.get("kid"), members.get("alg", "RS256"), None
+    else:
+        signer = source.signer()
+        public_key, kid, algorithm, x5c = signer.public_key(), signer.kid, signer.algorithm, signer.x5c
     if args.pem:
         pem = public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         print(pem.decode("ascii"), end="")
         return ExitCode.OK
-    kid = signer.kid
-    if kid is None and signer.x5c is None:
+    if kid is None and x5c is None:
         kid = jwk_thumbprint(public_key)
         warn(f"No kid configured; using the key's thumbprint as kid: {kid}")
-    document = rsa_public_jwk(public_key, kid=kid, alg=signer.algorithm, x5c=signer.x5c)
+    document = rsa_public_jwk(public_key, kid=kid, alg=algorithm, x5c=x5c)
     print_json({"keys": [document]} if args.set else document)
     return ExitCode.OK

@@ -14,9 +14,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from ..config import ENV, KEY, KID
+from ..config import ENV, KEY, KID, key_uri
 from ..errors import ConfigurationError
-from ._common import CliError, ConfigSource, ExitCode, add_config_arguments, key_uri, print_json, warn
+from ._common import CliError, ConfigSource, ExitCode, add_config_arguments, print_json, warn
 
 if TYPE_CHECKING:
     from ..selfservice import RegisteredKey, SelfService

@@ -6,30 +6,40 @@ made with the ``externalRef`` the grant sends (by default the owner's organisati
 answers MP-303 ``invalid_altinn_customer_configuration``, and so does the emulator, with a description naming the
 cause Altinn documents (troubleshooting, mp-303-error).
 
+Consents (§5): a grant asking for ``urn:altinn:consent`` gets a token only under a consent the register knows
+(:meth:`SystemRegister.add_consent`), from the party the grant names, given to the token's consumer, and still
+valid (``validTo``); otherwise the refusal is MP-303 ``invalid_authorization_details`` naming the cause (Altinn's
+exact wording for these is not documented). The token echoes the consent's ``to``, ``consented``, ``validTo`` and
+``consentRights``, as Maskinporten's do.
+
 The exchange (§7): ``GET /authentication/api/v1/exchange/maskinporten`` with a Maskinporten token from this emulator
 as bearer gives an Altinn-style token, signed by the emulator's key (verify it with the emulator's ``jwks``).
 """
 
 from __future__ import annotations
 
+import datetime
 import secrets
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from ..errors import ConfigurationError
+from ..grant import party_urn
 from ..jws import CompactJws, MalformedJws
 from ..orgnr import is_valid_orgno
 from .registry import RegisteredClient
 from .rejection import Rejection
-from .validation import SYSTEMUSER, AcceptedGrant, orgno_of_party
+from .validation import CONSENT, SYSTEMUSER, AcceptedGrant, orgno_of_party
 
 __all__ = [
     "ALTINN_TOKEN_LIFETIME",
     "EXCHANGE_PATH",
     "SYSTEMUSER_NOT_SET_UP",
+    "Consent",
     "SystemRegister",
     "SystemUser",
     "exchange_claims",
@@ -60,16 +70,95 @@ class SystemUser:
     clients: frozenset[str] = frozenset()
 
 
+@dataclass(frozen=True)
+class Consent:
+    """A consent (samtykke) that ``from_party`` (a party URN) approved for the data consumer ``to`` (an orgno).
+
+    Tokens under it may be issued until ``valid_to``; ``rights`` are its ``consentRights``.
+    """
+
+    id: str
+    from_party: str
+    to: str
+    consented: datetime.datetime
+    valid_to: datetime.datetime
+    rights: tuple[Mapping[str, Any], ...] = ()
+
+    def token_detail(self) -> dict[str, Any]:
+        """The ``urn:altinn:consent`` entry of a token's ``authorization_details``, as Maskinporten issues it."""
+        return {
+            "type": CONSENT,
+            "id": self.id,
+            "from": self.from_party,
+            "to": {"authority": "iso6523-actorid-upis", "ID": f"0192:{self.to}"},
+            "consented": self.consented.isoformat(),
+            "validTo": self.valid_to.isoformat(),
+            "consentRights": [dict(right) for right in self.rights],
+        }
+
+
+def _consent_refused(description: str) -> Rejection:
+    return Rejection(400, "invalid_authorization_details", f"Invalid authorization_details: {description}", "MP-303")
+
+
 def _not_set_up(description: str) -> Rejection:
     return Rejection(400, SYSTEMUSER_NOT_SET_UP, description, "MP-303")
 
 
 class SystemRegister:
-    """Systems (with the client ids registered on them) and their system users. Not locked: the emulator is."""
+    """Systems (with the client ids registered on them), their system users, and consents.
+
+    Not locked itself: the emulator serialises access.
+    """
 
     def __init__(self) -> None:
         self.systems: dict[str, set[str]] = {}
         self.systemusers: list[SystemUser] = []
+        self.consents: dict[str, Consent] = {}
+
+    def add_consent(
+        self,
+        from_party: str,
+        to: str,
+        *,
+        valid_to: datetime.datetime,
+        consented: datetime.datetime,
+        consent_id: str | None = None,
+        rights: Sequence[Mapping[str, Any]] = (),
+    ) -> Consent:
+        """Record a consent that ``from_party`` (orgno, national identity number or party URN) gave ``to``."""
+        if not is_valid_orgno(to):
+            raise ValueError(f"to must be a valid nine-digit organisation number, got {to!r}")
+        if valid_to.tzinfo is None:
+            raise ValueError("valid_to must be an aware datetime")
+        try:
+            from_urn = party_urn(from_party)
+        except ConfigurationError as exc:
+            raise ValueError(str(exc)) from None
+        consent = Consent(
+            id=str(uuid.UUID(consent_id)) if consent_id is not None else str(uuid.uuid4()),
+            from_party=from_urn,
+            to=to,
+            consented=consented,
+            valid_to=valid_to,
+            rights=tuple(rights),
+        )
+        self.consents[consent.id] = consent
+        return consent
+
+    def consent_for(self, grant: AcceptedGrant, detail: dict[str, Any], now: float) -> Consent:
+        """The consent a ``urn:altinn:consent`` detail names, if the grant may have a token under it at ``now``."""
+        asked = detail.get("id")
+        consent = self.consents.get(asked) if isinstance(asked, str) else None
+        if consent is None:
+            raise _consent_refused(f"consent {asked!r} was not found.")
+        if detail.get("from") != consent.from_party:
+            raise _consent_refused(f"consent {consent.id} is not from {detail.get('from')!r}.")
+        if consent.to != grant.consumer_org:
+            raise _consent_refused(f"consent {consent.id} was not given to {grant.consumer_org}.")
+        if consent.valid_to.timestamp() <= now:
+            raise _consent_refused(f"consent {consent.id} expired at {consent.valid_to.isoformat()} (validTo).")
+        return consent
 
     def add_systemuser(
         self,
@@ -134,11 +223,11 @@ class SystemRegister:
     def _serves(self, user: SystemUser, client: RegisteredClient) -> bool:
         return client.client_id in self.systems.get(user.system_id, ())
 
-    def token_details(self, grant: AcceptedGrant) -> list[Any] | None:
-        """The access token's ``authorization_details`` for ``grant``, or None when the grant has none.
+    def token_details(self, grant: AcceptedGrant, now: float) -> list[Any] | None:
+        """The access token's ``authorization_details`` for ``grant`` at ``now``, or None when the grant has none.
 
-        Each system user is completed with its ``systemuser_id`` (an array) and ``system_id``; one that is not set
-        up raises the MP-303 refusal.
+        Each system user is completed with its ``systemuser_id`` (an array) and ``system_id``, each consent with its
+        recorded fields; one that is not set up (or not valid) raises the MP-303 refusal.
         """
         details = grant.claims.get("authorization_details")
         if details is None:
@@ -148,6 +237,8 @@ class SystemRegister:
             if detail["type"] == SYSTEMUSER:
                 users = self.resolve(grant.client, detail)
                 detail = {**detail, "systemuser_id": [user.id for user in users], "system_id": users[0].system_id}
+            elif detail["type"] == CONSENT:
+                detail = self.consent_for(grant, detail, now).token_detail()
             echoed.append(detail)
         return echoed
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import datetime
 import json
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs
@@ -92,7 +93,8 @@ class MaskinportenEmulator:
         scope_catalogue: the entries the self-service API's ``/api/v1/scopes/all`` serves.
 
     It also plays Altinn 3: :meth:`add_systemuser` fills an emulated system register, against which system-user grants
-    are checked as Maskinporten does (MP-303 with each documented cause), and Altinn's token exchange answers at
+    are checked as Maskinporten does (MP-303 with each documented cause), :meth:`add_consent` records consents
+    (a consent grant for an unknown, foreign or expired consent is refused), and Altinn's token exchange answers at
     ``{url}/authentication/api/v1/exchange/maskinporten`` (so :attr:`url` is a platform base URL for
     :class:`~maskinporten_auth.AltinnAuth`).
 
@@ -312,6 +314,33 @@ class MaskinportenEmulator:
         with self._lock:
             self._selfservice.propagation_delay = seconds
 
+    def add_consent(
+        self,
+        from_party: str,
+        to: str,
+        *,
+        valid_to: datetime.datetime | None = None,
+        consent_id: str | None = None,
+        rights: Sequence[Mapping[str, Any]] = (),
+    ) -> str:
+        """Record a consent (samtykke) that ``from_party`` approved for the data consumer ``to``; return its id.
+
+        ``from_party`` is an organisation number, a national identity number or a party URN; ``to`` the
+        organisation number of the token's consumer. Tokens under it are issued until ``valid_to`` (an aware
+        datetime; by default a year from now on the emulator's clock); after that, and for a consent id the
+        emulator does not know, the grant is refused with MP-303. ``rights`` become the token's ``consentRights``.
+        """
+        consented = datetime.datetime.fromtimestamp(self.now(), datetime.timezone.utc)
+        with self._lock:
+            return self._systems.add_consent(
+                from_party,
+                to,
+                valid_to=valid_to or consented + datetime.timedelta(days=365),
+                consented=consented,
+                consent_id=consent_id,
+                rights=rights,
+            ).id
+
     def set_scope_lifetime(self, scope: str, seconds: int) -> None:
         """Give tokens for ``scope`` a lifetime of ``seconds`` (Maskinporten's ``at_max_age``)."""
         if seconds < 1:
@@ -503,7 +532,7 @@ class MaskinportenEmulator:
             self._selfservice.publish(now)
             validator = GrantValidator(self._registry, issuer=self.issuer, now=now, jti_seen_before=jti_seen_before)
             grant = validator.validate(assertion)
-            details = self._systems.token_details(grant)
+            details = self._systems.token_details(grant, now)
             lifetime = min(self._scope_lifetimes.get(scope, self.token_lifetime) for scope in grant.scopes)
         claims = access_token_claims(
             grant,
