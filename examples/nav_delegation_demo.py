@@ -6,7 +6,9 @@ token with ``consumer_org=310539759`` and sends the plan to NAV's API.
 
 Next to that story, Regnskap AS's payroll system sends Baker AS's inntektsmelding (``nav:inntektsmelding/lps.write``)
 through an Altinn system user that Baker AS approved for the system, and calls an API hosted on Altinn with the
-Maskinporten token exchanged for an Altinn token.
+Maskinporten token exchanged for an Altinn token. Finally, Regnskap AS rotates its key through Digdir's self-service
+API while requests keep going to NAV: the new key is added, used only once Maskinporten accepts it, and the old key
+removed, with no failed request and no token thrown away.
 
 Here Maskinporten (and Altinn's system register and token exchange) is the local emulator and NAV's APIs
 stand-ins that accept only valid tokens with their scope. Run it with ``nox -s demo`` (or
@@ -16,8 +18,12 @@ stand-ins that accept only valid tokens with their scope. Run it with ``nox -s d
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
+import logging
+import sys
 import tempfile
+import threading
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -28,6 +34,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from maskinporten_auth import AltinnAuth, DelegationError, LocalKeySigner, MaskinportenAuth, SystemUserError, TokenEvent
+from maskinporten_auth.selfservice import ADMIN_SCOPES, ExpiryWatch, RotationProgress, SelfService
 from maskinporten_auth.testing import MaskinportenEmulator
 from maskinporten_auth.testing.protected_api import ProtectedApi
 
@@ -131,6 +138,7 @@ def main() -> None:
             print(json.dumps(shown, indent=2))
 
             systemuser_story(maskinporten, auth, client_id)
+            rotation_story(maskinporten, auth, client_id, plan_url)
 
 
 def systemuser_story(maskinporten: MaskinportenEmulator, auth: MaskinportenAuth, client_id: str) -> None:
@@ -167,6 +175,60 @@ def systemuser_story(maskinporten: MaskinportenEmulator, auth: MaskinportenAuth,
         print(f"HTTP {status} three times; Altinn tokens exchanged: {maskinporten.exchanges}")
         altinn_claims = altinn_app.calls[-1].claims or {}
         print(f"Altinn token: iss={altinn_claims['iss']} orgNumber={altinn_claims['urn:altinn:orgNumber']}")
+
+
+def rotation_story(maskinporten: MaskinportenEmulator, auth: MaskinportenAuth, client_id: str, plan_url: str) -> None:
+    """Regnskap AS rotates its key while requests keep going to NAV: no failure, no token thrown away."""
+    maskinporten.propagation_delay = 1.0  # Maskinporten takes 0-2 minutes to learn a new key; here one second
+    admin_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    maskinporten.register_client(
+        "regnskap-admin", orgno=SUPPLIER, scopes=list(ADMIN_SCOPES), keys={"admin": admin_key.public_key()}
+    )
+    admin_signer = LocalKeySigner(admin_key, kid="admin")
+    admin = MaskinportenAuth("regnskap-admin", list(ADMIN_SCOPES), admin_signer, maskinporten.environment)
+    with admin, SelfService(admin, maskinporten.selfservice_url) as api:  # "test" or "prod" outside the emulator
+        step("Regnskap AS's key lives a year from when it was posted; the expiry watch warns 30, 7 and 1 days ahead")
+        old_kid = str(auth.signer.kid)
+        api.renew_key(client_id, old_kid)
+        later = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=340)
+        # the watch's warnings on stdout; the probes' "Unknown key identifier" refusals are expected, not shown
+        warnings = logging.StreamHandler(sys.stdout)
+        warnings.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        logging.getLogger("maskinporten_auth.selfservice").addHandler(warnings)
+        logging.getLogger("maskinporten_auth").addHandler(logging.NullHandler())
+        (expiry,) = ExpiryWatch(auth.signer, api=api, client_id=client_id).check(later)
+        print(f"340 days on, {expiry.kid} has {expiry.days_left(later):.0f} days left (warned at {expiry.warning})")
+
+        step("Regnskap AS rotates to a new key while requests keep going to NAV")
+        new = LocalKeySigner(rsa.generate_private_key(public_exponent=65537, key_size=2048), kid="regnskap-2027")
+        cached = auth.get_token()
+        sent: Counter[int] = Counter()
+        stop = threading.Event()
+
+        def keep_sending() -> None:
+            with httpx.Client(auth=auth) as client:
+                while not stop.is_set():
+                    sent[client.post(plan_url, json=PLAN).status_code] += 1
+
+        def show(progress: RotationProgress) -> None:
+            if progress.step != "wait" or progress.attempt == 1:
+                print(f"  [{progress.step}] {progress.message}")
+
+        senders = [threading.Thread(target=keep_sending) for _ in range(2)]
+        for sender in senders:
+            sender.start()
+        try:
+            api.rotate(client_id, new, auth=auth, remove_after=1.5, poll_interval=0.2, progress=show)
+        finally:
+            stop.set()
+            for sender in senders:
+                sender.join()
+        print(f"requests to NAV during the rotation, by status: {dict(sent)}")
+        print(f"keys registered now: {[key.kid for key in api.keys(client_id)]}")
+        print(f"the token cached before the rotation is still the one sent: {auth.get_token() == cached}")
+        auth.cache.invalidate(auth.cache_key, cached)
+        auth.get_token()
+        print(f"the next grant is signed with: {maskinporten.grants[-1].header['kid']}")  # type: ignore[index]
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 Exit statuses (see :class:`~maskinporten_auth.cli._common.ExitCode`): 0 success; 1 Maskinporten refused (``check``:
 for any customer), a token failed verification, or ``doctor`` found a problem; 2 usage or configuration error;
-3 Maskinporten unreachable (network, 5xx, 429); 4 the key backend failed; 130 interrupted.
+3 Maskinporten unreachable (network, 5xx, 429); 4 the key backend failed; 5 ``keys status``: a key expires soon;
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ __all__ = ["ExitCode", "build_parser", "main"]
 _COMMANDS = {
     "keygen": ("keys", "create an RSA key locally and print the public JWK to register"),
     "jwk": ("keys", "print the public JWK (or JWKS, or PEM) of a key"),
+    "keys": ("selfservice", "list, check, add, rotate, renew and remove the keys registered on a client"),
+    "scopes": ("selfservice", "show a scope's entry in Digdir's scope catalogue"),
     "token": ("tokens", "get an access token and print it"),
     "decode": ("tokens", "show a token's header and claims; optionally verify it"),
     "check": ("check", "check which customers Maskinporten gives tokens for"),
@@ -34,6 +37,7 @@ _EPILOG = """\
 configuration:
   token, doctor and jwk read MASKINPORTEN_ENV, _CLIENT_ID, _SCOPES, _KEY, _KID, _KEY_PASSWORD (or _FILE),
   _CONSUMER_ORG and _RESOURCE; their options override them. check reads them all but _CONSUMER_ORG.
+  keys and scopes read the admin integration's _ENV, _CLIENT_ID, _KEY and _KID, and _SELFSERVICE_URL.
 
 exit status:
   0  success
@@ -42,6 +46,7 @@ exit status:
   2  usage or configuration error
   3  Maskinporten (or a JWKS endpoint) unreachable, or it answered 5xx or 429
   4  the key backend (KMS, Vault, Key Vault) failed
+  5  keys status: a key or certificate expires within --warn-days
   130 interrupted
 
 Run `maskinporten COMMAND --help` for a command's options and examples.

@@ -70,6 +70,8 @@ class ExitCode(enum.IntEnum):
     the shared token cache failed its probe."""
     SIGNING = 4
     """The key backend (KMS, Vault, Key Vault) failed to sign or to describe its key."""
+    EXPIRING = 5
+    """``keys status``: a key or certificate expires within the warning period (renew or rotate it)."""
     INTERRUPTED = 130
     """Interrupted (Ctrl-C)."""
 
@@ -86,6 +88,10 @@ def exit_code_for(error: BaseException) -> ExitCode:
     """Return the exit status for an error a command let through."""
     if isinstance(error, CliError):
         return error.code
+    from ..selfservice import SelfServiceError
+
+    if isinstance(error, SelfServiceError):
+        return ExitCode.UNAVAILABLE if error.retryable else ExitCode.REFUSED
     if isinstance(error, (NetworkError, ServerError, InvalidResponseError)) or _unreachable(error):
         return ExitCode.UNAVAILABLE
     if isinstance(error, TokenRequestError):

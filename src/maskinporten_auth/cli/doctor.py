@@ -6,7 +6,7 @@ import argparse
 import datetime
 import time
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import httpx
 
@@ -23,6 +23,9 @@ from ..signer import Signer
 from ._common import ConfigSource, ExitCode, add_config_arguments, exit_code_for
 from .checklists import checklist_for
 
+if TYPE_CHECKING:
+    from ..selfservice import SelfService
+
 __all__ = ["configure_doctor"]
 
 T = TypeVar("T")
@@ -38,8 +41,10 @@ _EPILOG = """\
 Checks, in order: the environment, client id, scopes and consumer_org; that the key is readable and has a kid or a
 certificate (x5c); that the certificate is valid for at least 30 more days and names a valid organisation number;
 that the key signs; the clock's offset against the token endpoint's Date header; a shared token cache
-(MASKINPORTEN_CACHE_URL), if one is configured, with a probe entry written, read back and removed; and finally a
-real token request.
+(MASKINPORTEN_CACHE_URL), if one is configured, with a probe entry written, read back and removed; a real token
+request; then, through Digdir's self-service API (test and prod, or MASKINPORTEN_SELFSERVICE_URL), the days left on
+the registered signing key (when the integration has idporten:dcr.read) and each scope's catalogue entry: its token
+lifetime, whether it can be delegated (consumer_org), and whether it is active for Maskinporten integrations.
 A refused request is explained with a checklist of causes and fixes for its MP code.
 
 The exit status is that of the first failure: 1 refused or a problem found, 2 configuration, 3 network, 4 key
@@ -276,6 +281,81 @@ def check_token(report: Report, source: ConfigSource, signer: Signer) -> None:
     report.ok("token", _describe_token(access_token, expires[0] if expires else None))
 
 
+def check_selfservice(report: Report, source: ConfigSource, signer: Signer | None) -> None:
+    """Days left on the registered signing key, and each scope's entry in Digdir's catalogue."""
+    from ..selfservice import SelfServiceError
+    from .selfservice import selfservice_base_url, selfservice_client
+
+    try:
+        base_url = selfservice_base_url(source)
+    except ConfigurationError as exc:
+        report.skip("key expiry", f"no self-service API known: {source.describe(exc)}")
+        return
+    if signer is not None:
+        api = selfservice_client(source, base_url, signer)
+        try:
+            check_key_expiry(report, api, signer)
+        except (SelfServiceError, TokenRequestError) as exc:
+            report.skip("key expiry", f"cannot read the registered keys (needs idporten:dcr.read): {exc}")
+        finally:
+            api.close()
+            if api.admin_auth is not None:
+                api.admin_auth.close()
+    catalogue = selfservice_client(source, base_url, None)
+    try:
+        for scope in source.config.scopes():
+            check_scope_entry(report, catalogue, scope, source.config.consumer_org())
+    except SelfServiceError as exc:
+        report.skip("scope catalogue", str(exc))
+    finally:
+        catalogue.close()
+
+
+def check_key_expiry(report: Report, api: SelfService, signer: Signer) -> None:
+    """The registered key's days left: fail once expired (MP-121), warn within 30 days."""
+    assert api.admin_auth is not None
+    found = next((key for key in api.keys(api.admin_auth.client_id, signer=signer) if key.signing), None)
+    if found is None:
+        report.fail("key expiry", f"{signer.kid} is not registered on the integration", ExitCode.REFUSED)
+        return
+    days = found.days_left()
+    if days is None:
+        report.ok("key expiry", f"{found.kid} has no expiry")
+    elif days <= 0:
+        report.fail(
+            "key expiry",
+            f"{found.kid} expired on {found.expires_at:%Y-%m-%d} (MP-121)",
+            ExitCode.REFUSED,
+            [f"re-post it: maskinporten keys renew {found.kid}, or rotate: maskinporten keys rotate NEW_KEY"],
+        )
+    elif days * datetime.timedelta(days=1) < EXPIRY_WARNING:
+        report.warn("key expiry", f"{found.kid} expires on {found.expires_at:%Y-%m-%d}, in {days:.0f} days: renew it")
+    else:
+        report.ok("key expiry", f"{found.kid} is valid until {found.expires_at:%Y-%m-%d} ({days:.0f} days)")
+
+
+def check_scope_entry(report: Report, api: SelfService, name: str, consumer_org: str | None) -> None:
+    """A scope's catalogue entry: lifetime and delegation; a warning for what makes Maskinporten refuse it."""
+    from ..selfservice import SelfServiceError
+
+    step = f"scope {name}"
+    try:
+        scope = api.scope(name)
+    except SelfServiceError as exc:
+        if exc.status is not None or exc.retryable:
+            raise
+        report.warn(step, "not in Digdir's scope catalogue: check the spelling")
+        return
+    delegation = f"delegable through {scope.delegation_source}" if scope.delegable else "not delegable"
+    problems = scope.problems()
+    if consumer_org is not None and not scope.delegable:
+        problems.append(f"consumer_org is set, but {name} cannot be delegated: with_consumer_org cannot work for it")
+    if problems:
+        report.warn(step, "; ".join(problems))
+    else:
+        report.ok(step, f"tokens live {scope.token_lifetime} s, {delegation}")
+
+
 def doctor(args: argparse.Namespace) -> ExitCode:
     """Run every check; the exit status is the first failure's."""
     source = ConfigSource(args)
@@ -302,6 +382,8 @@ def doctor(args: argparse.Namespace) -> ExitCode:
         report.skip("token", "fix the failures above first")
     else:
         check_token(report, source, signer)
+    if scopes:
+        check_selfservice(report, source, signer if signer is not None and signer.certificate_chain is None else None)
     if report.failure is None:
         print("All checks passed.")
         return ExitCode.OK

@@ -15,7 +15,9 @@ from ..certificates import CertificateChain
 from ..config import CLIENT_ID, ENV, KEY, KID, SCOPES, EnvConfig, key_uri
 from ..jwk import jwk_thumbprint
 from ..orgnr import validate_orgno
+from ..selfservice import ADMIN_SCOPES
 from ._common import CliError, ConfigSource, ExitCode, add_config_arguments, read_public_key, warn
+from .selfservice import SELFSERVICE_URL
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import rsa
@@ -116,7 +118,8 @@ def emulator(args: argparse.Namespace) -> ExitCode:
 
     server = MaskinportenEmulator(host=args.host, port=args.port)
     try:
-        server.register_client(client_id, orgno=orgno, scopes=scopes, **registration)
+        # the client may also administer itself, so that `maskinporten keys` works against the emulator
+        server.register_client(client_id, orgno=orgno, scopes=[*scopes, *ADMIN_SCOPES], **registration)
         for consumer in consumers:
             for scope in scopes:
                 server.delegate(consumer, orgno, scope)
@@ -132,6 +135,7 @@ def emulator(args: argparse.Namespace) -> ExitCode:
     try:
         _print_exports(config, {config.name(ENV): server.issuer, **exports}, consumers, systemusers)
         print(f"# Altinn's token exchange: AltinnAuth(auth, environment={server.url!r})")
+        print(f"export {config.name(SELFSERVICE_URL)}={shlex.quote(server.selfservice_url)}  # maskinporten keys")
         warn(
             f"Maskinporten emulator at {server.url}, issuer {server.issuer} (client {client_id}, organisation "
             f"{orgno}); Ctrl-C stops it."

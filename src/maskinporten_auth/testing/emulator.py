@@ -24,6 +24,7 @@ from .altinn import ALTINN_TOKEN_LIFETIME, SystemRegister, exchange_claims
 from .faults import Fault, FaultQueue
 from .registry import KeyInput, Registry
 from .rejection import Rejection
+from .selfservice import DEFAULT_SCOPE_CATALOGUE, SelfServiceApi, verify_own_token
 from .server import Answer, EmulatorServer
 from .tokens import AccessTokenSigner, access_token_claims
 from .validation import AUTHORIZATION_DETAILS_TYPES, JWT_BEARER, GrantValidator, read_assertion
@@ -87,12 +88,20 @@ class MaskinportenEmulator:
         signing_key: the RSA key that signs access tokens; by default a fresh one (sharing one between emulators
             saves the key generation, about 60 ms, per emulator).
         altinn_token_lifetime: the lifetime in seconds of the Altinn tokens the emulated exchange issues.
+        propagation_delay: seconds before a change to a client's keys made through the self-service API reaches
+            the token endpoint (Maskinporten's take 0-2 minutes); until then a new kid is unknown.
+        scope_catalogue: the entries the self-service API's ``/api/v1/scopes/all`` serves.
 
     It also plays Altinn 3: :meth:`add_systemuser` fills an emulated system register, against which system-user grants
     are checked as Maskinporten does (MP-303 with each documented cause), :meth:`add_consent` records consents
     (a consent grant for an unknown, foreign or expired consent is refused), and Altinn's token exchange answers at
     ``{url}/authentication/api/v1/exchange/maskinporten`` (so :attr:`url` is a platform base URL for
     :class:`~maskinporten_auth.AltinnAuth`).
+
+    And Digdir's self-service API at :attr:`selfservice_url` (``/api/v1/clients/{id}/jwks`` with the 5-key limit,
+    whole-set replacement, per-key expiry a year after posting, and :attr:`propagation_delay`; the public
+    ``/api/v1/scopes/all``), authenticated by tokens this emulator issued with ``idporten:dcr.read`` or
+    ``idporten:dcr.write``.
 
     Use it as a context manager (or call :meth:`start` and :meth:`stop`), or block in :meth:`serve_forever`.
     """
@@ -108,6 +117,8 @@ class MaskinportenEmulator:
         delegation_source: str = "https://tt02.altinn.no",
         signing_key: rsa.RSAPrivateKey | None = None,
         altinn_token_lifetime: int = ALTINN_TOKEN_LIFETIME,
+        propagation_delay: float = 0.0,
+        scope_catalogue: Iterable[Mapping[str, Any]] = DEFAULT_SCOPE_CATALOGUE,
     ) -> None:
         self.host = host
         self.port = port
@@ -122,6 +133,13 @@ class MaskinportenEmulator:
         self._exchange_faults = FaultQueue()
         self._exchanges = 0
         self._signer = AccessTokenSigner(signing_key)
+        self._selfservice = SelfServiceApi(
+            self._registry,
+            lambda token, now: verify_own_token(token, self.jwks, self.issuer, now),
+            propagation_delay=propagation_delay,
+            scope_catalogue=scope_catalogue,
+            scope_lifetimes=self._scope_lifetimes,
+        )
         self._lock = threading.Lock()
         self._records: list[GrantRecord] = []
         self._jti_counts: collections.Counter[str] = collections.Counter()
@@ -207,6 +225,11 @@ class MaskinportenEmulator:
         )
 
     @property
+    def selfservice_url(self) -> str:
+        """The base URL of the emulated self-service API (the part before ``/api/v1``): :attr:`url`."""
+        return self.url
+
+    @property
     def jwks(self) -> dict[str, Any]:
         """The public JWKS that verifies the access tokens this emulator issues (as served at ``/jwk``)."""
         return self._signer.jwks
@@ -251,6 +274,7 @@ class MaskinportenEmulator:
         """
         with self._lock:
             self._registry.register_client(client_id, orgno=orgno, scopes=scopes, keys=keys, certificates=certificates)
+            self._selfservice.registered(client_id, self.now())
 
     def delegate(self, consumer_org: str, supplier_org: str, scope: str) -> None:
         """Let ``consumer_org`` delegate ``scope`` to ``supplier_org``, as its daglig leder would in Altinn."""
@@ -277,6 +301,18 @@ class MaskinportenEmulator:
             return self._systems.add_systemuser(
                 owner_orgno, supplier_client_id, system_id=system_id, external_ref=external_ref, clients=clients
             ).id
+
+    @property
+    def propagation_delay(self) -> float:
+        """Seconds before a key change made through the self-service API reaches the token endpoint."""
+        return self._selfservice.propagation_delay
+
+    @propagation_delay.setter
+    def propagation_delay(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError("propagation_delay must not be negative")
+        with self._lock:
+            self._selfservice.propagation_delay = seconds
 
     def add_consent(
         self,
@@ -425,6 +461,13 @@ class MaskinportenEmulator:
         logger.info("Altinn token issued to %s", claims.get("client_id"))
         return Answer(200, json.dumps(self._signer.sign(claims)).encode("utf-8"), "application/json")
 
+    # Digdir's self-service API
+
+    def answer_selfservice(self, method: str, path: str, authorization: str | None, body: bytes) -> Answer:
+        """Answer one request to the self-service API (``/api/v1/...``)."""
+        with self._lock:
+            return self._selfservice.answer(method, path, authorization, body, self.now())
+
     # Token endpoint
 
     def answer_token_request(self, content_type: str | None, body: bytes) -> Answer:
@@ -486,6 +529,7 @@ class MaskinportenEmulator:
         now = self.now()
         assertion = read_assertion(content_type, body)
         with self._lock:
+            self._selfservice.publish(now)
             validator = GrantValidator(self._registry, issuer=self.issuer, now=now, jti_seen_before=jti_seen_before)
             grant = validator.validate(assertion)
             details = self._systems.token_details(grant, now)

@@ -16,9 +16,10 @@ from typing import Any, Literal, Protocol
 
 from .altinn import EXCHANGE_PATH
 
-__all__ = ["METADATA_PATH", "Answer", "EmulatorServer", "TokenApplication"]
+__all__ = ["METADATA_PATH", "SELFSERVICE_PATH", "Answer", "EmulatorServer", "TokenApplication"]
 
 METADATA_PATH = "/.well-known/oauth-authorization-server"
+SELFSERVICE_PATH = "/api/v1/"
 logger = logging.getLogger("maskinporten_auth.testing")
 
 
@@ -62,6 +63,9 @@ class TokenApplication(Protocol):
     def answer_exchange(self, authorization: str | None, query: str) -> Answer:
         """Handle ``GET`` of Altinn's Maskinporten token exchange."""
 
+    def answer_selfservice(self, method: str, path: str, authorization: str | None, body: bytes) -> Answer:
+        """Handle a request to Digdir's self-service API (``/api/v1/...``)."""
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -81,7 +85,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
         app = self.server.app
-        if path == METADATA_PATH:
+        if path.startswith(SELFSERVICE_PATH):
+            self._selfservice("GET", path)
+        elif path == METADATA_PATH:
             self._send(Answer.json(200, app.metadata()))
         elif path == "/jwk":
             self._send(Answer.json(200, app.jwks))
@@ -93,17 +99,42 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(Answer.json(404, {"error": "not_found", "error_description": f"No resource at {path}."}))
 
-    def do_POST(self) -> None:
-        if self.path.split("?", 1)[0] != "/token":
-            self._send(Answer.json(404, {"error": "not_found", "error_description": f"No resource at {self.path}."}))
+    def do_PUT(self) -> None:
+        self._selfservice("PUT", self.path.split("?", 1)[0])
+
+    def do_DELETE(self) -> None:
+        self._selfservice("DELETE", self.path.split("?", 1)[0])
+
+    def _selfservice(self, method: str, path: str) -> None:
+        if not path.startswith(SELFSERVICE_PATH):
+            self._send(Answer.json(404, {"error": "not_found", "error_description": f"No resource at {path}."}))
             return
+        body = self._body()
+        if body is not None:
+            self._answer(self.server.app.answer_selfservice(method, path, self.headers.get("Authorization"), body))
+
+    def _body(self) -> bytes | None:
+        """The request body, or None after answering 411 when a body comes without a Content-Length."""
         length = self.headers.get("Content-Length")
+        if length is None and self.command in ("GET", "DELETE"):
+            return b""
         if length is None or not length.isdigit():
             self.close_connection = True
             self._send(Answer.json(411, {"error": "invalid_request", "error_description": "Content-Length needed."}))
+            return None
+        return self.rfile.read(int(length))
+
+    def do_POST(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if path.startswith(SELFSERVICE_PATH):
+            self._selfservice("POST", path)
             return
-        body = self.rfile.read(int(length))
-        self._answer(self.server.app.answer_token_request(self.headers.get("Content-Type"), body))
+        if path != "/token":
+            self._send(Answer.json(404, {"error": "not_found", "error_description": f"No resource at {self.path}."}))
+            return
+        body = self._body()
+        if body is not None:
+            self._answer(self.server.app.answer_token_request(self.headers.get("Content-Type"), body))
 
     def _answer(self, answer: Answer) -> None:
         """Send ``answer``, or drop or reset the connection as it says."""

@@ -23,6 +23,10 @@ __all__ = [
     "FETCH_FAILURES",
     "HTTP_STATUS",
     "IDENTITY_ATTRIBUTES",
+    "KEY_EXPIRY",
+    "KEY_KID",
+    "KEY_SIGNING",
+    "KEY_SOURCE",
     "REFUSALS",
     "SCOPES",
     "SOURCE",
@@ -43,6 +47,8 @@ REFUSALS: Final = "maskinporten.token.refusals"
 """Counter, ``{refusal}``: calls answered with a refusal remembered from a moment ago, with no request."""
 CACHE_TOKENS: Final = "maskinporten.token.cache.count"
 """Observable gauge, ``{token}``: tokens held in the watched caches."""
+KEY_EXPIRY: Final = "maskinporten.key.expiry"
+"""Observable gauge, ``s``: seconds until a registered key or enterprise certificate expires, by kid."""
 
 FETCH_DURATION_BUCKETS: Final = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 """The duration histogram's bucket boundaries, seconds.
@@ -66,6 +72,13 @@ FALLBACK: Final = "maskinporten.token.fallback"
 """True when a failed early refresh was hidden from callers: they got the still-valid token."""
 TOKEN_EXPIRES_IN: Final = "maskinporten.token.expires_in"
 """The new token's lifetime in seconds (spans only)."""
+
+KEY_KID: Final = "maskinporten.key.kid"
+"""The kid of a key registered on the integration (``x5c`` for an enterprise certificate without one)."""
+KEY_SOURCE: Final = "maskinporten.key.source"
+"""``key`` (registered on the integration) or ``certificate`` (an enterprise certificate's notAfter)."""
+KEY_SIGNING: Final = "maskinporten.key.signing"
+"""True for the key this process signs with."""
 
 CLIENT_ID: Final = "maskinporten.client_id"
 """The integration's client id (with ``record_identities=True`` only)."""
