@@ -141,12 +141,12 @@ TABLE: Final[tuple[Explanation, ...]] = (
     Explanation(
         "MP-121",
         "the key or certificate has expired (a registered key lives at most a year from when it was posted): renew "
-        "it with `maskinporten keys renew --kid <kid>`, which posts the same public key again, or rotate to a new "
-        "one with `maskinporten keys rotate`",
+        "it with `maskinporten keys renew KID`, which posts the same public key again, or rotate to a new one with "
+        "`maskinporten keys rotate NEW_KEY`",
         (
-            "The key registered on the integration has expired: renew it (`maskinporten keys renew --kid <kid>` "
-            "posts the same public key again and gives it another year), or rotate without downtime to a new key "
-            "(`maskinporten keys rotate --key <new key URI>`); see the guide Keys: expiry and rotation.",
+            "The key registered on the integration has expired: renew it (`maskinporten keys renew KID` posts the "
+            "same public key again and gives it another year), or rotate without downtime to a new key "
+            "(`maskinporten keys rotate NEW_KEY`, a key URI or file); see the guide Keys: expiry and rotation.",
             "The enterprise certificate has expired: renew it and replace the PKCS#12 file.",
         ),
     ),
@@ -180,6 +180,8 @@ TABLE: Final[tuple[Explanation, ...]] = (
             "The kid is not registered on this integration: upload the public JWK (`maskinporten jwk`) in "
             "Samarbeidsportalen, or set MASKINPORTEN_KID to the kid the portal shows.",
             "The key is registered on an integration in the other environment, or on another integration.",
+            "The key was registered in the last two minutes: Maskinporten takes up to two minutes to accept a new "
+            "kid (`maskinporten keys rotate` waits for it before it switches).",
         ),
     ),
     Explanation(
