@@ -14,7 +14,7 @@ cache) makes one view per customer and every view asks for its first token at on
 
 The rate is customers over the time to the last token; the ways of calling take turns (rotating order) over the
 repetitions, and the rate is the median. A ratio between two ways is the median of their ratios within each
-repetition. The emulator counts the grants; the provider reports the peak of token requests in flight. CPU time of
+repetition. The emulator counts the grants and the peak of token requests in flight. CPU time of
 this process and of the emulator's is recorded per token, to show which side bounds the rate. A latency run
 repeats the library's sync pools and its default async path on 1,000 customers (``--quick``: 200) with every token
 request held :data:`LATENCY` seconds by the emulator, as a Maskinporten a network away would.
@@ -241,7 +241,7 @@ class Customers:
             seconds,
             grants=after["token_requests"] - before["token_requests"],
             issued=after["tokens_issued"] - before["tokens_issued"],
-            peak=family._provider.peak_in_flight,
+            peak=after["peak_in_flight"],
             limit=way.max_in_flight,
             client_cpu=client_cpu,
             emulator_cpu=emulator_cpu,
@@ -250,9 +250,15 @@ class Customers:
         return cold, family
 
 
+def _signing_input(view: MaskinportenAuth) -> bytes:
+    """What the view's grants sign: the JWS header and claims of a grant issued now."""
+    header, claims, _ = view._grants.build(time.time()).split(".")
+    return f"{header}.{claims}".encode("ascii")
+
+
 def signing_rates(view: MaskinportenAuth, *, chunks: int, per_chunk: int = 200) -> list[float]:
     """Signatures per second of a grant's signing input, one thread, per chunk."""
-    signing_input = view._grants._signing_input(time.time())
+    signing_input = _signing_input(view)
     sign = view.signer.sign
     rates = []
     for _ in range(chunks):
@@ -469,7 +475,7 @@ def run(setup: Setup, results: Results, *, quick: bool = False) -> None:
         limit = median(signing)
         results.note(
             SECTION,
-            f"signing rate: {limit:.0f} RS256 signatures/s of the {len(probe_view._grants._signing_input(0))}-byte "
+            f"signing rate: {limit:.0f} RS256 signatures/s of the {len(_signing_input(probe_view))}-byte "
             f"signing input of a grant, one thread (median of {len(signing)} chunks of 200 taken before each cold "
             f"run; range {min(signing):.0f}-{max(signing):.0f})",
         )

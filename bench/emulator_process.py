@@ -5,8 +5,8 @@ registers that client, prints its base URL and serves until its stdin closes. Wh
 one JSON object per line on its stdin, with one JSON line on its stdout: ``{"delegate": [orgno, ...]}`` lets those
 customers delegate the scope to the client's organisation; ``{"latency": seconds, "times": count}`` makes the next
 ``count`` token requests wait ``seconds`` before they are handled, as a Maskinporten a network away would (``{"latency":
-0}`` ends that); ``{"stats": true}`` reports the token requests it received, the tokens it issued and the grant ids
-(``jti``) it saw more than once.
+0}`` ends that); ``{"stats": true}`` reports the token requests it received, the tokens it issued, the grant ids
+(``jti``) it saw more than once, and the most token requests it answered at once since the last report.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class ChildEmulator:
         self._ask({"latency": seconds, "times": times})
 
     def stats(self) -> dict[str, int]:
-        """``token_requests``, ``tokens_issued`` and ``reused_jtis`` (a count) so far."""
+        """``token_requests``, ``tokens_issued``, ``reused_jtis`` (a count); ``peak_in_flight`` since the last call."""
         return self._ask({"stats": True})
 
     def cpu_seconds(self) -> float | None:
@@ -117,7 +117,9 @@ def main() -> None:
                     "token_requests": emulator.token_requests,
                     "tokens_issued": emulator.tokens_issued,
                     "reused_jtis": len(emulator.reused_jtis),
+                    "peak_in_flight": emulator.peak_in_flight,
                 }
+                emulator.restart_peak_in_flight()
             print(json.dumps(answer), flush=True)
 
 

@@ -418,9 +418,17 @@ class MaskinportenEmulator:
 
     @property
     def peak_in_flight(self) -> int:
-        """The most ``POST /token`` requests that were being answered at once (a client's in-flight bound)."""
+        """The most ``POST /token`` requests that were being answered at once (a client's in-flight bound).
+
+        Counted since the emulator started, or since :meth:`restart_peak_in_flight`.
+        """
         with self._lock:
             return self._peak_in_flight
+
+    def restart_peak_in_flight(self) -> None:
+        """Count :attr:`peak_in_flight` from now on (from the requests being answered now)."""
+        with self._lock:
+            self._peak_in_flight = self._in_flight
 
     @property
     def tokens_issued(self) -> int:
