@@ -186,6 +186,6 @@ def resolve_environment(value: object, field: str = "environment") -> Environmen
         if problem is not None:
             raise ConfigurationError(field, problem)
         if value.startswith(("https://", "http://")):
-            return Environment(issuer=value)
+            return Environment(issuer=validate_url(value, field))
         raise ConfigurationError(field, f"must be 'test', 'prod', an issuer URL or an Environment, got {value!r}")
     raise ConfigurationError(field, f"must be 'test', 'prod' or an Environment, got {type(value).__name__}")
