@@ -256,3 +256,22 @@ def test_a_rotation_refuses_bad_settings_before_changing_anything(
         rig.api.rotate("another-client", new_signer("new"), auth=auth)
     assert rig.kids() == ["old"]
     auth.close()
+
+
+def test_a_signer_replaced_before_its_kid_propagates_falls_back_to_the_previous_key(
+    rig: RotationRig, caplog: pytest.LogCaptureFixture
+) -> None:
+    rig.emulator.propagation_delay = 60.0  # the new kid stays unknown for the whole test
+    auth = rig.application()
+    new = new_signer("early")
+    rig.api.add_key(rig.client_id, new)
+    auth.replace_signer(new)  # too early: Maskinporten does not know the kid yet
+    view = auth.with_consumer_org("310539759")
+    assert view.signer is new  # every view of the family switched
+    assert auth.get_token()  # no failed request: the grant was signed again with the previous key
+    kids = [
+        grant.header.get("kid") for grant in rig.emulator.grants if (grant.claims or {}).get("iss") == rig.client_id
+    ]
+    assert kids == ["early", "old"]
+    assert "does not know the new key's kid yet" in caplog.text
+    auth.close()
