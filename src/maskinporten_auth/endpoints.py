@@ -48,7 +48,6 @@ from .errors import (
     TokenRequestError,
 )
 from .grant import GrantBuilder, SigningKey
-from .jws import CompactJws, MalformedJws
 from .mp_codes import UNKNOWN_KID, explain, hint_for, mp_code, refusal_error
 from .retry import RetryPolicy
 
@@ -567,6 +566,8 @@ class MaskinportenTokens(Protocol):
 
 def _altinn_token(response: httpx.Response) -> TokenResponse:
     """The Altinn token in a 200 answer (the JWT as the body, bare or as a JSON string), with its lifetime."""
+    from .jws import CompactJws, MalformedJws  # here: a family that never exchanges need not load the JWS machinery
+
     text: object = response.text.strip()
     if isinstance(text, str) and text.startswith('"'):
         text = json.loads(text)
