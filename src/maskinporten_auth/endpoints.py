@@ -7,9 +7,10 @@ until the retry policy's attempts or deadline run out; any other answer is final
 Each attempt is one request through an ``httpx.Client``'s ``send``, never redirected: a 3xx is an answer like any
 other, and a grant goes to the configured token endpoint only. The answer is read as a stream, capped at
 :data:`MAX_BODY_BYTES`, and the attempt's deadline is checked between chunks, so a server that drips its body is
-cut off at the deadline. The exchange runs in a thread of its own, so that a fetch gives up on an answer that
-stalls past the deadline wherever it stalls (a server that drips its headers, through any client); the family's
-own connections are then closed under it, and an application's own ``http_client`` is left to its timeouts.
+cut off at the deadline. An answer that stalls past the deadline wherever it stalls (a server that drips its
+headers) is cut off too: on the family's own client a watchdog closes its connections under it; an application's
+``http_client`` is not ours to close, so there the exchange runs in a thread of its own that the fetch leaves
+behind at the deadline.
 The request asks for an uncompressed answer, and any ``Content-Encoding`` but identity is an invalid answer.
 
 Every 200 answer of either issuer is read by one guarded parser (:func:`_token_answer`), which ends in a token or a
@@ -21,6 +22,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextvars
 import email.utils
+import heapq
 import json
 import logging
 import math
@@ -166,6 +168,64 @@ class GrantClock:
 _STALL_GRACE = 0.25
 
 
+class _Watch:
+    """A callback due at a deadline unless cancelled first."""
+
+    __slots__ = ("callback", "cancelled", "deadline", "fired")
+
+    def __init__(self, deadline: float, callback: Callable[[], None]) -> None:
+        self.deadline, self.callback = deadline, callback
+        self.cancelled = self.fired = False
+
+    def __lt__(self, other: _Watch) -> bool:
+        return self.deadline < other.deadline
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class _Watchdog:
+    """One daemon thread that runs the callbacks of watches that reach their deadline uncancelled."""
+
+    def __init__(self) -> None:
+        self._due: list[_Watch] = []
+        self._wake = threading.Condition()
+        self._running = False
+        forksafe.register(self)
+
+    def watch(self, deadline: float, callback: Callable[[], None]) -> _Watch:
+        """Run ``callback()`` at monotonic ``deadline`` unless the returned watch is cancelled first."""
+        watch = _Watch(deadline, callback)
+        with self._wake:
+            heapq.heappush(self._due, watch)
+            if not self._running:
+                self._running = True
+                threading.Thread(target=self._run, name="maskinporten-watchdog", daemon=True).start()
+            elif self._due[0] is watch:
+                self._wake.notify()
+        return watch
+
+    def _run(self) -> None:
+        with self._wake:
+            while self._due:
+                watch = self._due[0]
+                if watch.cancelled:
+                    heapq.heappop(self._due)
+                elif watch.deadline > time.monotonic():
+                    self._wake.wait(watch.deadline - time.monotonic())
+                else:
+                    heapq.heappop(self._due)
+                    watch.fired = True
+                    watch.callback()  # closing a client: quick, and never raises
+            self._running = False
+
+    def _after_fork(self) -> None:
+        self.__init__()  # type: ignore[misc]  # the parent's thread does not exist in the child
+
+
+_watchdog = _Watchdog()
+
+
 class HttpPath:
     """How a token source sends: the application's ``httpx.Client``, or a pooled one of its own.
 
@@ -212,27 +272,39 @@ class HttpPath:
             method, url, data=data, headers={**_REQUEST_HEADERS, **(headers or {})}, timeout=timeout
         )
         deadline = time.monotonic() + timeout
+
+        def exchange() -> httpx.Response:
+            response = client.send(request, stream=True, follow_redirects=False)
+            try:
+                return _read_bounded(response, deadline)
+            finally:
+                response.close()
+
+        # httpx's timeouts bound each read, not a whole answer. Under an answer that stalls past the deadline, a
+        # watchdog closes the family's own connections; an application's client is not ours to close, so there
+        # the exchange runs in a thread of its own, which the fetch leaves behind at the deadline.
+        if self._owned:
+            watch = _watchdog.watch(deadline + _STALL_GRACE, lambda: self._cut(client))
+            try:
+                return exchange()
+            except httpx.TransportError:
+                if watch.fired:
+                    raise httpx.ReadTimeout(_DEADLINE_PASSED, request=request) from None
+                raise
+            finally:
+                watch.cancel()
         answer: concurrent.futures.Future[httpx.Response] = concurrent.futures.Future()
 
-        def exchange() -> None:
+        def in_thread() -> None:
             try:
-                response = client.send(request, stream=True, follow_redirects=False)
-                try:
-                    answer.set_result(_read_bounded(response, deadline))
-                finally:
-                    response.close()
-            except BaseException as exc:  # handed to the waiting fetch (if it still waits)
+                answer.set_result(exchange())
+            except BaseException as exc:  # handed to the fetch, if it still waits
                 answer.set_exception(exc)
 
-        # httpx's timeouts bound each read, not a whole answer: the exchange runs in a thread of its own, and a
-        # fetch gives up on one that stalls past the deadline (closing its own connections under it).
-        context = contextvars.copy_context()
-        threading.Thread(target=context.run, args=(exchange,), name="maskinporten-request", daemon=True).start()
+        threading.Thread(target=contextvars.copy_context().run, args=(in_thread,), daemon=True).start()
         try:
             return answer.result(timeout + _STALL_GRACE)
         except concurrent.futures.TimeoutError:
-            if self._owned:
-                self._cut(client)
             raise httpx.ReadTimeout(_DEADLINE_PASSED, request=request) from None
 
     def _cut(self, client: httpx.Client) -> None:

@@ -148,11 +148,9 @@ class Flight:
 
         outcome = asyncio.wrap_future(self._outcome)
         while (timeout := self._slice(patience)) is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(outcome), timeout)
+            await asyncio.wait((outcome,), timeout=timeout)  # unlike wait_for, a timeout leaves the fetch alone
+            if outcome.done():
                 return True
-            except asyncio.TimeoutError:
-                pass
         return self._outcome.done()
 
 
