@@ -12,8 +12,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
-from urllib.request import url2pathname
+from urllib.parse import unquote, urlsplit
 
 from ..config import (
     CLIENT_ID,
@@ -194,7 +193,7 @@ def public_key_file(value: str | None) -> Path | None:
     uri = None if value is None else urlsplit(key_uri(value))
     if uri is None or uri.scheme != "file":
         return None
-    path = Path(url2pathname(uri.path))
+    path = Path(unquote(uri.path))  # as local keys read their file: URIs
     try:
         with path.open("rb") as file:
             start = file.read(64).lstrip()
