@@ -308,3 +308,10 @@ def test_a_client_that_decodes_responses_is_refused(redis_server, redis_key):
     with pytest.raises(ConfigurationError) as caught:
         RedisTokenCache(client, encryption_key=redis_key)
     assert caught.value.field == "client" and "decode_responses" in caught.value.problem
+
+
+def test_an_auth_on_a_shared_store_says_so_in_its_repr(redis_fleet, redis_store):
+    fleet = redis_fleet(customers=1)
+    shared, own = fleet.auth(redis_store()), fleet.auth(None)
+    assert "cache=RedisTokenCache(" in repr(shared) and "encrypted" in repr(shared)
+    assert "cache=" not in repr(own)  # the default in-process cache is not worth a mention
