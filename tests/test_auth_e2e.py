@@ -362,3 +362,13 @@ def test_repr_and_errors_hold_no_token(auth, maskinporten_emulator):
     token = auth.get_token()
     assert token not in repr(auth)
     assert "signer=LocalKeySigner(kid='test-key-1'" in repr(auth)
+
+
+def test_an_unknown_client_is_told_which_environment_the_request_went_to(maskinporten_emulator, signer):
+    auth = MaskinportenAuth("not-registered-here", SCOPE, signer, environment=maskinporten_emulator.environment)
+    with pytest.raises(InvalidGrantError) as raised:
+        auth.get_token()
+    assert raised.value.code == "MP-100" or "client not found" in (raised.value.description or "").lower()
+    hint = raised.value.hint or ""
+    assert "test and prod are separate" in hint
+    assert f"Maskinporten's emulator environment ({maskinporten_emulator.issuer})" in hint

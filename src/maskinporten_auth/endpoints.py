@@ -468,8 +468,8 @@ def _maskinporten_token(response: httpx.Response) -> TokenResponse:
     return TokenResponse(token, _checked_lifetime(float(expires_in), status))
 
 
-def error_from_response(response: httpx.Response) -> TokenRequestError:
-    """The typed exception of a non-200 answer from the token endpoint.
+def error_from_response(response: httpx.Response, environment: Environment | None = None) -> TokenRequestError:
+    """The typed exception of a non-200 answer from the token endpoint (of ``environment``, if known).
 
     The status decides a redirect, 429 and 5xx; any other answer is explained by :mod:`maskinporten_auth.mp_codes`.
     """
@@ -499,7 +499,12 @@ def error_from_response(response: httpx.Response) -> TokenRequestError:
             hint=hint,
             **details,
         )
-    return refusal_error(status, error, code, description)
+    where = (
+        None
+        if environment is None
+        else f"Maskinporten's {environment.name or 'custom'} environment ({environment.issuer})"
+    )
+    return refusal_error(status, error, code, description, environment=where)
 
 
 class _Issuer:
@@ -580,7 +585,7 @@ class TokenEndpoint(_Issuer):
             self.clock.observe(response.headers.get("date"), sent_at, time.time())
             if response.status_code == 200:
                 return parse_token_response(response)
-            raise error_from_response(response)
+            raise error_from_response(response, self.environment)
 
         def recover(error: TokenRequestError) -> bool:
             nonlocal key, corrected

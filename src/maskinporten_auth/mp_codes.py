@@ -59,6 +59,7 @@ class Explanation:
         error: the OAuth error this explanation is limited to, if any.
         words: words of the description (lower case) this explanation is limited to, if any: one must occur.
         kind: the exception the answer raises; None leaves it to the OAuth error (:data:`_KIND_OF_ERROR`).
+        names_environment: the hint says which environment the request went to (a client is registered in one).
     """
 
     key: str
@@ -68,6 +69,7 @@ class Explanation:
     error: str | None = None
     words: tuple[str, ...] = ()
     kind: type[TokenRequestError] | None = None
+    names_environment: bool = False
 
     def fits(self, error: str | None, description: str) -> bool:
         """Whether this explanation's limits (OAuth error, words of the description) fit an answer."""
@@ -118,6 +120,7 @@ TABLE: Final[tuple[Explanation, ...]] = (
             "The integration exists in the other environment: test and prod are separate; check MASKINPORTEN_ENV.",
             "The integration was deleted or deactivated: look it up in Samarbeidsportalen.",
         ),
+        names_environment=True,
     ),
     Explanation(
         "MP-110",
@@ -357,13 +360,19 @@ def hint_for(code: str | None, description: str | None = None, error: str | None
     return found.hint if found is not None else None
 
 
-def refusal_error(status: int, error: str, code: str | None, description: str | None) -> TokenRequestError:
+def refusal_error(
+    status: int, error: str, code: str | None, description: str | None, *, environment: str | None = None
+) -> TokenRequestError:
     """The typed exception of a 4xx answer with an OAuth ``error`` from the token endpoint, as the table explains it.
 
     The explanation names the exception and whether it is a refusal; without one (or one that names no exception)
-    the OAuth error decides, and a 403 is an :class:`~maskinporten_auth.errors.AccessDeniedError`.
+    the OAuth error decides, and a 403 is an :class:`~maskinporten_auth.errors.AccessDeniedError`. ``environment``
+    describes where the request went, for the hints that depend on it.
     """
     found = explain(code, description, error)
+    hint = found.hint if found is not None else None
+    if found is not None and found.names_environment and environment is not None:
+        hint = f"{hint}; this request went to {environment}"
     kind = found.kind if found is not None and found.kind is not None else _KIND_OF_ERROR.get(error)
     if kind is None:
         kind = AccessDeniedError if status == 403 else TokenRequestError
@@ -373,7 +382,7 @@ def refusal_error(status: int, error: str, code: str | None, description: str | 
         error=error,
         code=code,
         description=description,
-        hint=found.hint if found is not None else None,
+        hint=hint,
         refusal=issubclass(kind, _REFUSING_KINDS) or (found is not None and found.refusal),
     )
 
