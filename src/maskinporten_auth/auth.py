@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
-from .cache import RefreshPolicy, TokenStore
+from .cache import RefreshPolicy, TokenCache, TokenStore
 from .checks import validate_count, validate_seconds
 from .endpoints import EXCHANGE_PATH, AltinnExchange, TokenEndpoint, platform_url
 from .environment import Environment, resolve_environment
@@ -443,8 +443,6 @@ def _check_signer(signer: object) -> None:
 
 def _shared_cache(store: TokenStore) -> str:
     """``, cache=...`` in a repr when the tokens are kept beyond this process."""
-    from .cache import TokenCache
-
     return "" if isinstance(store, TokenCache) else f", cache={store!r}"
 
 

@@ -27,7 +27,6 @@ from .errors import (
 
 __all__ = [
     "OWN_ORGNO",
-    "REFUSAL_CODES",
     "SYSTEMUSER_NOT_SET_UP",
     "TABLE",
     "UNKNOWN_KID",
@@ -313,9 +312,6 @@ _BY_KEY: Final[dict[str, tuple[Explanation, ...]]] = {}
 for _entry in TABLE:
     _BY_KEY[_entry.key] = (*_BY_KEY.get(_entry.key, ()), _entry)
 del _entry
-
-#: The MP codes of refusals: answers about a customer or scope that will not change within seconds.
-REFUSAL_CODES: Final = frozenset(entry.key for entry in TABLE if entry.refusal and entry.key.startswith("MP-"))
 
 _MP_CODE = re.compile(r"MP-\d{3}")
 

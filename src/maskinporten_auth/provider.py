@@ -125,6 +125,14 @@ class Flight:
         self.token, self.error = token, error
         self._outcome.set_result(None)
 
+    def value(self) -> str | None:
+        """The token the ended fetch brought, or its error raised; None if it brought neither (fetch again)."""
+        if self.token is not None:
+            return self.token.value
+        if self.error is not None:
+            raise self.error
+        return None
+
     def _slice(self, patience: float) -> float | None:
         """Seconds to wait before looking again (a queued fetch may start any time); None once patience ran out."""
         if self.started_at is None:
@@ -274,7 +282,7 @@ class TokenProvider:
                 return step
             if not step.wait(request.patience):
                 raise _wait_timed_out(request)
-            value = self._outcome(request, step)
+            value = step.value()
             if value is not None:
                 return value
 
@@ -285,7 +293,7 @@ class TokenProvider:
                 return step
             if not await step.wait_async(request.patience):
                 raise _wait_timed_out(request)
-            value = self._outcome(request, step)
+            value = step.value()
             if value is not None:
                 return value
 
@@ -436,14 +444,6 @@ class TokenProvider:
         if self._flights.get(key) is flight:
             self._flights.pop(key, None)
         flight.finish(token, error)
-
-    def _outcome(self, request: TokenRequest, flight: Flight) -> str | None:
-        """The value a waiter gets from a finished flight; None means the fetcher gave up, so go round again."""
-        if flight.token is not None:
-            return flight.token.value
-        if flight.error is not None:
-            raise flight.error
-        return None
 
     # 401s and refusals
 
