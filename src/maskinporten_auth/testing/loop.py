@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -21,6 +22,9 @@ def longest_stall(work: Callable[[], Awaitable[_T]], *, interval: float = 0.005)
 
     The ticker sleeps ``interval`` seconds at a time: a gap much longer than that means something blocked the
     loop (a synchronous network call, a signature computed on the loop's thread).
+
+    The cyclic garbage collector is paused while it runs: a full collection in a large process (a whole test
+    suite's) stops every thread for hundreds of milliseconds, whatever the code under test does.
     """
 
     async def main() -> tuple[_T, float]:
@@ -44,7 +48,13 @@ def longest_stall(work: Callable[[], Awaitable[_T]], *, interval: float = 0.005)
             await ticker
         return result, max(gaps)
 
-    return asyncio.run(main())
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return asyncio.run(main())
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def with_added_latency(signer: _S, seconds: float) -> _S:
