@@ -38,6 +38,7 @@ from maskinporten_auth import (
     TokenRequestError,
     consent_authorization,
 )
+from maskinporten_auth.cache import TokenCache
 from maskinporten_auth.endpoints import error_from_response
 from maskinporten_auth.mp_codes import hint_for
 from maskinporten_auth.testing import Fault, MaskinportenEmulator
@@ -419,6 +420,34 @@ def test_a_burst_of_401s_for_one_token_renews_it_once(make_auth, maskinporten_em
     for worker in workers:
         worker.join()
     assert threads == [200] * 16
+    assert (maskinporten_emulator.tokens_issued, maskinporten_emulator.exchanges) == (2, 2)
+
+
+class RefetchedAtOnce(TokenCache):
+    """A shared store in which another process fetches a dropped token again at once."""
+
+    refetch: Callable[[], object] | None = None
+
+    def invalidate(self, key: str, value: str) -> bool:
+        dropped = super().invalidate(key, value)
+        if dropped and self.refetch is not None:
+            refetch, self.refetch = self.refetch, None
+            refetch()
+        return dropped
+
+
+def test_the_caller_that_drops_a_rejected_altinn_token_renews_the_maskinporten_token_behind_it(
+    make_auth, maskinporten_emulator, altinn_api, systemuser_id
+):
+    store = RefetchedAtOnce()
+    auth = AltinnAuth(make_auth(cache=store).with_systemuser(CUSTOMER), environment=maskinporten_emulator.url)
+    other_process = AltinnAuth(make_auth(cache=store).with_systemuser(CUSTOMER), environment=maskinporten_emulator.url)
+    maskinporten_token = auth.auth.get_token()
+    altinn_api.revoke(auth.get_token())
+    store.refetch = other_process.get_token  # between the drop and anything else this caller does
+
+    assert httpx.get(f"{altinn_api.url}/x", auth=auth).status_code == 200
+    assert auth.auth.get_token() != maskinporten_token
     assert (maskinporten_emulator.tokens_issued, maskinporten_emulator.exchanges) == (2, 2)
 
 

@@ -540,13 +540,10 @@ class AltinnAuth(BearerAuth):
         return self._view(self._auth.with_consumer_org(consumer_org))
 
     def _rejected(self, token: str) -> bool:
+        # The caller that drops the rejected Altinn token also renews the Maskinporten token behind it.
         behind = self.cache.get(self._auth.cache_key)
-        if not self._provider.reject(self._request, token):
-            return False
-        if behind is not None and self.cache.get(self._request.key) is None:
-            # The caller that dropped the rejected Altinn token also renews the Maskinporten token behind it.
-            self._auth._rejected(behind.value)
-        return True
+        renew_behind = None if behind is None else functools.partial(self._auth._rejected, behind.value)
+        return self._provider.reject(self._request, token, on_drop=renew_behind)
 
     def _forget_refusals(self) -> None:
         """Forget the remembered refusals of the Altinn token and of the Maskinporten token behind it."""

@@ -447,14 +447,15 @@ class TokenProvider:
 
     # 401s and refusals
 
-    def reject(self, request: TokenRequest, value: str) -> bool:
+    def reject(self, request: TokenRequest, value: str, on_drop: Callable[[], object] | None = None) -> bool:
         """The API answered 401 to ``value``, the token of ``request``: return whether a renewed token may be sent.
 
-        The token is renewed at most once: of a burst of 401s for one token only the first drops it, and the others
-        resend with whatever token the key has then. A renewed token that is rejected too stays cached and is not
-        renewed while it is younger than ``remember_refusals``: a new token would not be accepted either, and an API
-        that answers 401 to everything would otherwise cost a grant per request. Its 401 goes back to the caller.
-        The rule holds across processes that share a store, since the token carries when it was renewed.
+        The token is renewed at most once: of a burst of 401s for one token only the first drops it (and calls
+        ``on_drop``), and the others resend with whatever token the key has then. A renewed token that is rejected
+        too stays cached and is not renewed while it is younger than ``remember_refusals``: a new token would not be
+        accepted either, and an API that answers 401 to everything would otherwise cost a grant per request. Its 401
+        goes back to the caller. The rule holds across processes that share a store, since the token carries when
+        it was renewed.
         """
         key = request.key
         held = self.store.get(key)
@@ -468,6 +469,8 @@ class TokenProvider:
             with self._memory_lock:
                 _bounded_put(self._renewals, key, now)
             logger.info("the API rejected the cached %s token (401); fetching a new one", request.source.name)
+            if on_drop is not None:
+                on_drop()
         return True
 
     def _warn_renewal_rejected(self, request: TokenRequest, token: CachedToken) -> None:
