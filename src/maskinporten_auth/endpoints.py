@@ -48,6 +48,7 @@ from .errors import (
     RateLimitedError,
     ServerError,
     TokenRequestError,
+    quoted,
 )
 from .grant import GrantBuilder, SigningKey
 from .mp_codes import UNKNOWN_KID, explain, hint_for, mp_code, refusal_error
@@ -79,8 +80,6 @@ MAX_BODY_BYTES = 256 * 1024
 _MAX_LIFETIME = 24 * 3600
 #: RFC 6750 §2.1 b64token: what a Bearer token may hold, so that it can go into an Authorization header as it is.
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
-#: A JWT, or any long run of token characters, in a text an issuer sent back.
-_TOKEN_LIKE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*|[A-Za-z0-9_~+/=-]{40,}")
 _REQUEST_HEADERS = {"Accept": "application/json", "Accept-Encoding": "identity"}
 _DEADLINE_PASSED = "the attempt's deadline passed before the whole answer arrived"
 
@@ -673,10 +672,7 @@ def _problem(response: httpx.Response, secret: str) -> str | None:
     text = next(
         (body[name] for name in ("detail", "title", "error_description") if isinstance(body.get(name), str)), None
     )
-    if text is None:
-        return None
-    text = _TOKEN_LIKE.sub("<token>", text.replace(secret, "<token>"))
-    return " ".join(text.split())[:200]  # one line: a description never forges log lines
+    return None if text is None else quoted(text, secret=secret)
 
 
 def _exchange_error(response: httpx.Response, maskinporten_token: str) -> TokenRequestError:

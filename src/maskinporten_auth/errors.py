@@ -28,6 +28,21 @@ __all__ = [
 ]
 
 
+#: A JWT, or any long run of token characters.
+_TOKEN_LIKE = re.compile(r"[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*|[A-Za-z0-9_~+/=-]{40,}")
+
+
+def quoted(text: str, *, secret: str | None = None, limit: int = 200) -> str:
+    """A service's own words about a failure, fit for an exception or a log line.
+
+    One line (a description never forges log lines), at most ``limit`` characters, with anything that looks like a
+    token, and ``secret`` (what was sent), blanked out: a service may quote what it was given.
+    """
+    if secret:
+        text = text.replace(secret, "<token>")
+    return " ".join(_TOKEN_LIKE.sub("<token>", text).split())[:limit]
+
+
 class MaskinportenError(Exception):
     """Base class of every exception raised by maskinporten-auth."""
 

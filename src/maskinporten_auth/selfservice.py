@@ -31,6 +31,7 @@ from .errors import (
     InvalidScopeError,
     MaskinportenError,
     TokenRequestError,
+    quoted,
 )
 from .jwk import b64url_decode
 from .signer import Signer
@@ -925,7 +926,7 @@ class SelfService:
         if response.is_success:
             try:
                 return response.json() if response.content else None
-            except ValueError:
+            except (ValueError, RecursionError):
                 raise SelfServiceError(
                     f"{step.method} {self.prefix}{step.path} answered with something that is not JSON",
                     status=response.status_code,
@@ -950,13 +951,15 @@ def _message(response: httpx.Response) -> str:
     """The API's own words: ``error_description``, ``message`` or ``detail`` of a JSON body, else the text."""
     try:
         body = response.json()
-    except ValueError:
-        return response.text[:500]
-    if isinstance(body, dict):
-        for name in ("error_description", "message", "detail", "error"):
-            if isinstance(body.get(name), str):
-                return str(body[name])
-    return response.text[:500]
+    except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than the interpreter's stack
+        body = None
+    named = (
+        (body.get(name) for name in ("error_description", "message", "detail", "error"))
+        if isinstance(body, dict)
+        else ()
+    )
+    text = next((value for value in named if isinstance(value, str)), response.text)
+    return quoted(text, secret=response.request.headers.get("authorization", "").removeprefix("Bearer "))
 
 
 def key_expiry(signer: Signer, *, api: SelfService | None = None, client_id: str | None = None) -> KeyExpiry | None:
