@@ -30,7 +30,7 @@ from maskinporten_auth.selfservice import (
 )
 from maskinporten_auth.testing import MaskinportenEmulator, issue_certificate_chain
 from maskinporten_auth.testing.rotation import APPLICATION_SCOPE, RotationRig
-from maskinporten_auth.testing.selfservice import DEFAULT_SCOPE_CATALOGUE, KEY_LIFETIME
+from maskinporten_auth.testing.selfservice import ADMIN_READ, ADMIN_WRITE, DEFAULT_SCOPE_CATALOGUE, KEY_LIFETIME
 
 from .test_secrets import leaks, log_texts
 
@@ -68,6 +68,25 @@ def test_keys_need_an_admin_token_issued_by_the_emulator_with_the_admin_scopes(r
     assert refused.status_code == 403
     assert "idporten:dcr.read" in refused.json()["error_description"]
     assert httpx.get(jwks_url(rig), headers={"Authorization": f"Bearer {admin_token(rig)}"}).status_code == 200
+
+
+def test_an_admin_manages_only_its_own_organisations_clients(rig: RotationRig) -> None:
+    other_key = new_signer("other-admin")
+    rig.emulator.register_client(
+        "admin-of-another-org",
+        orgno="310539759",
+        scopes=[ADMIN_READ, ADMIN_WRITE],
+        keys={"other-admin": other_key.public_jwk()},
+    )
+    with MaskinportenAuth(
+        "admin-of-another-org", [ADMIN_READ, ADMIN_WRITE], other_key, rig.emulator.environment
+    ) as other:
+        headers = {"Authorization": f"Bearer {other.get_token()}"}
+        replacement = {"keys": [rsa_public_jwk(new_signer("x").public_key(), kid="theirs", alg="RS256")]}
+        assert httpx.get(jwks_url(rig), headers=headers).status_code == 403
+        assert httpx.post(jwks_url(rig), json=replacement, headers=headers).status_code == 403
+        assert httpx.delete(jwks_url(rig), headers=headers).status_code == 403
+    assert [key.kid for key in rig.api.keys(rig.client_id)] == ["old"]
 
 
 def test_a_post_replaces_the_whole_set_and_each_posted_key_lives_a_year(rig: RotationRig) -> None:

@@ -196,13 +196,15 @@ class SelfServiceApi:
         match = _CLIENT_PATH.fullmatch(path)
         if match is None:
             return _problem(404, "not_found", f"No resource at {path}.")
-        refused = self._authorize(authorization, ADMIN_READ if method == "GET" else ADMIN_WRITE, now)
-        if refused is not None:
-            return refused
+        admin = self._authorize(authorization, ADMIN_READ if method == "GET" else ADMIN_WRITE, now)
+        if isinstance(admin, Answer):
+            return admin
         client_id, jwks_path = match.group(1), match.group(2)
         client = self._registry.clients.get(client_id)
         if client is None:
             return _problem(404, "not_found", f"Client {client_id} not found.")
+        if admin.get("consumer", {}).get("ID") != f"0192:{client.orgno}":
+            return _problem(403, "access_denied", f"Client {client_id} belongs to another organisation.")
         if not jwks_path:
             if method != "GET":
                 return _problem(405, "method_not_allowed", "Only GET is emulated on a client.")
@@ -229,15 +231,18 @@ class SelfServiceApi:
         lifetime = self._scope_lifetimes.get(entry.get("name", ""))
         return entry if lifetime is None else {**entry, "at_max_age": lifetime}
 
-    def _authorize(self, authorization: str | None, scope: str, now: float) -> Answer | None:
-        """None when the bearer token is the emulator's own, unexpired, with ``scope``; else the refusal."""
+    def _authorize(self, authorization: str | None, scope: str, now: float) -> dict[str, Any] | Answer:
+        """The claims of the bearer token if it is the emulator's own, unexpired, with ``scope``; else the refusal.
+
+        An admin manages the clients of its own organisation (the token's ``consumer``) only.
+        """
         token = (authorization or "").removeprefix("Bearer ").strip()
         claims = self._verify_admin_token(token, now) if token else None
         if claims is None:
             return _problem(401, "invalid_token", "Missing or invalid bearer token.")
         if scope not in str(claims.get("scope", "")).split():
             return _problem(403, "insufficient_scope", f"The token lacks the scope {scope}.")
-        return None
+        return claims
 
     def _document(self, client_id: str) -> dict[str, Any]:
         jwks = self._clients[client_id]
