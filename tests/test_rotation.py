@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,12 +39,16 @@ def rig(maskinporten_emulator: MaskinportenEmulator) -> Iterator[RotationRig]:
     rig.close()
 
 
-def test_a_rotation_adds_waits_for_the_new_kid_switches_and_removes_the_old_key(rig: RotationRig) -> None:
+def test_a_rotation_adds_waits_for_the_new_kid_switches_and_removes_the_old_key(
+    rig: RotationRig, caplog: pytest.LogCaptureFixture
+) -> None:
     auth = rig.application()
     cached = auth.get_token()
     steps: list[RotationProgress] = []
     new = new_signer("new")
+    caplog.set_level(logging.WARNING, logger="maskinporten_auth")
     result = rig.rotate(new, auth, progress=steps.append)
+    assert not caplog.records, "a probe refused while the new kid propagates is expected, not a warning"
     assert [step.step for step in steps if step.step != "wait"] == ["read", "add", "verified", "switch", "remove"]
     assert any(step.step == "wait" for step in steps), "the new kid must have been unknown for a while"
     assert result.added and result.switched and result.removed == ("old",) and result.attempts > 1

@@ -378,25 +378,25 @@ def _key_accepted(error: MaskinportenError) -> bool:
     return isinstance(error, (InvalidScopeError, AccessDeniedError, AuthorizationDetailsError))
 
 
-def _probe_auth(environment: Environment, client_id: str, scopes: Sequence[str], signer: Signer) -> MaskinportenAuth:
-    """A fresh auth for one probe grant: no cached token and no remembered refusal can answer for the key."""
-    from .auth import MaskinportenAuth
-
-    return MaskinportenAuth(client_id, list(scopes), signer, environment, remember_refusals=0)
-
-
 def probe_key(
     environment: Environment, client_id: str, scopes: Sequence[str], signer: Signer
 ) -> TokenRequestError | None:
     """Ask Maskinporten for a token signed by ``signer``: None when it accepted the key, else its refusal.
 
-    A refusal of the scope or the customer counts as accepted: Maskinporten checks the key before them.
+    One grant straight to the token endpoint: no cached token or remembered refusal answers for the key, and a
+    refusal (expected while a new kid propagates) is returned, not logged. A refusal of the scope or the customer
+    counts as accepted: Maskinporten checks the key before them.
     """
-    with _probe_auth(environment, client_id, scopes, signer) as probe:
-        try:
-            probe.get_token()
-        except TokenRequestError as exc:
-            return None if _key_accepted(exc) else exc
+    from .endpoints import TokenEndpoint
+    from .grant import GrantBuilder, GrantClaims, SigningKeys
+
+    endpoint = TokenEndpoint(environment)
+    try:
+        endpoint.obtain(GrantBuilder(SigningKeys(signer), GrantClaims(environment.issuer, client_id, scopes)))
+    except TokenRequestError as exc:
+        return None if _key_accepted(exc) else exc
+    finally:
+        endpoint.close()
     return None
 
 
@@ -404,12 +404,9 @@ async def aprobe_key(
     environment: Environment, client_id: str, scopes: Sequence[str], signer: Signer
 ) -> TokenRequestError | None:
     """:func:`probe_key` without blocking the event loop."""
-    async with _probe_auth(environment, client_id, scopes, signer) as probe:
-        try:
-            await probe.aget_token()
-        except TokenRequestError as exc:
-            return None if _key_accepted(exc) else exc
-    return None
+    import asyncio
+
+    return await asyncio.to_thread(probe_key, environment, client_id, scopes, signer)
 
 
 def _public_jwk(source: Signer | Mapping[str, Any]) -> dict[str, Any]:
