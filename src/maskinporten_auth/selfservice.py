@@ -945,17 +945,17 @@ _HINTS: Final = {
 
 
 def _message(response: httpx.Response) -> str:
-    """The API's own words: ``error_description``, ``message`` or ``detail`` of a JSON body, else the text."""
+    """The API's own words about a failure, quoted: the admin token and anything else token-like blanked out.
+
+    They are a JSON body's ``error_description``, ``message``, ``detail`` or ``error``, else the body's text.
+    """
     try:
         body = response.json()
     except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than the interpreter's stack
         body = None
-    named = (
-        (body.get(name) for name in ("error_description", "message", "detail", "error"))
-        if isinstance(body, dict)
-        else ()
-    )
-    text = next((value for value in named if isinstance(value, str)), response.text)
+    fields = body if isinstance(body, dict) else {}
+    names = ("error_description", "message", "detail", "error")
+    text = next((fields[name] for name in names if isinstance(fields.get(name), str)), response.text)
     return quoted(text, secret=response.request.headers.get("authorization", "").removeprefix("Bearer "))
 
 
