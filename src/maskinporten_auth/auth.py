@@ -214,7 +214,7 @@ class MaskinportenAuth(BearerAuth):
 
     For a supplier with many customers, make one object and a view per customer with :meth:`with_consumer_org`
     or :meth:`with_systemuser`: the views of one object (an *auth family*) share its signer, token cache,
-    connections, in-flight limit and refusal memory, and each costs a few hundred bytes.
+    connections, in-flight limit and refusal memory, and each costs about a kilobyte.
 
     Args:
         client_id: the integration's client id in Maskinporten.
@@ -390,7 +390,7 @@ class MaskinportenAuth(BearerAuth):
         """Return a view that acts for another customer through Altinn delegation (``consumer_org``).
 
         A view is a ``MaskinportenAuth`` that shares this object's signer, token cache, connections to
-        Maskinporten, in-flight limit and refusal memory; it costs a few hundred bytes. Any customer this object
+        Maskinporten, in-flight limit and refusal memory; it costs about a kilobyte. Any customer this object
         named (a ``consumer_org`` or a system user) is replaced.
         """
         return self._view(self._grants.claims.for_customer(consumer_org=consumer_org))
