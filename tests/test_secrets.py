@@ -12,9 +12,13 @@ the objects involved and every exception (str, repr, args and the formatted chai
 from __future__ import annotations
 
 import asyncio
+import http.server
+import json
 import logging
+import threading
 import time
 import traceback
+import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -25,6 +29,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from maskinporten_auth import (
+    Environment,
     LocalKeySigner,
     MaskinportenAuth,
     MaskinportenError,
@@ -32,6 +37,7 @@ from maskinporten_auth import (
     RetryPolicy,
     SigningError,
     TokenEvent,
+    TokenRequestError,
 )
 from maskinporten_auth.endpoints import parse_token_response
 from maskinporten_auth.jwk import b64url
@@ -265,3 +271,45 @@ def test_the_scan_finds_a_secret_when_there_is_one(rsa_key):
     secrets = [*key_secrets(rsa_key), *grant_secrets([grant]), "the-access-token-value"]
     assert len(leaks(planted, secrets)) == 3
     assert leaks(["nothing to see"], secrets) == []
+
+
+class _QuotingTokenEndpoint(http.server.BaseHTTPRequestHandler):
+    """A token endpoint that refuses every grant and quotes it back, whole and in parts, over several lines."""
+
+    def do_POST(self) -> None:
+        form = urllib.parse.parse_qs(self.rfile.read(int(self.headers["content-length"])).decode())
+        grant = form["assertion"][0]
+        said = f"bad assertion {grant}\nINFO forged log line, claims {grant.split('.')[1]}"
+        body = json.dumps({"error": "invalid_grant\nINFO forged", "error_description": said}).encode()
+        self.send_response(400)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_a_token_endpoint_that_quotes_the_grant_never_gets_it_into_an_error_or_a_log(recording_signer, caplog):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _QuotingTokenEndpoint)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    environment = Environment(issuer=f"{url}/", token_endpoint=f"{url}/token")
+    caplog.set_level(logging.DEBUG, logger="maskinporten_auth")
+    try:
+        with (
+            MaskinportenAuth("quoted", SCOPE, recording_signer, environment) as auth,
+            pytest.raises(TokenRequestError) as refused,
+        ):
+            auth.get_token()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    error = refused.value
+    assert recording_signer.grants
+    assert error.description is not None and "\n" not in error.description and "\n" not in str(error)
+    assert error.description.startswith("bad assertion <token> INFO forged log line, claims <token>")
+    texts = [str(error), repr(error), error.description, *log_texts(caplog.records)]
+    assert leaks(texts, grant_secrets(recording_signer.grants)) == []

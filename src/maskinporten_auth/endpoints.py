@@ -467,19 +467,24 @@ def _maskinporten_token(response: httpx.Response) -> TokenResponse:
     return TokenResponse(token, _checked_lifetime(float(expires_in), status))
 
 
-def error_from_response(response: httpx.Response, environment: Environment | None = None) -> TokenRequestError:
+def error_from_response(
+    response: httpx.Response, environment: Environment | None = None, *, grant: str | None = None
+) -> TokenRequestError:
     """The typed exception of a non-200 answer from the token endpoint (of ``environment``, if known).
 
     The status decides a redirect, 429 and 5xx; any other answer is explained by :mod:`maskinporten_auth.mp_codes`.
+    Maskinporten's words are kept on one line, and ``grant`` (the grant sent) or anything else token-like in them is
+    blanked out, in case an endpoint quotes what it was sent.
     """
     status = response.status_code
     body = _json_object(response) or {}
-    error = body.get("error") if isinstance(body.get("error"), str) else None
-    description = body.get("error_description") if isinstance(body.get("error_description"), str) else None
+    error = " ".join(body["error"].split())[:100] if isinstance(body.get("error"), str) else None
+    said = body.get("error_description") if isinstance(body.get("error_description"), str) else None
     error_uri = body.get("error_uri") if isinstance(body.get("error_uri"), str) else None
-    code = mp_code(error_uri, description)
+    code = mp_code(error_uri, said)
+    hint = hint_for(code, said, error)
+    description = None if said is None else quoted(said, secret=grant, limit=1000)
     details: dict[str, Any] = {"status": status, "error": error, "code": code, "description": description}
-    hint = hint_for(code, description, error)
     if 300 <= status < 400:
         location = response.headers.get("location")
         return TokenRequestError(
@@ -584,7 +589,7 @@ class TokenEndpoint(_Issuer):
             self.clock.observe(response.headers.get("date"), sent_at, time.time())
             if response.status_code == 200:
                 return parse_token_response(response)
-            raise error_from_response(response, self.environment)
+            raise error_from_response(response, self.environment, grant=grant)
 
         def recover(error: TokenRequestError) -> bool:
             nonlocal key, corrected

@@ -79,7 +79,7 @@ class TokenRequestError(MaskinportenError):
         status: the HTTP status, or None when no response arrived.
         error: the OAuth ``error`` field (``invalid_grant``, ``invalid_scope``, ``forbidden``, ...).
         code: the MP code (``"MP-251"``) from ``error_uri`` or ``error_description``, when Maskinporten gave one.
-        description: Maskinporten's ``error_description``, verbatim.
+        description: Maskinporten's ``error_description``, on one line, with anything token-like blanked out.
         trace_id: the trace id Maskinporten put in the description, for its support desk.
         hint: what to do about it, in plain words.
         refusal: whether Maskinporten refused this customer or scope, an answer that will not change within
