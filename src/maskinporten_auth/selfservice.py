@@ -83,7 +83,7 @@ class SelfServiceError(MaskinportenError):
 
     Attributes:
         status: the HTTP status, or None when no answer arrived.
-        description: the API's own message, verbatim.
+        description: the API's own message, on one line, with anything token-like blanked out.
         hint: what to do about it.
         retryable: whether a later attempt may succeed (no answer, 5xx or 429).
     """
