@@ -12,15 +12,14 @@ the objects involved and every exception (str, repr, args and the formatted chai
 from __future__ import annotations
 
 import asyncio
-import http.server
 import json
 import logging
-import threading
 import time
 import traceback
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from email.message import Message
 
 import httpx
 import pytest
@@ -44,6 +43,8 @@ from maskinporten_auth.jwk import b64url
 from maskinporten_auth.testing import Fault, MaskinportenEmulator
 from maskinporten_auth.testing.protected_api import ProtectedApi
 from maskinporten_auth.testing.wire import observed_client
+
+from .conftest import answering
 
 SCOPE = "nav:oppfolgingsplan/lps.write"
 CUSTOMER_WITHOUT_DELEGATION = "310539759"
@@ -273,39 +274,22 @@ def test_the_scan_finds_a_secret_when_there_is_one(rsa_key):
     assert leaks(["nothing to see"], secrets) == []
 
 
-class _QuotingTokenEndpoint(http.server.BaseHTTPRequestHandler):
-    """A token endpoint that refuses every grant and quotes it back, whole and in parts, over several lines."""
-
-    def do_POST(self) -> None:
-        form = urllib.parse.parse_qs(self.rfile.read(int(self.headers["content-length"])).decode())
-        grant = form["assertion"][0]
-        said = f"bad assertion {grant}\nINFO forged log line, claims {grant.split('.')[1]}"
-        body = json.dumps({"error": "invalid_grant\nINFO forged", "error_description": said}).encode()
-        self.send_response(400)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+def _quote_the_grant(headers: Message, content: bytes) -> bytes:
+    """A token endpoint's refusal that quotes the grant it was sent, whole and in parts, over several lines."""
+    grant = urllib.parse.parse_qs(content.decode())["assertion"][0]
+    said = f"bad assertion {grant}\nINFO forged log line, claims {grant.split('.')[1]}"
+    return json.dumps({"error": "invalid_grant\nINFO forged", "error_description": said}).encode()
 
 
 def test_a_token_endpoint_that_quotes_the_grant_never_gets_it_into_an_error_or_a_log(recording_signer, caplog):
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _QuotingTokenEndpoint)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}"
-    environment = Environment(issuer=f"{url}/", token_endpoint=f"{url}/token")
     caplog.set_level(logging.DEBUG, logger="maskinporten_auth")
-    try:
+    with answering(400, _quote_the_grant) as url:
+        environment = Environment(issuer=f"{url}/", token_endpoint=f"{url}/token")
         with (
             MaskinportenAuth("quoted", SCOPE, recording_signer, environment) as auth,
             pytest.raises(TokenRequestError) as refused,
         ):
             auth.get_token()
-    finally:
-        server.shutdown()
-        server.server_close()
 
     error = refused.value
     assert recording_signer.grants

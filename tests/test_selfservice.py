@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
-import http.server
 import json
 import logging
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from email.message import Message
 
 import httpx
 import pytest
@@ -32,6 +30,7 @@ from maskinporten_auth.testing import MaskinportenEmulator, issue_certificate_ch
 from maskinporten_auth.testing.rotation import APPLICATION_SCOPE, RotationRig
 from maskinporten_auth.testing.selfservice import ADMIN_READ, ADMIN_WRITE, DEFAULT_SCOPE_CATALOGUE, KEY_LIFETIME
 
+from .conftest import answering
 from .test_secrets import leaks, log_texts
 
 YEAR = datetime.timedelta(seconds=KEY_LIFETIME)
@@ -218,36 +217,12 @@ def test_an_api_refusal_carries_the_apis_own_message(rig: RotationRig) -> None:
     assert refused.value.hint is not None
 
 
-@contextlib.contextmanager
-def answering(status: int, body: Callable[[str], bytes]) -> Iterator[str]:
-    """A loopback self-service API that answers every request with ``status`` and ``body(authorization)``."""
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            content = body(self.headers.get("authorization") or "")
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(content)))
-            self.end_headers()
-            self.wfile.write(content)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def test_an_api_that_quotes_the_admin_token_gets_it_blanked_in_one_line(
     rig: RotationRig, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def echo(authorization: str) -> bytes:
-        return json.dumps({"error_description": f"{authorization} is not allowed\nINFO forged log line"}).encode()
+    def echo(headers: Message, _: bytes) -> bytes:
+        said = f"{headers['authorization']} is not allowed\nINFO forged log line"
+        return json.dumps({"error_description": said}).encode()
 
     with answering(400, echo) as url, pytest.raises(SelfServiceError) as refused:
         SelfService(rig.api.admin_auth, url).keys(rig.client_id)
@@ -259,7 +234,7 @@ def test_an_api_that_quotes_the_admin_token_gets_it_blanked_in_one_line(
 
 @pytest.mark.parametrize("status", [200, 500])
 def test_json_nested_too_deep_is_a_typed_error(rig: RotationRig, status: int) -> None:
-    with answering(status, lambda _: b"[" * 100_000) as url, pytest.raises(SelfServiceError) as failed:
+    with answering(status, lambda headers, content: b"[" * 100_000) as url, pytest.raises(SelfServiceError) as failed:
         SelfService(rig.api.admin_auth, url).keys(rig.client_id)
     assert failed.value.status == status
 
