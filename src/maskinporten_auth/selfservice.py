@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, cast
 
 import httpx
 
+from .checks import validate_seconds
 from .errors import (
     AccessDeniedError,
     AuthorizationDetailsError,
@@ -473,12 +474,10 @@ class SelfService:
             raise ConfigurationError("environment", f"must be 'test', 'prod' or an http(s) URL, got {environment!r}")
         if not prefix.startswith("/"):
             raise ConfigurationError("prefix", f"must start with '/', got {prefix!r}")
-        if not isinstance(catalogue_ttl, (int, float)) or catalogue_ttl < 0:
-            raise ConfigurationError("catalogue_ttl", f"must be a number of seconds >= 0, got {catalogue_ttl!r}")
         self.admin_auth = admin_auth
         self.base_url = base_url
         self.prefix = prefix.rstrip("/")
-        self.catalogue_ttl = float(catalogue_ttl)
+        self.catalogue_ttl = validate_seconds(catalogue_ttl, "catalogue_ttl")
         self._timeout = timeout
         self._http_client = http_client
         self._async_http_client = async_http_client
@@ -724,14 +723,12 @@ class SelfService:
                 "new_signer", f"must be a maskinporten_auth Signer, got {type(new_signer).__name__}"
             )
         grace = remove_after.total_seconds() if isinstance(remove_after, datetime.timedelta) else remove_after
-        if grace is not None and grace < 0:
-            raise ConfigurationError("remove_after", f"must not be negative, got {remove_after!r}")
+        if grace is not None:
+            grace = validate_seconds(grace, "remove_after")
         if auth is not None and auth.client_id != client_id:
             raise ConfigurationError("auth", f"signs for client {auth.client_id}, not {client_id}")
-        if not propagation_timeout >= 0:
-            raise ConfigurationError("propagation_timeout", f"must be seconds >= 0, got {propagation_timeout!r}")
-        if not poll_interval > 0:
-            raise ConfigurationError("poll_interval", f"must be seconds above 0, got {poll_interval!r}")
+        validate_seconds(propagation_timeout, "propagation_timeout")
+        validate_seconds(poll_interval, "poll_interval", minimum=0.001)
         jwk = yield _PublicJwk(new_signer)
         new_kid = str(jwk["kid"])
         if old_kid is None and auth is not None and auth.signer.kid != new_kid:
@@ -1079,12 +1076,10 @@ class SignerReloader:
             raise ConfigurationError("load", "must be a callable that returns a Signer")
         if not watch:
             raise ConfigurationError("watch", "name at least one file to watch")
-        if not isinstance(interval, (int, float)) or interval <= 0:
-            raise ConfigurationError("interval", f"must be a number of seconds above 0, got {interval!r}")
         self.auth = auth
         self.load = load
         self.watch = [Path(path) for path in watch]
-        self.interval = float(interval)
+        self.interval = validate_seconds(interval, "interval", minimum=0.001)
         self.verify = verify
         self._seen = self._fingerprint()
         self._stop = threading.Event()
