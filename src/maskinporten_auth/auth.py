@@ -276,13 +276,11 @@ class MaskinportenAuth(BearerAuth):
             pid=pid,
             lifetime=grant_lifetime,
         )
-        for name, value, kind in (
+        _check_optional(
             ("retry", retry, RetryPolicy),
             ("refresh", refresh, RefreshPolicy),
             ("http_client", http_client, httpx.Client),
-        ):
-            if value is not None and not isinstance(value, kind):
-                raise ConfigurationError(name, f"must be a {kind.__name__}, got {type(value).__name__}")
+        )
         if on_event is not None and not callable(on_event):
             raise ConfigurationError("on_event", "must be callable")
         max_in_flight = validate_count(max_in_flight, "max_in_flight")
@@ -436,6 +434,14 @@ class MaskinportenAuth(BearerAuth):
         )
 
 
+def _check_optional(*settings: tuple[str, object, type]) -> None:
+    """Raise for the first (name, value, kind) whose value is neither None nor a ``kind``."""
+    for name, value, kind in settings:
+        if value is not None and not isinstance(value, kind):
+            expected = f"{kind.__module__.split('.')[0]}.{kind.__name__}"  # httpx.Client, maskinporten_auth.RetryPolicy
+            raise ConfigurationError(name, f"must be a {expected}, got {type(value).__name__}")
+
+
 def _check_signer(signer: object) -> None:
     if not isinstance(signer, Signer):
         raise ConfigurationError("signer", f"must be a maskinporten_auth Signer, got {type(signer).__name__}")
@@ -496,10 +502,7 @@ class AltinnAuth(BearerAuth):
                 )
         if not isinstance(test, bool):
             raise ConfigurationError("test", f"must be True or False, got {test!r}")
-        if retry is not None and not isinstance(retry, RetryPolicy):
-            raise ConfigurationError("retry", "must be a RetryPolicy")
-        if http_client is not None and not isinstance(http_client, httpx.Client):
-            raise ConfigurationError("http_client", f"must be an httpx.Client, got {type(http_client).__name__}")
+        _check_optional(("retry", retry, RetryPolicy), ("http_client", http_client, httpx.Client))
         self._provider = auth._provider
         self._exchange = AltinnExchange(
             platform + EXCHANGE_PATH + ("?test=true" if test else ""),
