@@ -8,7 +8,7 @@ import getpass
 import json
 import os
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -123,6 +123,12 @@ def warn(message: str) -> None:
 def print_json(value: Any) -> None:
     """Write ``value`` to stdout as indented JSON."""
     print(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def table_lines(rows: Sequence[Sequence[str]]) -> list[str]:
+    """``rows`` (a header first) as lines of text: each column as wide as its widest cell, two spaces apart."""
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
 
 
 def read_secret(*, env: str | None, file: str | None, prompt: str | None, confirm: bool = False) -> bytes:

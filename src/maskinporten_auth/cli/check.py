@@ -23,7 +23,15 @@ from ..errors import ConfigurationError, MaskinportenError, SigningError, TokenR
 from ..grant import validate_external_ref
 from ..orgnr import validate_orgno
 from ..provider import DEFAULT_MAX_IN_FLIGHT
-from ._common import CliError, ConfigSource, ExitCode, add_config_arguments, exit_code_for, print_json
+from ._common import (
+    CliError,
+    ConfigSource,
+    ExitCode,
+    add_config_arguments,
+    exit_code_for,
+    print_json,
+    table_lines,
+)
 
 __all__ = ["Customer", "Outcome", "check_all", "configure_check"]
 
@@ -277,15 +285,11 @@ async def check_all(auth: MaskinportenAuth, customers: Iterable[Customer]) -> li
 
 def _table(outcomes: Sequence[Outcome]) -> list[str]:
     """The outcomes as a text table, one line per customer: customer, kind, status and the description."""
-    rows = [("CUSTOMER", "KIND", "STATUS")] + [
-        (str(outcome.customer), _KIND_LABELS[outcome.customer.kind], outcome.label) for outcome in outcomes
+    rows = [("CUSTOMER", "KIND", "STATUS", "DETAILS")] + [
+        (str(outcome.customer), _KIND_LABELS[outcome.customer.kind], outcome.label, outcome.details()[0] or "")
+        for outcome in outcomes
     ]
-    widths = [max(len(row[column]) for row in rows) for column in range(3)]
-    descriptions = ["DETAILS"] + [outcome.details()[0] or "" for outcome in outcomes]
-    return [
-        "  ".join([*(cell.ljust(column) for cell, column in zip(row, widths, strict=True)), description]).rstrip()
-        for row, description in zip(rows, descriptions, strict=True)
-    ]
+    return table_lines(rows)
 
 
 def _hints(outcomes: Sequence[Outcome], width: int | None = None) -> list[str]:

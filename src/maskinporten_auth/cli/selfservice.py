@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import ENV, KEY, KID, key_uri
 from ..errors import ConfigurationError
-from ._common import CliError, ConfigSource, ExitCode, add_config_arguments, print_json, warn
+from ._common import CliError, ConfigSource, ExitCode, add_config_arguments, print_json, table_lines, warn
 
 if TYPE_CHECKING:
     from ..selfservice import RegisteredKey, SelfService
@@ -170,12 +170,6 @@ def _new_signer(args: argparse.Namespace) -> Signer:
 # Output
 
 
-def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> None:
-    widths = [max(len(str(row[column])) for row in [header, *rows]) for column in range(len(header))]
-    for row in [header, *rows]:
-        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
-
-
 def _print_keys(keys: Sequence[RegisteredKey], as_json: bool) -> None:
     if as_json:
         print_json([key.to_dict() for key in keys])
@@ -196,7 +190,7 @@ def _print_keys(keys: Sequence[RegisteredKey], as_json: bool) -> None:
                 "yes" if key.signing else "",
             ]
         )
-    _table(rows, ["KID", "ALG", "BITS", "EXPIRES (UTC)", "DAYS LEFT", "SIGNING"])
+    print("\n".join(table_lines([["KID", "ALG", "BITS", "EXPIRES (UTC)", "DAYS LEFT", "SIGNING"], *rows])))
 
 
 # Commands
@@ -353,9 +347,7 @@ def show_scope(args: argparse.Namespace) -> ExitCode:
         ["user consent required", "yes" if scope.requires_user_consent else "no"],
         ["European businesses", "yes" if scope.supports_european_businesses else "no"],
     ]
-    width = max(len(name) for name, _ in rows)
-    for name, value in rows:
-        print(f"{name.ljust(width)}  {value}")
+    print("\n".join(table_lines(rows)))
     for problem in scope.problems():
         warn(f"warning: {problem}")
     return ExitCode.OK
